@@ -1,0 +1,32 @@
+"""Bad input ends in exit status 2 and one line naming the file or field; nothing else does."""
+import functools
+import os
+import sys
+
+
+class FastmaskError(Exception):
+    """Bad input a user can fix: the message names the file or field at fault."""
+
+
+def cli(main):
+    """Wrap a `python -m` entry point: FastmaskError -> one line on stderr and exit 2.
+
+    `--debug` on the command line (or FASTMASK_DEBUG=1) lets the traceback through."""
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        argv = sys.argv[1:] if argv is None else list(argv)
+        debug = "--debug" in argv or os.environ.get("FASTMASK_DEBUG") == "1"
+        argv = [a for a in argv if a != "--debug"]
+        try:
+            return main(argv)
+        except FastmaskError as e:
+            if debug:
+                raise
+            print(f"fastmask: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("fastmask: interrupted", file=sys.stderr)
+            sys.exit(130)
+    return wrapper
