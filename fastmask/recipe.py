@@ -1,0 +1,213 @@
+"""A recipe is one hypothesis: a `Recipe` whose fields differ from its parent's by the change under test.
+
+A recipe file is a module with a docstring (the hypothesis) and a `recipe` object:
+
+    \"\"\"Person-grouped splits give validation scores that hold on the holdout.\"\"\"
+    from recipes.baseline import recipe as parent
+    recipe = parent.but(split="person", patience=2)
+"""
+import dataclasses
+import difflib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import FastmaskError
+
+
+@dataclass(eq=False)
+class Recipe:
+    arch: str = "resnet18"          # any timm model name
+    pretrained: Any = "auto"        # "auto", True, False, or a path to a local weights file
+    size: tuple = (128, 96)         # height, width fed to the model
+    split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K"
+    valid_pct: float = 0.2
+    seed: int = 0
+    epochs: int = 5
+    lr: Any = 3e-3                  # a float, or "find" for lr_find's valley suggestion
+    bs: int = 64
+    wd: Optional[float] = None
+    patience: Optional[int] = None  # early stopping on validation macro F1; None trains every epoch
+    num_workers: int = 0            # on 2 cores, workers were slower than none for small images
+    # Who this recipe is; set from the module that made it, never compared or overridden.
+    name: str = field(default="recipe", compare=False, repr=False)
+    hypothesis: str = field(default="", compare=False, repr=False)
+    file: Optional[str] = field(default=None, compare=False, repr=False)
+    parent: Optional["Recipe"] = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        self._place(2)
+
+    def _place(self, depth):
+        # The module that built this recipe names it and states its hypothesis.
+        g = sys._getframe(depth + 1).f_globals
+        f = g.get("__file__")
+        if f and Path(f).resolve().parent.name == "recipes" or (f and g.get("__name__", "").startswith("recipes")):
+            self.file, self.name = str(Path(f).resolve()), Path(f).stem
+            self.hypothesis = (g.get("__doc__") or "").strip()
+
+    def but(self, **changes):
+        """A child recipe: this one with `changes`, remembering this one as its parent."""
+        child = dataclasses.replace(self, **coerce_all(changes))
+        child.parent = self
+        child._place(1)
+        return child
+
+    def fields(self):
+        """The fields a recipe file or `--set` may change, with their values."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+
+    def diff(self, other=None):
+        """Fields that differ from `other` (default: the parent), as {field: [other's, this]}."""
+        other = self.parent if other is None else other
+        if other is None:
+            return {}
+        mine, theirs = self.fields(), other.fields()
+        return {k: [_plain(theirs[k]), _plain(v)] for k, v in mine.items() if _plain(theirs[k]) != _plain(v)}
+
+    def config(self):
+        return {"name": self.name, "parent": self.parent.name if self.parent else None,
+                "fields": {k: _plain(v) for k, v in self.fields().items()}, "changed": self.diff()}
+
+    # REPL entry points: the same objects `python -m fastmask.run` trains.
+    def dls(self, data=None):
+        from .train import build_dls, load_data
+        return build_dls(self, load_data(data)[0])
+
+    def learner(self, data=None, dls=None):
+        from .train import build_learner
+        return build_learner(self, dls if dls is not None else self.dls(data))
+
+
+def _plain(v):
+    """A JSON-able form of a field value."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return repr(v)
+
+
+_FIELD_NAMES = [f.name for f in fields(Recipe) if f.compare]
+_DEFAULTS = Recipe.__new__(Recipe)
+for _f in fields(Recipe):
+    setattr(_DEFAULTS, _f.name, _f.default)
+
+
+def check_name(key):
+    if key not in _FIELD_NAMES:
+        close = difflib.get_close_matches(key, _FIELD_NAMES, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; fields are {', '.join(_FIELD_NAMES)}"
+        raise FastmaskError(f"unknown recipe field {key!r}{hint}")
+
+
+def coerce(key, value):
+    """`value` for field `key`, parsed from text when it comes from `--set`; wrong types raise."""
+    check_name(key)
+    default = getattr(_DEFAULTS, key)
+    text = isinstance(value, str)
+    try:
+        if key == "size":
+            v = tuple(int(x) for x in value.replace("x", ",").split(",")) if text else tuple(int(x) for x in value)
+            if len(v) != 2 or min(v) < 8:
+                raise ValueError
+            return v
+        if key in ("lr", "pretrained", "wd", "patience"):
+            return _loose(key, value)
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else {"true": True, "false": False}[value.lower()]
+        if isinstance(default, int):
+            if isinstance(value, bool) or (not text and not isinstance(value, int)):
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return value
+    except (ValueError, KeyError, TypeError, AttributeError):
+        want = {"size": "height,width"}.get(key, type(default).__name__)
+        raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None
+
+
+def _loose(key, value):
+    # Fields that take a number or a word: text from --set becomes the number when it is one.
+    if isinstance(value, str):
+        low = value.lower()
+        if low in ("none", "null"):
+            return None
+        if low in ("true", "false"):
+            return low == "true"
+        try:
+            return int(value) if key == "patience" else float(value)
+        except ValueError:
+            if key == "lr" and low != "find":
+                raise
+            return value
+    if key == "patience" and value is not None and not isinstance(value, int):
+        raise ValueError
+    return value
+
+
+def coerce_all(changes):
+    return {k: coerce(k, v) for k, v in changes.items()}
+
+
+def parse_sets(pairs):
+    """`--set key=value` items into a dict of coerced fields."""
+    out = {}
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq:
+            raise FastmaskError(f"--set {p!r}: expected key=value")
+        out[key.strip()] = coerce(key.strip(), value.strip())
+    return out
+
+
+def load_recipe(path, overrides=None):
+    """Import a recipe file; `overrides` ({field: value}) make a child of it (named as the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastmaskError(f"{path}: no such recipe file")
+    path = path.resolve()
+    # Parents are imported as `recipes.<name>`, so the folder above `recipes/` goes on sys.path.
+    root = path.parent.parent if path.parent.name == "recipes" else path.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    modname = f"recipes.{path.stem}" if path.parent.name == "recipes" else path.stem
+    spec = importlib.util.spec_from_file_location(modname, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except FastmaskError as e:
+        raise FastmaskError(f"{path}: {e}") from None
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("recipes"):
+            raise FastmaskError(f"{path}: parent recipe {e.name!r} not found ({e.name.replace('.', '/')}.py)") from None
+        raise FastmaskError(f"{path}: {_where(e, path)}") from None
+    except SyntaxError as e:
+        raise FastmaskError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        raise FastmaskError(_where(e, path)) from None
+    r = getattr(mod, "recipe", None)
+    if not isinstance(r, Recipe):
+        raise FastmaskError(f"{path}: defines no `recipe = Recipe(...)` or `parent.but(...)`")
+    r.file, r.name = str(path), path.stem
+    r.hypothesis = (mod.__doc__ or "").strip()
+    if overrides:
+        child = dataclasses.replace(r, **overrides)
+        child.parent, child.file, child.name, child.hypothesis = r.parent, r.file, r.name, r.hypothesis
+        r = child
+    return r
+
+
+def _where(e, path):
+    """'file:line: Error: message' at the deepest frame inside a recipe file."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "recipes" in Path(f.filename).parts or f.filename == str(path)]
+    f = frames[-1] if frames else None
+    loc = f"{f.filename}:{f.lineno}" if f else str(path)
+    return f"{loc}: {type(e).__name__}: {e}"
