@@ -1,0 +1,119 @@
+"""Albumentations presets and the fastai item transforms that apply them.
+
+A recipe's `augment` field is a preset name ("none", "light", "strong"), None, or an `A.Compose`;
+`augment_tfms` turns it into the DataBlock's item_tfms."""
+import copy
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwise checks PyPI on import
+
+import albumentations as A
+import numpy as np
+from fastai.vision.augment import Resize
+from fastai.vision.core import PILImage
+from fastcore.transform import Transform
+from torch.utils.data import get_worker_info
+
+from .errors import FastmaskError
+
+
+def _light(height, width, seed=None, strict=False):
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.05, 0.05), scale=(0.95, 1.05), rotate=(-10, 10),
+                 border_mode=0, fill=0, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
+    ], seed=seed, strict=strict)
+
+
+def _strong(height, width, seed=None, strict=False):
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.08, 0.08), scale=(0.9, 1.1), rotate=(-15, 15),
+                 border_mode=0, fill=0, p=0.7),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        # Hue stays small: mask colour is part of what the model must read.
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=0.5),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0),
+                 A.GaussNoise(std_range=(0.02, 0.08), p=1.0)], p=0.3),
+        # Small holes only: a large one can erase the mask or the face that decides the label.
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.12),
+                        hole_width_range=(0.05, 0.12), fill=0, p=0.3),
+    ], seed=seed, strict=strict)
+
+
+# name -> builder(height, width, seed=None, strict=False) -> A.Compose, or None for no augmentation.
+PRESETS = {"none": None, "light": _light, "strong": _strong}
+
+
+def preset(name, size, seed=None, strict=False):
+    """The `A.Compose` for preset `name` at `size` (height, width), or None for "none"."""
+    if name not in PRESETS:
+        raise FastmaskError(f"recipe field augment: unknown preset {name!r} "
+                            f"(presets: {', '.join(PRESETS)}; or pass an A.Compose)")
+    build = PRESETS[name]
+    return None if build is None else build(*size, seed=seed, strict=strict)
+
+
+class Albumentations(Transform):
+    """An albumentations pipeline on training images only (after Resize, before ToTensor)."""
+    split_idx, order = 0, 2
+
+    def __init__(self, tfm, seed=0):
+        super().__init__()
+        self.tfm, self.seed, self._worker = tfm, seed, None
+        tfm.set_random_seed(seed)
+
+    def _reseed_in_worker(self):
+        # Each DataLoader worker gets a copy of the same generator and would repeat the others' draws;
+        # torch gives each worker, each epoch, its own seed derived from the main (seeded) process.
+        info = get_worker_info()
+        if info is not None and self._worker != info.seed:
+            self._worker = info.seed
+            self.tfm.set_random_seed(int(np.random.SeedSequence([self.seed, info.seed]).generate_state(1)[0]))
+
+    def encodes(self, x: PILImage):
+        self._reseed_in_worker()
+        return PILImage.create(self.tfm(image=np.asarray(x))["image"])
+
+
+class CentreCrop(Transform):
+    """Keeps the centre `frac` of height and width (a float, or (fh, fw)) on every split.
+
+    order 0: it crops the full photo before Resize, so train, valid and test_dl see the same region."""
+    order = 0
+
+    def __init__(self, frac=0.75):
+        super().__init__()
+        fh, fw = (frac, frac) if np.isscalar(frac) else frac
+        if not (0 < fh <= 1 and 0 < fw <= 1):
+            raise FastmaskError(f"recipe field crop: {frac!r} must be fractions in (0, 1]")
+        self.frac = (float(fh), float(fw))
+
+    def encodes(self, x: PILImage):
+        w, h = x.size
+        ch, cw = max(1, round(h * self.frac[0])), max(1, round(w * self.frac[1]))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return PILImage.create(x.crop((left, top, left + cw, top + ch)))
+
+
+def augment_tfms(augment, size, seed=0, crop=None, method="squish"):
+    """The DataBlock's item_tfms for a recipe: [CentreCrop?, Resize(size), Albumentations?].
+
+    `augment` is a preset name, None, or an `A.Compose` (a copy is seeded with `seed`, so the
+    recipe's object is left as it was); `crop` a CentreCrop fraction or None; `size` (height, width)."""
+    tfms = [CentreCrop(crop)] if crop is not None else []
+    tfms.append(Resize(tuple(size), method=method))
+    if augment is None:
+        return tfms
+    if isinstance(augment, str):
+        comp = preset(augment, size, seed=seed)
+    elif isinstance(augment, (A.BaseCompose, A.BasicTransform)):
+        # A copy: seeding reaches into the transforms, and the recipe's object should stay as written.
+        comp = copy.deepcopy(augment if isinstance(augment, A.Compose) else A.Compose([augment]))
+    else:
+        raise FastmaskError(f"recipe field augment: {augment!r} is neither a preset name "
+                            f"({', '.join(PRESETS)}) nor an A.Compose")
+    if comp is not None:
+        tfms.append(Albumentations(comp, seed=seed))
+    return tfms

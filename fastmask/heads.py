@@ -1,0 +1,49 @@
+"""Multi-head (mask / gender / age) as one 18-way output.
+
+Three heads give 3 + 2 + 3 logits; `FactorisedHead` turns them into the 18 joint log-probabilities
+of the class code, so metrics, get_preds, tta, CutMix and export see one ordinary output tensor,
+and plain cross-entropy on it is the sum of the three per-head cross-entropies."""
+import timm
+import torch.nn.functional as F
+from fastai.vision.learner import create_head
+from torch import nn
+
+from .labels import AGE_GROUPS, GENDERS, MASKS
+
+SIZES = (len(MASKS), len(GENDERS), len(AGE_GROUPS))  # (3, 2, 3): the order of the class code
+
+
+class FactorisedHead(nn.Module):
+    """(bs, 8) task logits -> (bs, 18): out[:, m*6+g*3+a] = log p(m) + log p(g) + log p(a)."""
+    def forward(self, x):
+        m, g, a = (F.log_softmax(t, dim=-1) for t in x.split(SIZES, dim=-1))
+        joint = m[:, :, None, None] + g[:, None, :, None] + a[:, None, None, :]
+        return joint.flatten(1)
+
+
+def task_logprobs(out):
+    """(mask (bs,3), gender (bs,2), age (bs,3)) log-probabilities, marginalised from 18-way output.
+
+    Exact for FactorisedHead output; for any other 18 logits it gives the marginals of their softmax."""
+    z = out.reshape(-1, *SIZES)
+    return tuple(F.log_softmax(z.logsumexp(dim=dims), dim=-1) for dims in ((2, 3), (1, 3), (1, 2)))
+
+
+def multi_head(nf, pool=True, **create_head_kwargs):
+    """A custom_head for vision_learner: fastai's head to 8 task logits, then FactorisedHead.
+
+    `nf` is the body's feature count; `pool` whether the body's output is still a feature map
+    (true for timm bodies that fastai runs with forward_features; `multi_head_for` reads both)."""
+    return nn.Sequential(create_head(nf, sum(SIZES), pool=pool, **create_head_kwargs), FactorisedHead())
+
+
+def multi_head_for(arch, **create_head_kwargs):
+    """`multi_head` sized for the timm model `arch`, as fastai's create_timm_model would build its body."""
+    m = timm.create_model(arch, pretrained=False, num_classes=0)
+    # Mirrors fastai's TimmBody: models with a pool_size are run through forward_features (a map).
+    return multi_head(m.num_features, pool=m.default_cfg.get("pool_size") is not None, **create_head_kwargs)
+
+
+def is_factorised(model):
+    return any(isinstance(m, FactorisedHead) for m in model.modules())
+

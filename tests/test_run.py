@@ -1,0 +1,90 @@
+"""End to end: a recipe trained and recorded through the CLI, the export reloaded in a fresh process."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TINY
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "fastmask.run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished(twin, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for name in ("baseline", "person_split"):
+        p = run_cli(f"recipes/{name}.py", *TINY, "--data", str(twin), "--runs", str(runs))
+        assert p.returncode == 0, p.stderr[-3000:]
+    return runs
+
+
+def test_run_folder_contract(finished):
+    dirs = sorted(finished.iterdir())
+    assert [d.name.split("-", 1)[1] for d in dirs] == ["baseline", "person_split"]
+    d = dirs[1]
+    for f in ("recipe.py", "config.json", "history.csv", "metrics.json", "confusion.png", "card.md", "model.pkl"):
+        assert (d / f).is_file(), f
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["changed"] == {"split": ["random", "person"], "patience": [None, 2]}
+    assert cfg["fields"]["arch"] == "test_resnet" and cfg["overrides"]["epochs"] == 1
+    m = json.loads((d / "metrics.json").read_text())
+    for k in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy"):
+        assert 0 <= m[k] <= 1, k
+    assert len(m["per_class_f1"]) == 18
+    assert len(pd.read_csv(d / "history.csv")) == 1
+    card = (d / "card.md").read_text()
+    assert "Splitting by person" in card and "holdout macro F1" in card and "baseline" in card
+    assert json.loads((d / "status.json").read_text())["status"] == "finished"
+
+
+def test_valid_preds_are_person_grouped(finished, twin):
+    base, person = sorted(finished.iterdir())
+    vp = pd.read_csv(person / "valid_preds.csv", dtype={"person": str})
+    from fastmask.data import locate, read_train
+    df = read_train(locate(twin)[0])
+    train_people = set(df.person) - set(vp.person)
+    assert train_people and set(vp.person).isdisjoint(train_people)
+    # the random split leaks: some validation people also have training photos
+    bp = pd.read_csv(base / "valid_preds.csv", dtype={"person": str})
+    per_person = df.groupby("person").size()
+    assert (bp.groupby("person").size() < per_person.loc[bp.person.unique()]).any()
+
+
+def test_export_reloads_in_fresh_process(finished, twin):
+    d = sorted(finished.iterdir())[1]
+    code = f"""
+import sys, numpy as np
+from fastai.learner import load_learner
+from fastmask.data import locate, read_eval
+learn = load_learner(r"{d / 'model.pkl'}")
+ev = read_eval(locate(r"{twin}")[1])
+dl = learn.dls.test_dl(list(ev.path[:5]))
+p, _ = learn.get_preds(dl=dl)
+assert p.shape == (5, 18), p.shape
+print(int(learn.predict(ev.path[0])[1]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert 0 <= int(p.stdout.strip().splitlines()[-1]) < 18
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["recipes/person_split.py", "--set", "epoch=1"], "did you mean epochs"),
+    (["recipes/person_split.py", "--set", "arch=resnet_18"], "unknown timm model 'resnet_18'"),
+    (["recipes/nope.py"], "no such recipe file"),
+    (["recipes/person_split.py", "--data", "/no/such/folder"], "/no/such/folder"),
+])
+def test_bad_input_one_line_exit_2(args, msg, tmp_path):
+    p = run_cli(*args, "--runs", str(tmp_path / "runs"))
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0], p.stderr[-2000:]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
