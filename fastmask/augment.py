@@ -11,7 +11,7 @@ import albumentations as A
 import numpy as np
 from fastai.vision.augment import Resize
 from fastai.vision.core import PILImage
-from fastcore.transform import Transform
+from fasttransform import Transform
 from torch.utils.data import get_worker_info
 
 from .errors import FastmaskError

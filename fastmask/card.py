@@ -11,7 +11,8 @@ def parent_run(runs_dir, cfg):
     if not cfg.get("parent"):
         return None
     found = finished_runs(runs_dir, name=cfg["parent"], fingerprint=cfg.get("data_fingerprint"))
-    return found[0] if found else None
+    same = [d for d in found if read_json(d / "config.json", {}).get("fields") == cfg.get("parent_fields")]
+    return (same or found or [None])[0]
 
 
 def _fmt(v):

@@ -17,6 +17,8 @@ def cli(main):
         argv = sys.argv[1:] if argv is None else list(argv)
         debug = "--debug" in argv or os.environ.get("FASTMASK_DEBUG") == "1"
         argv = [a for a in argv if a != "--debug"]
+        if not debug:
+            quiet_warnings()
         try:
             return main(argv)
         except FastmaskError as e:
@@ -30,3 +32,11 @@ def cli(main):
             print("fastmask: interrupted", file=sys.stderr)
             sys.exit(130)
     return wrapper
+
+
+def quiet_warnings():
+    """Library deprecation chatter off; our own warnings as one 'fastmask: warning:' line each."""
+    import warnings
+    for cat in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=cat)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"fastmask: warning: {msg}\n"

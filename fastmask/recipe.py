@@ -70,7 +70,8 @@ class Recipe:
 
     def config(self):
         return {"name": self.name, "parent": self.parent.name if self.parent else None,
-                "fields": {k: _plain(v) for k, v in self.fields().items()}, "changed": self.diff()}
+                "fields": {k: _plain(v) for k, v in self.fields().items()}, "changed": self.diff(),
+                "parent_fields": {k: _plain(v) for k, v in self.parent.fields().items()} if self.parent else None}
 
     # REPL entry points: the same objects `python -m fastmask.run` trains.
     def dls(self, data=None):
@@ -198,11 +199,18 @@ def load_recipe(path, overrides=None):
         raise FastmaskError(f"{path}: defines no `recipe = Recipe(...)` or `parent.but(...)`")
     r.file, r.name = str(path), path.stem
     r.hypothesis = (mod.__doc__ or "").strip()
-    if overrides:
-        child = dataclasses.replace(r, **overrides)
-        child.parent, child.file, child.name, child.hypothesis = r.parent, r.file, r.name, r.hypothesis
-        r = child
-    return r
+    return with_overrides(r, overrides) if overrides else r
+
+
+def with_overrides(r, overrides):
+    """`r` and its whole parent chain with the same `--set` fields, so the change under test stays the
+    recipe's own (`--set epochs=1` on a child compares against the parent at one epoch too)."""
+    if r is None:
+        return None
+    out = dataclasses.replace(r, **overrides)
+    out.file, out.name, out.hypothesis = r.file, r.name, r.hypothesis
+    out.parent = with_overrides(r.parent, overrides)
+    return out
 
 
 def _where(e, path):

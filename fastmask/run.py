@@ -32,7 +32,8 @@ def main(argv):
     if args.data is not None and not Path(args.data).exists():
         raise FastmaskError(f"--data {args.data}: no such folder")
     data = load_data(args.data, skip_bad=args.skip_bad)
-    return train_and_record(recipe, data, args.runs, overrides=parse_sets(args.sets))
+    train_and_record(recipe, data, args.runs, overrides=parse_sets(args.sets))
+    return 0
 
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None):

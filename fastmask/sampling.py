@@ -2,6 +2,7 @@
 
 Weights change how often rows are drawn and keep epochs the same length; oversampling adds rows, so
 each copy gets its own augmentation draw and an epoch grows. Both leave validation rows alone."""
+import fastai.callback.data  # noqa: F401  (defines DataBlock.weighted_dataloaders, used with class_weights)
 import numpy as np
 import pandas as pd
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader

@@ -1,0 +1,151 @@
+"""CutMix variants as fastai callbacks: box (fastai's), face halves, and rare-class partners.
+
+All subclass fastai's MixHandler, so the loss is mixed as fastai mixes it:
+`torch.lerp(loss(partner's y), loss(own y), self.lam)`, `lam` being the share of the image kept.
+Targets stay class ids and the output one 18-vector per image, so the factorised multi-head
+output needs nothing special."""
+import numpy as np
+import torch
+from fastai.callback.mixup import CutMix, MixHandler, MixUp
+
+from .errors import FastmaskError
+from .labels import N_CLASSES
+
+
+def _paste_half(x, x1, right):
+    """x with its left (or right) width//2 columns taken from x1, and the share of x kept."""
+    w = x.shape[-1]
+    half = w // 2
+    cols = slice(w - half, w) if right else slice(0, half)
+    out = x.clone()
+    out[..., cols] = x1[..., cols]
+    return out, (w - half) / w
+
+
+def _paste_box(cb, x, x1):
+    # fastai's own box sampler; it only reads `cb.x` for the device.
+    h, w = x.shape[-2:]
+    x_1, y_1, x_2, y_2 = CutMix.rand_bbox(cb, w, h, cb.distrib.sample((1,)).to(x.device))
+    out = x.clone()
+    out[..., y_1:y_2, x_1:x_2] = x1[..., y_1:y_2, x_1:x_2]
+    return out, float(1 - (x_2 - x_1) * (y_2 - y_1) / (w * h))
+
+
+class _Paste(MixHandler):
+    """Shared by the CutMix variants here: paste partners into the batch and set lam and yb1."""
+    def __init__(self, mode="halves", alpha=1.0, p=1.0):
+        if mode not in ("halves", "box"):
+            raise FastmaskError(f"cutmix: mode {mode!r} is not 'halves' or 'box'")
+        super().__init__(alpha)
+        self.mode, self.p = mode, p
+
+    def _mix(self, x1, y1):
+        if torch.rand(()) >= self.p:  # this batch unmixed: own loss only
+            self.lam, self.yb1 = 1.0, tuple(self.yb)
+            return
+        if self.mode == "halves":
+            x, self.lam = _paste_half(self.x, x1, right=bool(torch.rand(()) < 0.5))
+        else:
+            x, self.lam = _paste_box(self, self.x, x1)
+        self.learn.xb = (x, *self.xb[1:])
+        self.yb1 = (y1,)
+        if not self.stack_y:  # a loss that takes soft targets: mix the targets instead
+            self.learn.yb = (torch.lerp(y1.float(), self.y.float(), self.lam),)
+
+    def _shuffled(self):
+        idx = torch.randperm(self.x.shape[0], device=self.x.device)
+        return self.x[idx], self.y[idx]
+
+
+class CutMixHalves(_Paste):
+    """With probability `p` per batch, each image's left or right half (one side per batch) becomes
+    its shuffled partner's same half: the pasted part is face, where a random box often lands on
+    background. lam = kept share = 0.5 (odd widths: (w - w//2) / w)."""
+    def __init__(self, p=1.0):
+        super().__init__("halves", p=p)
+
+    def before_batch(self):
+        self._mix(*self._shuffled())
+
+
+def rare_classes(labels, k=6, idx=None):
+    """The `k` class ids with the fewest rows (among classes present; ties by id), sorted."""
+    y = np.asarray(labels).astype(int)
+    y = y if idx is None else y[np.asarray(idx)]
+    counts = np.bincount(y, minlength=N_CLASSES)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(counts[present], kind="stable")]
+    return tuple(sorted(int(c) for c in order[:k]))
+
+
+class CutMixRare(_Paste):
+    """CutMix ("halves" or "box") whose partners are images of the rarest classes.
+
+    Training images of the `rare` classes (or `rare_classes(labels, k)`) from recent batches wait in a
+    rolling buffer of `size` images (already augmented and normalised, on the batch's device); each
+    image draws its partner from it, or from its own batch while the buffer is still empty."""
+    def __init__(self, rare=None, labels=None, k=6, mode="halves", alpha=1.0, p=1.0, size=256):
+        if rare is None:
+            if labels is None:
+                raise FastmaskError("cutmix rare: give the rare class ids or the training labels")
+            rare = rare_classes(labels, k)
+        super().__init__(mode, alpha, p)
+        self.rare, self.size = tuple(int(c) for c in rare), size
+        self._clear()
+
+    def _clear(self):
+        self.buf_x = self.buf_y = None
+
+    def before_fit(self):
+        self._clear()
+
+    def after_fit(self):
+        self._clear()  # an exported learner should not carry a buffer of images
+
+    def _remember(self, x, y):
+        keep = torch.isin(y, torch.tensor(self.rare, device=y.device))
+        if not keep.any():
+            return
+        x, y = x[keep].detach().clone(), y[keep].detach().clone()
+        if self.buf_x is None or self.buf_x.shape[1:] != x.shape[1:]:  # first batch, or a new image size
+            self.buf_x, self.buf_y = x[-self.size:], y[-self.size:]
+        else:
+            self.buf_x = torch.cat([self.buf_x, x])[-self.size:]
+            self.buf_y = torch.cat([self.buf_y, y])[-self.size:]
+
+    def _partners(self):
+        if self.buf_x is None or self.buf_x.shape[1:] != self.x.shape[1:]:
+            return self._shuffled()
+        idx = torch.randint(len(self.buf_y), (self.x.shape[0],), device=self.buf_y.device)
+        return self.buf_x[idx], self.buf_y[idx]
+
+    def before_batch(self):
+        # Partners come from earlier batches, so no image is pasted onto itself from the buffer.
+        x1, y1 = self._partners()
+        self._remember(self.x, self.y)
+        self._mix(x1, y1)
+
+
+CUTMIX = ("box", "halves", "rare", "rare-box")
+
+
+def mixing_callbacks(cutmix=None, mixup=None, labels=None, rare=None, alpha=1.0, p=1.0):
+    """The training callbacks for a recipe's `cutmix` and `mixup` fields (a list, maybe empty).
+
+    cutmix: None, "box" (fastai's CutMix(alpha)), "halves", "rare" (halves with rare partners) or
+    "rare-box"; the rare ones need `rare` class ids or the training `labels`. mixup: None or a
+    Beta alpha for fastai's MixUp. Not both: each MixHandler swaps the learner's loss and the
+    second cannot wrap the first's."""
+    if cutmix in (None, False, "none") and mixup in (None, False, 0):
+        return []
+    if cutmix not in (None, False, "none") and mixup not in (None, False, 0):
+        raise FastmaskError("recipe fields cutmix and mixup: use one of them, not both")
+    if mixup not in (None, False, 0):
+        return [MixUp(float(mixup))]
+    if cutmix == "box":
+        return [CutMix(alpha)]
+    if cutmix == "halves":
+        return [CutMixHalves(p)]
+    if cutmix in ("rare", "rare-box"):
+        return [CutMixRare(rare, labels, mode="box" if cutmix == "rare-box" else "halves", alpha=alpha, p=p)]
+    raise FastmaskError(f"recipe field cutmix: unknown {cutmix!r} (choose from {', '.join(CUTMIX)} or None)")

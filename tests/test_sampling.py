@@ -1,0 +1,106 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from fastmask.errors import FastmaskError
+from fastmask.sampling import class_counts, class_weights, oversample
+
+# Images per class in the real training set (dataset-facts.md): the skew the sampler must undo.
+REAL = np.array([2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109])
+
+
+def skewed(scale=20, seed=0):
+    y = np.repeat(np.arange(18), np.maximum(1, REAL // scale))
+    return np.random.default_rng(seed).permutation(y)
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_weighted_draws_reach_the_set_rate(power):
+    y = skewed()
+    w = class_weights(y, power)
+    assert w.shape == y.shape and np.isclose(w.sum(), 1)
+    counts = class_counts(y)
+    want = counts ** (1 - power) / (counts ** (1 - power)).sum()  # class share of draws
+    torch.manual_seed(0)
+    draws = y[torch.multinomial(torch.tensor(w), 4000, replacement=True).numpy()]
+    got = np.bincount(draws, minlength=18) / len(draws)
+    assert abs(got[8] - want[8]) < 0.02  # a rarest class (83 images in the real set)
+    assert np.abs(got - want).max() < 0.03
+    assert got[8] > 3 * counts[8] / counts.sum()  # far above its natural share
+
+
+def test_weighted_dataloaders_draw_training_rows_at_the_set_rate():
+    # The exact call train.py makes: weights for every row, fastai keeps the training ones.
+    from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
+    from fastai.data.transforms import IndexSplitter
+    y = skewed(scale=40)
+    valid = np.arange(0, len(y), 5)
+    block = DataBlock(blocks=(TransformBlock, CategoryBlock(vocab=list(range(18)))),
+                      get_x=lambda i: i, get_y=lambda i: int(y[i]), splitter=IndexSplitter(valid))
+    np.random.seed(0)
+    dls = block.weighted_dataloaders(np.arange(len(y)), class_weights(y), bs=64, num_workers=0)
+    drawn = np.concatenate([np.asarray(xb) for _ in range(8) for xb, _ in dls.train])
+    assert not set(drawn) & set(valid)
+    share = np.bincount(y[drawn], minlength=18) / len(drawn)
+    assert np.abs(share - 1 / 18).max() < 0.03
+    assert len(list(dls.valid)) and np.array_equal(np.concatenate([np.asarray(x) for x, _ in dls.valid]), valid)
+
+
+def test_weights_counted_on_training_rows():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    w = class_weights(y, idx=[0, 1, 3])  # class 0: 2 train rows, class 1: 1
+    assert w[3] == pytest.approx(2 * w[0])
+    with pytest.raises(FastmaskError):
+        class_weights(np.array([0, 0, 2]), idx=[0, 1])
+
+
+def frame(seed=0, scale=20):
+    y = skewed(scale, seed)
+    return pd.DataFrame({"path": [f"/img/{i}.jpg" for i in range(len(y))],
+                         "person": [f"{i // 7:06d}" for i in range(len(y))], "label": y})
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), share=st.sampled_from([0.5 / 18, 0.8 / 18, 0.03]))
+def test_oversample_copies_train_rows_to_the_target_share(seed, share):
+    df = frame(seed)
+    rng = np.random.default_rng(seed)
+    valid = np.sort(rng.choice(len(df), len(df) // 5, replace=False))
+    train = np.setdiff1d(np.arange(len(df)), valid)
+    out, t2 = oversample(df, train, target_share=share, seed=seed)
+    n = len(df)
+    # Originals, positions and validation rows untouched; copies appended and all in training.
+    pd.testing.assert_frame_equal(out.iloc[:n].drop(columns="copy"), df)
+    assert (out["copy"].iloc[:n] == 0).all() and (out["copy"].iloc[n:] >= 1).all()
+    assert np.array_equal(t2[: len(train)], train) and np.array_equal(t2[len(train):], np.arange(n, len(out)))
+    assert set(t2).isdisjoint(valid)
+    src = out.iloc[n:].merge(df.reset_index(), on=["path", "person", "label"])
+    assert set(src["index"]) <= set(train)  # every copy is of a training row, person id kept
+    before = class_counts(df.label, train) / len(train)
+    after = class_counts(out.label, t2) / len(t2)
+    present = before > 0
+    assert (after[present] >= share - 1.5 / len(t2)).all()
+    untouched = before >= share * (len(t2) / len(train))
+    assert np.array_equal(class_counts(out.label, t2)[untouched], class_counts(df.label, train)[untouched])
+
+
+def test_oversample_is_deterministic_and_spreads_copies():
+    df = frame()
+    train = np.arange(len(df))
+    a, ta = oversample(df, train, seed=3)
+    b, tb = oversample(df, train, seed=3)
+    c, _ = oversample(df, train, seed=4)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    copies = a.iloc[len(df):]
+    assert len(copies) > 0 and copies.path.isin(df.path).all()
+    for c, rows in copies.groupby("label"):
+        # Each training row of the class is copied floor or ceil(k / rows) times.
+        n = rows.path.value_counts().reindex(df.path[df.label == c], fill_value=0)
+        assert n.max() - n.min() <= 1
+
+def test_oversample_rejects_impossible_share():
+    with pytest.raises(FastmaskError):
+        oversample(frame(), np.arange(10), target_share=0.5)
