@@ -4,6 +4,7 @@ A recipe's `augment` field is a preset name ("none", "light", "strong"), None, o
 `augment_tfms` turns it into the DataBlock's item_tfms."""
 import copy
 import os
+import random
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwise checks PyPI on import
 
@@ -17,16 +18,16 @@ from torch.utils.data import get_worker_info
 from .errors import FastmaskError
 
 
-def _light(height, width, seed=None, strict=False):
+def _light(height, width, strict=False):
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(translate_percent=(-0.05, 0.05), scale=(0.95, 1.05), rotate=(-10, 10),
                  border_mode=0, fill=0, p=0.5),
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-    ], seed=seed, strict=strict)
+    ], strict=strict)
 
 
-def _strong(height, width, seed=None, strict=False):
+def _strong(height, width, strict=False):
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(translate_percent=(-0.08, 0.08), scale=(0.9, 1.1), rotate=(-15, 15),
@@ -39,11 +40,20 @@ def _strong(height, width, seed=None, strict=False):
         # Small holes only: a large one can erase the mask or the face that decides the label.
         A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.12),
                         hole_width_range=(0.05, 0.12), fill=0, p=0.3),
-    ], seed=seed, strict=strict)
+    ], strict=strict)
 
 
-# name -> builder(height, width, seed=None, strict=False) -> A.Compose, or None for no augmentation.
+# name -> builder(height, width, strict=False) -> A.Compose, or None for no augmentation.
 PRESETS = {"none": None, "light": _light, "strong": _strong}
+
+
+def reseed(comp, seed):
+    """Seed `comp` with one random stream shared by all its transforms.
+
+    `A.Compose(seed=...)` (albumentations 2.0.8) gives every child its own generator with the same
+    seed, so their draws coincide: two flips with the same p would always fire together."""
+    comp.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return comp
 
 
 def preset(name, size, seed=None, strict=False):
@@ -52,7 +62,7 @@ def preset(name, size, seed=None, strict=False):
         raise FastmaskError(f"recipe field augment: unknown preset {name!r} "
                             f"(presets: {', '.join(PRESETS)}; or pass an A.Compose)")
     build = PRESETS[name]
-    return None if build is None else build(*size, seed=seed, strict=strict)
+    return None if build is None else reseed(build(*size, strict=strict), seed)
 
 
 class Albumentations(Transform):
@@ -62,7 +72,7 @@ class Albumentations(Transform):
     def __init__(self, tfm, seed=0):
         super().__init__()
         self.tfm, self.seed, self._worker = tfm, seed, None
-        tfm.set_random_seed(seed)
+        reseed(tfm, seed)
 
     def _reseed_in_worker(self):
         # Each DataLoader worker gets a copy of the same generator and would repeat the others' draws;
@@ -70,7 +80,7 @@ class Albumentations(Transform):
         info = get_worker_info()
         if info is not None and self._worker != info.seed:
             self._worker = info.seed
-            self.tfm.set_random_seed(int(np.random.SeedSequence([self.seed, info.seed]).generate_state(1)[0]))
+            reseed(self.tfm, int(np.random.SeedSequence([self.seed, info.seed]).generate_state(1)[0]))
 
     def encodes(self, x: PILImage):
         self._reseed_in_worker()

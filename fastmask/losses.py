@@ -54,6 +54,9 @@ class CrossEntropy(Loss):
         return sum(w * F.nll_loss(lp, t, reduction="none")
                    for w, lp, t in zip(self.task_weights, task_logprobs(out), tasks))
 
+    def extra_repr(self):
+        return "" if self.task_weights is None else f"task_weights={self.task_weights}"
+
 
 class LabelSmoothing(Loss):
     """(1 - eps) * nll + eps * mean over the 18 classes of -log p."""
@@ -65,6 +68,9 @@ class LabelSmoothing(Loss):
         logp = F.log_softmax(out, dim=-1)
         return (1 - self.eps) * F.nll_loss(logp, targ, reduction="none") - self.eps * logp.mean(-1)
 
+    def extra_repr(self):
+        return f"eps={self.eps}"
+
 
 class Focal(Loss):
     """-(1 - p_t) ** gamma * log p_t: easy, confident items count less."""
@@ -75,6 +81,9 @@ class Focal(Loss):
     def per_item(self, out, targ):
         logp_t = F.log_softmax(out, dim=-1).gather(1, targ[:, None])[:, 0]
         return -(1 - logp_t.exp()) ** self.gamma * logp_t
+
+    def extra_repr(self):
+        return f"gamma={self.gamma}"
 
 
 class SoftF1(Loss):

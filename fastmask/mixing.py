@@ -134,8 +134,8 @@ def mixing_callbacks(cutmix=None, mixup=None, labels=None, rare=None, alpha=1.0,
 
     cutmix: None, "box" (fastai's CutMix(alpha)), "halves", "rare" (halves with rare partners) or
     "rare-box"; the rare ones need `rare` class ids or the training `labels`. mixup: None or a
-    Beta alpha for fastai's MixUp. Not both: each MixHandler swaps the learner's loss and the
-    second cannot wrap the first's."""
+    Beta alpha for fastai's MixUp. Not both: each MixHandler swaps the learner's loss, and the second
+    then sees the first's wrapper (no `y_int`) and tries to interpolate integer targets."""
     if cutmix in (None, False, "none") and mixup in (None, False, 0):
         return []
     if cutmix not in (None, False, "none") and mixup not in (None, False, 0):

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.callback.mixup import CutMix, MixUp
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from torch import nn
+
+from fastmask.errors import FastmaskError
+from fastmask.heads import FactorisedHead
+from fastmask.losses import build_loss
+from fastmask.mixing import CutMixHalves, CutMixRare, _paste_half, mixing_callbacks, rare_classes
+
+
+class Spy(Callback):
+    """Records each training batch before mixing (order -1) and the batch, output and loss after it."""
+    order = -1
+
+    def __init__(self):
+        self.seen = []
+
+    def before_batch(self):
+        if self.training:
+            self.seen.append(dict(x=self.x.clone(), y=self.y.clone()))
+
+    def after_loss(self):
+        if self.training:
+            self.seen[-1].update(mixed=self.learn.xb[0].clone(), pred=self.pred.detach(),
+                                 loss=self.learn.loss.detach(), mixer=self._mixer())
+
+    def _mixer(self):
+        cb = next(c for c in self.learn.cbs if hasattr(c, "yb1"))
+        return dict(lam=cb.lam, y1=cb.yb1[0].clone())
+
+
+def tiny_learner(ys, cbs, factorised=False, bs=8, seed=0):
+    torch.manual_seed(seed)
+    xs = torch.randn(len(ys), 3, 16, 12)
+    train = list(zip(xs, torch.as_tensor(ys)))
+    dls = DataLoaders(DataLoader(train, bs=bs), DataLoader(train[:bs], bs=bs))
+    head = [nn.Linear(3 * 16 * 12, 8), FactorisedHead()] if factorised else [nn.Linear(3 * 16 * 12, 18)]
+    loss = build_loss("ce", heads="multi") if factorised else CrossEntropyLossFlat()
+    return Learner(dls, nn.Sequential(nn.Flatten(), *head), loss_func=loss, cbs=cbs)
+
+
+def fit(learn, spy):
+    learn.fit(1, lr=0.0)  # lr 0: the spied batches are exactly what the model saw
+    return spy.seen
+
+
+def partner_of(rec, i, cols, pool_x, pool_y):
+    """Index in pool of the image whose `cols` were pasted into mixed image i (and whose label is y1[i])."""
+    hits = [j for j in range(len(pool_x)) if torch.equal(rec["mixed"][i][..., cols], pool_x[j][..., cols])
+            and pool_y[j] == rec["mixer"]["y1"][i]]
+    assert hits, f"image {i}: pasted half matches no candidate partner"
+    return hits[0]
+
+
+@pytest.mark.parametrize("factorised", [False, True])
+def test_halves_replace_exactly_one_half_and_mix_the_loss_at_half(factorised):
+    spy = Spy()
+    ys = torch.arange(64) % 18
+    learn = tiny_learner(ys, [spy, CutMixHalves()], factorised)
+    sides = set()
+    for rec in fit(learn, spy):
+        x, m = rec["x"], rec["mixed"]
+        left_same = torch.equal(m[..., :6], x[..., :6])
+        right_same = torch.equal(m[..., 6:], x[..., 6:])
+        assert left_same != right_same or torch.equal(m, x)  # one half kept exactly
+        side = "right" if left_same else "left"
+        sides.add(side)
+        cols = slice(6, 12) if side == "right" else slice(0, 6)
+        for i in range(len(x)):
+            partner_of(rec, i, cols, x, rec["y"])
+        assert rec["mixer"]["lam"] == 0.5
+        pred, y, y1 = rec["pred"], rec["y"], rec["mixer"]["y1"]
+        want = 0.5 * (F.cross_entropy(pred, y) + F.cross_entropy(pred, y1))
+        assert rec["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert sides == {"left", "right"}  # the side is drawn per batch
+    assert learn.loss_func.__class__.__name__ in ("CrossEntropyLossFlat", "CrossEntropy")  # restored
+
+
+def test_halves_odd_width_and_probability():
+    x, x1 = torch.zeros(2, 3, 4, 5), torch.ones(2, 3, 4, 5)
+    out, lam = _paste_half(x, x1, right=False)
+    assert out[..., :2].eq(1).all() and out[..., 2:].eq(0).all() and lam == pytest.approx(3 / 5)
+    out, lam = _paste_half(x, x1, right=True)
+    assert out[..., 3:].eq(1).all() and out[..., :3].eq(0).all() and lam == pytest.approx(3 / 5)
+    spy = Spy()
+    for rec in fit(tiny_learner(torch.arange(16) % 18, [spy, CutMixHalves(p=0.0)]), spy):
+        assert torch.equal(rec["mixed"], rec["x"]) and rec["mixer"]["lam"] == 1.0
+        assert rec["loss"].item() == pytest.approx(F.cross_entropy(rec["pred"], rec["y"]).item(), rel=1e-5)
+
+
+def test_rare_partners_come_from_rare_classes():
+    rare = (8, 14)
+    ys = torch.tensor([8, 14, 0, 1, 3, 4, 4, 3] + [0, 1, 3, 4, 9, 10, 2, 5] * 3)  # rare only in batch 0
+    spy, cb = Spy(), CutMixRare(rare=rare, size=5)
+    learn = tiny_learner(ys, [spy, cb], factorised=True)
+    recs = fit(learn, spy)
+    rare_x = recs[0]["x"][:2]
+    for k, rec in enumerate(recs):
+        x, m = rec["x"], rec["mixed"]
+        cols = slice(0, 6) if torch.equal(m[..., 6:], x[..., 6:]) else slice(6, 12)
+        if k == 0:  # empty buffer: partners from the batch itself
+            for i in range(len(x)):
+                partner_of(rec, i, cols, x, rec["y"])
+            continue
+        assert set(rec["mixer"]["y1"].tolist()) <= set(rare)
+        for i in range(len(x)):
+            partner_of(rec, i, cols, rare_x, recs[0]["y"][:2])
+        want = 0.5 * (F.cross_entropy(rec["pred"], rec["y"]) + F.cross_entropy(rec["pred"], rec["mixer"]["y1"]))
+        assert rec["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert cb.buf_x is None  # cleared after fit: an exported learner carries no images
+
+
+def test_rare_buffer_rolls():
+    cb = CutMixRare(rare=(1,), size=3)
+    for b in range(4):
+        cb._remember(torch.full((4, 3, 2, 2), float(b)), torch.tensor([0, 1, 0, 2]))
+    assert cb.buf_y.tolist() == [1, 1, 1] and cb.buf_x[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0]  # newest kept
+
+
+def test_rare_box_mode_runs():
+    spy = Spy()
+    ys = torch.tensor([8, 14, 0, 1, 3, 4, 4, 3] * 2)
+    recs = fit(tiny_learner(ys, [spy, CutMixRare(rare=(8, 14), mode="box")], factorised=True), spy)
+    rec = recs[1]
+    assert set(rec["mixer"]["y1"].tolist()) <= {8, 14} and 0 <= rec["mixer"]["lam"] <= 1
+    want = torch.lerp(F.cross_entropy(rec["pred"], rec["mixer"]["y1"]), F.cross_entropy(rec["pred"], rec["y"]),
+                      rec["mixer"]["lam"])
+    assert rec["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_rare_classes_from_counts():
+    real = [2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109]
+    labels = np.repeat(np.arange(18), real)
+    assert rare_classes(labels) == (7, 8, 11, 13, 14, 17)
+    assert rare_classes([0, 0, 1, 2, 2, 2], k=2) == (0, 1)  # absent classes are not "rare"
+    with pytest.raises(FastmaskError):
+        CutMixRare()
+
+
+def test_mixing_callbacks_from_recipe_fields():
+    assert mixing_callbacks() == [] and mixing_callbacks("none", 0) == []
+    assert isinstance(mixing_callbacks("box")[0], CutMix)
+    assert isinstance(mixing_callbacks("halves")[0], CutMixHalves)
+    (rare,) = mixing_callbacks("rare", labels=np.repeat(np.arange(18), np.arange(1, 19)))
+    assert isinstance(rare, CutMixRare) and rare.rare == (0, 1, 2, 3, 4, 5) and rare.mode == "halves"
+    assert mixing_callbacks("rare-box", rare=(8,))[0].mode == "box"
+    assert isinstance(mixing_callbacks(mixup=0.4)[0], MixUp)
+    with pytest.raises(FastmaskError):
+        mixing_callbacks("halves", 0.4)
+    with pytest.raises(FastmaskError, match="halves"):
+        mixing_callbacks("circle")
