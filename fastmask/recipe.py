@@ -32,6 +32,18 @@ class Recipe:
     wd: Optional[float] = None
     patience: Optional[int] = None  # early stopping on validation macro F1; None trains every epoch
     num_workers: int = 0            # on 2 cores, workers were slower than none for small images
+    # Imbalance: None, "weighted" (fastai weighted_dataloaders; "weighted:0.5" sets the power) or
+    # "oversample" (copies of rare training rows; "oversample:0.04" sets the target share per class)
+    sampler: Optional[str] = None
+    augment: Any = "none"           # "none", "light", "strong", or any albumentations A.Compose
+    crop: Optional[float] = None    # centre crop keeping this fraction of height and width, every split
+    cutmix: Optional[str] = None    # None, "box" (fastai's), "halves" (left/right face half), "rare", "rare-box"
+    mixup: Optional[float] = None   # MixUp alpha
+    heads: str = "single"           # "single" 18-way, or "multi": mask/gender/age heads factorised into 18
+    loss: Any = "ce"                # "ce", "smooth", "focal", "f1", "focal:3", or weights {"ce": .6, "f1": .4}
+    task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi"
+    age_threshold: int = 60         # training labels only: people >= this are "old"; metrics use true labels
+    precision: str = "auto"         # "auto" (CUDA autocast when a GPU is present, else fp32), "fp32", "bf16", "fp16"
     # Who this recipe is; set from the module that made it, never compared or overridden.
     name: str = field(default="recipe", compare=False, repr=False)
     hypothesis: str = field(default="", compare=False, repr=False)
@@ -120,6 +132,31 @@ def coerce(key, value):
             return v
         if key in ("lr", "pretrained", "wd", "patience"):
             return _loose(key, value)
+        if key in CHOICES:
+            v = None if text and value.lower() in ("none", "null") else value
+            base = v.split(":")[0] if isinstance(v, str) else v
+            if base not in CHOICES[key]:
+                raise ValueError
+            if isinstance(v, str) and ":" in v:
+                arg = v.split(":", 1)[1]
+                [int(x) for x in arg.split("/")] if base == "kfold" else float(arg)
+            return v
+        if key in ("crop", "mixup"):
+            v = None if value is None or (text and value.lower() in ("none", "null")) else float(value)
+            if v is not None and not (0 < v <= (1 if key == "crop" else 100)):
+                raise ValueError
+            return v
+        if key == "task_weights":
+            if value is None or (text and value.lower() in ("none", "null")):
+                return None
+            v = tuple(float(x) for x in (value.split(",") if text else value))
+            if len(v) != 3:
+                raise ValueError
+            return v
+        if key == "loss" and text and ("," in value or ":" in value and not value.split(":")[0] in ("focal", "smooth")):
+            return {k.strip(): float(w) for k, w in (part.split(":") for part in value.split(","))}
+        if key == "augment" and text and value not in ("none", "light", "strong"):
+            raise ValueError
         if isinstance(default, bool):
             return value if isinstance(value, bool) else {"true": True, "false": False}[value.lower()]
         if isinstance(default, int):
@@ -130,8 +167,15 @@ def coerce(key, value):
             return float(value)
         return value
     except (ValueError, KeyError, TypeError, AttributeError):
-        want = {"size": "height,width"}.get(key, type(default).__name__)
+        want = {"size": "height,width", "task_weights": "mask,gender,age weights", "crop": "fraction in (0, 1]",
+                "loss": "loss (ce, smooth, focal, f1, or ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
+                **{k: f"choice ({', '.join(str(c) for c in v)})" for k, v in CHOICES.items()}}.get(key, type(default).__name__)
         raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None
+
+
+CHOICES = {"split": ("person", "random", "kfold"), "sampler": (None, "weighted", "oversample"),
+           "cutmix": (None, "box", "halves", "rare", "rare-box"), "heads": ("single", "multi"),
+           "precision": ("auto", "fp32", "bf16", "fp16")}
 
 
 def _loose(key, value):

@@ -66,7 +66,7 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None):
         if best.exists():  # SaveModelCallback wrote the best epoch so far; keep that, not the half epoch
             learn.load("best", with_opt=False)
     write_json(run.path("config.json"), cfg)
-    rows, probs = valid_frame(learn, data.train)
+    rows, probs = valid_frame(learn)
     pred = probs.argmax(1)
     metrics = scores(rows["label"].to_numpy(), pred)
     hist = pd.read_csv(run.path("history.csv")) if run.path("history.csv").exists() else pd.DataFrame()

@@ -12,7 +12,6 @@ from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
-from fastai.vision.augment import Resize
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
 from fastai.data.transforms import Normalize
@@ -20,9 +19,15 @@ from fastai.vision.learner import vision_learner
 
 from . import data as fmdata
 from .errors import FastmaskError
-from .labels import N_CLASSES
+from .augment import augment_tfms
+from .heads import multi_head_for
+from .labels import AGE_THRESHOLD, N_CLASSES, label_of
+from .losses import build_loss
 from .metrics import MacroF1
+from .mixing import mixing_callbacks
 from .model import check_arch, resolve_weights
+from .precision import precision_callbacks
+from .sampling import class_weights, oversample
 from .split import Splitter
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "twin"
@@ -51,17 +56,48 @@ def load_data(data=None, skip_bad=False, progress=True):
 
 
 def build_dls(recipe, df):
+    """DataLoaders for `recipe`: person split, training-only labels, sampling and augmentation.
+
+    The split is drawn once on the roster, then fixed by position, so oversampled copies (appended at
+    the end) stay on the training side and validation keeps the true labels."""
     set_seed(recipe.seed, reproducible=True)
+    df = df.reset_index(drop=True)
+    train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.seed)(df)
+    df = df.assign(y=df["label"])
+    if recipe.age_threshold != AGE_THRESHOLD:  # a training-time choice: validation keeps the true labels
+        moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
+        df.loc[df.index[train_idx], "y"] = moved
+    kind, _, arg = (recipe.sampler or "").partition(":")
+    if kind == "oversample":
+        df, train_idx = oversample(df, train_idx, target_share=float(arg) if arg else 0.5 / N_CLASSES,
+                                   seed=recipe.seed, label_col="y")
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=list(range(N_CLASSES)))),
-        get_x=ColReader("path"), get_y=ColReader("label"),
-        splitter=Splitter(recipe.split, recipe.valid_pct, recipe.seed),
-        item_tfms=Resize(tuple(recipe.size), method="squish"),
+        get_x=ColReader("path"), get_y=ColReader("y"),
+        splitter=FixedSplitter(train_idx, valid_idx),
+        item_tfms=augment_tfms(recipe.augment, tuple(recipe.size), seed=recipe.seed, crop=recipe.crop),
         # Normalize always: fastai adds it only for pretrained models, and from-scratch ones train worse without.
         batch_tfms=Normalize.from_stats(*imagenet_stats))
+    kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return block.dataloaders(df, bs=recipe.bs, num_workers=recipe.num_workers)
+        if kind == "weighted":
+            w = class_weights(df["y"].to_numpy(), power=float(arg) if arg else 1.0, idx=train_idx)
+            return block.weighted_dataloaders(df, w, **kw)
+        return block.dataloaders(df, **kw)
+
+
+class FixedSplitter:
+    """A fastai splitter returning split positions drawn earlier (picklable, unlike a lambda)."""
+    def __init__(self, train_idx, valid_idx):
+        self.train_idx, self.valid_idx = list(map(int, train_idx)), list(map(int, valid_idx))
+
+    def __call__(self, items):
+        return self.train_idx, self.valid_idx
+
+
+def label_of_rows(rows, threshold):
+    return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
 
 
 def build_learner(recipe, dls, notify=print):
@@ -70,7 +106,10 @@ def build_learner(recipe, dls, notify=print):
     if notice:
         notify(notice)
     extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
+    if recipe.heads == "multi":
+        extra["custom_head"] = multi_head_for(recipe.arch)
     learn = vision_learner(dls, recipe.arch, pretrained=weights is not None, n_out=N_CLASSES,
+                           loss_func=build_loss(recipe.loss, recipe.heads, recipe.task_weights),
                            metrics=[MacroF1(), accuracy], wd=recipe.wd, **extra)
     learn.unfreeze()  # every recipe trains the whole network, so runs compare like with like
     return learn
@@ -85,9 +124,18 @@ def pick_lr(recipe, learn):
         return 1e-3
 
 
-def fit(recipe, learn, cbs=()):
+def training_callbacks(recipe, learn, notify=print):
+    """The recipe's training-only callbacks: mixing and precision (passed to fit, so not exported)."""
+    train_y = np.asarray(learn.dls.train.items["y"])
+    prec, line = precision_callbacks(recipe.precision, learn.dls.device)
+    notify(line)
+    return [*mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
+
+
+def fit(recipe, learn, cbs=(), notify=print):
     """fit_one_cycle with the best epoch by validation macro F1 kept (and early stopping if asked)."""
-    cbs = [SaveModelCallback(monitor="macro_f1", comp=np.greater, fname="best"), *cbs]
+    cbs = [SaveModelCallback(monitor="macro_f1", comp=np.greater, fname="best"),
+           *training_callbacks(recipe, learn, notify), *cbs]
     if recipe.patience:
         cbs.append(EarlyStoppingCallback(monitor="macro_f1", comp=np.greater, patience=recipe.patience))
     lr = pick_lr(recipe, learn)
@@ -102,11 +150,7 @@ def predict(learn, paths):
     return probs.numpy()
 
 
-def valid_frame(learn, df):
-    """The validation rows with their probabilities, as the learner saw them."""
+def valid_frame(learn):
+    """The validation rows (true labels in `label`) with their probabilities, as the learner saw them."""
     probs, _ = learn.get_preds(ds_idx=1)
-    idx = learn.dls.valid.items.index if isinstance(learn.dls.valid.items, pd.DataFrame) else None
-    rows = df.loc[idx] if idx is not None else df
-    if len(rows) != len(probs):
-        raise FastmaskError("validation predictions and rows disagree")
-    return rows, probs.numpy()
+    return learn.dls.valid.items, probs.numpy()
