@@ -82,9 +82,9 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None):
     plots.save_confusion(rows["label"].to_numpy(), pred, run.path("confusion.png"))
     if len(hist):
         plots.save_curves(hist, run.path("curves.png"))
-    write_json(run.path("metrics.json"), metrics)
     export(learn, run.path("model.pkl"))
     atomic_write(run.path("card.md"), card.write_card(run, cfg, metrics, status, runs_dir))
+    write_json(run.path("metrics.json"), metrics)
     run.mark(status)
     headline(run, metrics, status)
     if status == "interrupted":
@@ -105,6 +105,9 @@ def headline(run, metrics, status):
     line = f"{run.recipe.name} [{status}]: validation macro F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
     if "holdout_macro_f1" in metrics:
         line += f"; holdout macro F1 {metrics['holdout_macro_f1']:.3f}, accuracy {metrics['holdout_accuracy']:.3f}"
+    v = metrics.get("verdict")
+    if v:
+        line += f"; vs parent: {v['verdict']}" + (f" ({v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}])" if "delta" in v else "")
     print(line)
     print(f"card: {run.path('card.md')}")
 
