@@ -1,4 +1,5 @@
 """Bad input ends in exit status 2 and one line naming the file or field; nothing else does."""
+import errno
 import functools
 import os
 import sys
@@ -25,6 +26,12 @@ def cli(main):
             if debug:
                 raise
             print(f"fastmask: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as e:
+            # A full or read-only disk is the user's to fix too; anything else stays a real bug.
+            if debug or e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+                raise
+            print(f"fastmask: error: {e.filename or 'writing'}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             if debug:

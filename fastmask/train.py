@@ -6,6 +6,8 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+import torch
+from fastai.callback.core import Callback
 import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.data.block import CategoryBlock, DataBlock
@@ -132,9 +134,21 @@ def training_callbacks(recipe, learn, notify=print):
     return [*mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
 
 
+class NanGuard(Callback):
+    "Stop at the first non-finite training loss with a message naming the epoch and the likely cause"
+    order = 100
+
+    def after_loss(self):
+        if self.training and not torch.isfinite(self.loss).all():
+            lr = self.opt.hypers[-1]["lr"] if self.opt else float("nan")
+            raise FastmaskError(f"training loss became {self.loss.item()} at epoch {self.epoch + 1}, batch "
+                                f"{self.iter + 1} (lr {lr:.2g}): the learning rate is likely too high; "
+                                f"try --set lr={lr / 10:.1g}")
+
+
 def fit(recipe, learn, cbs=(), notify=print):
     """fit_one_cycle with the best epoch by validation macro F1 kept (and early stopping if asked)."""
-    cbs = [SaveModelCallback(monitor="macro_f1", comp=np.greater, fname="best"),
+    cbs = [SaveModelCallback(monitor="macro_f1", comp=np.greater, fname="best"), NanGuard(),
            *training_callbacks(recipe, learn, notify), *cbs]
     if recipe.patience:
         cbs.append(EarlyStoppingCallback(monitor="macro_f1", comp=np.greater, patience=recipe.patience))

@@ -1,0 +1,105 @@
+"""Bad input and faults in the pieces below the CLI: each ends in FastmaskError with one line."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastmask.errors import FastmaskError
+from fastmask.recipe import Recipe, load_recipe, parse_sets
+from fastmask.record import Run, atomic_write
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_two_runs_in_one_second_get_two_folders(tmp_path):
+    r = Recipe()
+    r.name = "same"
+    a, b = Run(tmp_path, r), Run(tmp_path, r)
+    assert a.dir != b.dir and a.dir.exists() and b.dir.exists()
+
+
+def test_unwritable_runs_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the runs folder should be: fails for root too
+    with pytest.raises(FastmaskError, match="runs folder"):
+        Run(blocker / "runs", Recipe())
+
+
+def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    atomic_write(target, "old")
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.f = real_fdopen(fd, mode)
+        def __enter__(self):
+            return self
+        def __exit__(self, *a):
+            self.f.close()
+        def write(self, data):
+            self.f.write(data[:3])  # part of it lands, then the disk is full
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr("fastmask.record.os.fdopen", Full)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, "new content")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_pretrained_offline_fails_fast_and_says_how():
+    code = ("from fastmask.model import resolve_weights\n"
+            "resolve_weights('resnet18', True)\n")
+    t = time.time()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert p.returncode != 0 and "--set pretrained=/path/to/resnet18" in p.stderr
+    # import of torch/timm dominates; the weight look-up itself must not retry the hub for ~45 s
+    assert time.time() - t < 20
+
+
+def test_pretrained_auto_falls_back_with_a_notice(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from fastmask.model import resolve_weights
+    t = time.time()
+    weights, notice = resolve_weights("test_resnet", "auto")
+    assert weights is None and "training from scratch" in notice and time.time() - t < 2
+
+
+def test_local_weights_file_is_used(tmp_path, twin):
+    import timm
+    import torch
+    f = tmp_path / "w.pth"
+    torch.save(timm.create_model("test_resnet").state_dict(), f)
+    from fastmask.train import build_dls, build_learner, load_data
+    r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(["arch=test_resnet", "size=32,24",
+                                                                     f"pretrained={f}"]))
+    learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
+    body = learn.model[0].model
+    ref = torch.load(f)
+    assert torch.equal(body.state_dict()["conv1.0.weight"], ref["conv1.0.weight"])
+    with pytest.raises(FastmaskError, match="weights file .* not found"):
+        build_learner(r.but(pretrained=str(tmp_path / "none.pth")), learn.dls)
+
+
+def test_nan_loss_names_epoch_and_lr(twin):
+    from fastmask.train import build_dls, build_learner, fit, load_data
+    r = load_recipe(REPO / "recipes" / "person_split.py",
+                    parse_sets(["arch=test_resnet", "size=32,24", "epochs=1", "pretrained=false", "lr=1e30"]))
+    learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
+    learn.path = Path(twin).parent
+    with pytest.raises(FastmaskError, match=r"at epoch 1, batch \d+ .*learning rate is likely too high"):
+        fit(r, learn, notify=lambda m: None)
+
+
+def test_cli_turns_a_full_disk_into_one_line(capsys):
+    from fastmask.errors import cli
+
+    def main(argv):
+        raise OSError(28, "No space left on device", "/runs/x/model.pkl")
+    with pytest.raises(SystemExit) as e:
+        cli(main)([])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == "fastmask: error: /runs/x/model.pkl: No space left on device"
