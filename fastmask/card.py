@@ -1,12 +1,30 @@
-"""card.md: what was tested, what changed, what came out, against the parent's latest comparable run."""
+"""card.md: what was tested, what changed, what came out against the parent's latest comparable run, where
+the errors are, and how to reproduce it. Plain Markdown (headings, tables, lists, images) that renders on
+any git host and in `fastmask.board`'s index.html."""
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-from .record import finished_runs, read_json
-from .verdict import paired_bootstrap, sentence
+from .labels import N_CLASSES, decode, describe
+from .metrics import TASKS
+from .record import STATUS, finished_runs, read_json
+from .verdict import compare, fold_scores, sentence
 
-ROWS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
-        ("holdout_macro_f1", "holdout macro F1"), ("holdout_accuracy", "holdout accuracy"),
-        ("mask_f1", "mask F1"), ("gender_f1", "gender F1"), ("age_f1", "age F1")]
+VERSIONS = ("python", "torch", "fastai", "timm")
+AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
+TOP_LOSSES = "top_losses.png"
+
+# (key in the flattened metrics, label, format); per-task holdout F1 sits under holdout_task_f1.
+ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation accuracy", ".3f"),
+        ("mask_f1", "validation mask F1", ".3f"), ("gender_f1", "validation gender F1", ".3f"),
+        ("age_f1", "validation age F1", ".3f"), ("folds_mean", "k-fold mean macro F1", ".3f"),
+        ("holdout_macro_f1", "holdout macro F1", ".3f"), ("holdout_accuracy", "holdout accuracy", ".3f"),
+        ("holdout_mask_f1", "holdout mask F1", ".3f"), ("holdout_gender_f1", "holdout gender F1", ".3f"),
+        ("holdout_age_f1", "holdout age F1", ".3f"), ("epochs_run", "epochs run", "d"),
+        ("minutes", "minutes", ".1f")]
 
 
 def parent_run(runs_dir, cfg):
@@ -18,54 +36,305 @@ def parent_run(runs_dir, cfg):
     return (same or found or [None])[0]
 
 
-def _fmt(v):
-    return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def verdict(run, par):
-    """The paired verdict against the parent run, or None when either side lacks predictions."""
-    mine, theirs = run.path("valid_preds.csv"), (par / "valid_preds.csv") if par else None
-    if theirs is None or not theirs.exists() or not mine.exists():
-        return None
-    return paired_bootstrap(pd.read_csv(mine, dtype={"person": str}), pd.read_csv(theirs, dtype={"person": str}))
+    """The verdict against parent run folder `par` (folds when both have them, else the paired bootstrap),
+    or None when no paired comparison is possible."""
+    return compare(_dir(run), par) if par else None
+
+
+def headline(metrics, name=None, status=None):
+    """One line: validation (and k-fold, holdout) macro F1 and the verdict against the parent."""
+    def f(k):
+        return f"{metrics[k]:.3f}" if isinstance(metrics.get(k), (int, float)) else "—"
+    line = (f"{name} " if name else "") + (f"[{status}]: " if status else ("" if not name else ": "))
+    line += f"validation macro F1 {f('macro_f1')}, accuracy {f('accuracy')}"
+    folds = fold_scores(".", metrics) if metrics.get("folds") else None
+    if folds:
+        line += f"; {len(folds)}-fold macro F1 {np.mean(folds):.3f} ± {np.std(folds, ddof=1) if len(folds) > 1 else 0:.3f}"
+    if "holdout_macro_f1" in metrics:
+        line += f"; holdout macro F1 {f('holdout_macro_f1')}, accuracy {f('holdout_accuracy')}"
+    v = metrics.get("verdict")
+    if v:
+        line += f"; vs parent: {v['verdict']}"
+        if "delta" in v:
+            line += f" ({v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}])"
+    return line
 
 
 def write_card(run, cfg, metrics, status, runs_dir):
+    """card.md's Markdown for `run` (a record.Run or a run folder). Also writes top_losses.png beside it
+    and sets metrics["verdict"] (with the parent run's folder name) when the parent has a run."""
+    d = _dir(run)
     par = parent_run(runs_dir, cfg)
+    pcfg = read_json(par / "config.json", {}) if par else {}
     pm = read_json(par / "metrics.json", {}) if par else {}
-    v = verdict(run, par) if par else None
+    v = compare(d, par, metrics) if par else None
     if par:
-        metrics["verdict"] = v or {"verdict": "cannot compare"}
+        metrics["verdict"] = {**(v or {"verdict": "cannot compare"}), "parent_run": par.name}
+    vp = _read_preds(d / "valid_preds.csv")
     lines = [f"# {cfg['name']}  ({status})", "", f"**Hypothesis.** {cfg.get('hypothesis') or '(no docstring)'}", ""]
     if cfg.get("parent"):
-        change = ", ".join(f"`{k}`: {a!r} → {b!r}" for k, (a, b) in cfg["changed"].items()) or "none"
+        change = ", ".join(f"`{k}`: {a!r} → {b!r}" for k, (a, b) in (cfg.get("changed") or {}).items()) or "none"
         lines += [f"**Parent.** `{cfg['parent']}`  **Change.** {change}", ""]
+    else:
+        lines += ["**Parent.** none: this recipe is a root, so there is no verdict.", ""]
     if cfg.get("overrides"):
         lines += ["**Overrides (--set).** " + ", ".join(f"`{k}={v!r}`" for k, v in cfg["overrides"].items()), ""]
-    head = "| | this run |" + (f" parent ({par.name}) | delta |" if par else "")
-    lines += [head, "|---|---|" + ("---|---|" if par else "")]
-    for key, label in ROWS:
-        v = metrics.get(key)
-        if v is None and pm.get(key) is None:
-            continue
-        row = f"| {label} | {_fmt(v)} |"
-        if par:
-            d = v - pm[key] if isinstance(v, float) and isinstance(pm.get(key), float) else None
-            row += f" {_fmt(pm.get(key))} | {'—' if d is None else f'{d:+.3f}'} |"
-        lines.append(row)
-    lines.append(f"| epochs run | {metrics.get('epochs_run', '—')} |" + (f" {pm.get('epochs_run', '—')} | |" if par else ""))
-    lines.append("")
+
+    lines += ["## Result", ""]
+    lines += _result_table(_flat(metrics, _minutes(run)), _flat(pm, read_json(par / STATUS, {}).get("minutes")) if par else None, par)
+    lines += _folds_table(fold_scores(d, metrics), fold_scores(par) if par else None)
     if par:
         lines += [sentence(v), ""]
-        if read_json(par / "config.json", {}).get("fields") != cfg.get("parent_fields"):
-            lines += ["Note: the parent's run used other field values than this run's parent "
-                      "(different --set overrides); the comparison is not like for like.", ""]
-    if cfg.get("parent") and not par:
-        lines += [f"No finished run of the parent `{cfg['parent']}` on this data yet: "
-                  f"`python -m fastmask.run recipes/{cfg['parent']}.py` makes one.", ""]
-    gap = metrics.get("macro_f1", 0) - metrics["holdout_macro_f1"] if "holdout_macro_f1" in metrics else None
-    if gap is not None:
+    elif cfg.get("parent"):
+        lines += _no_parent(runs_dir, cfg)
+    notes = _comparability(cfg, pcfg) if par else []
+    notes += _own_flags(cfg)
+    if notes:
+        lines += ["**Comparability.**", ""] + [f"- {n}" for n in notes] + [""]
+    if "holdout_macro_f1" in metrics and isinstance(metrics.get("macro_f1"), (int, float)):
+        gap = metrics["macro_f1"] - metrics["holdout_macro_f1"]
         lines += [f"Validation minus holdout macro F1: {gap:+.3f}"
                   + (" — validation is optimistic: does the split leak people?" if gap > 0.05 else "."), ""]
-    lines += ["![confusion](confusion.png)", "", "![learning curves](curves.png)", ""]
+
+    lines += ["## Error analysis", ""]
+    lines += _per_task(metrics, pm if par else None)
+    if vp is not None:
+        lines += _weakest_classes(metrics, vp) + _confused_pairs(vp) + _age_bands(vp)
+        lines += _top_losses(vp, d)
+    else:
+        lines += ["No valid_preds.csv: the class, pair, age and top-loss analyses need it.", ""]
+
+    plots = [(n, alt) for n, alt in (("confusion.png", "confusion"), ("curves.png", "learning curves"))
+             if (d / n).is_file()]
+    if plots:
+        lines += ["## Plots", ""] + [x for n, alt in plots for x in (f"![{alt}]({n})", "")]
+    lines += _reproducibility(cfg)
     return "\n".join(lines)
+
+
+# --- pieces ---------------------------------------------------------------------------------------
+
+def _dir(run):
+    return Path(run.dir) if hasattr(run, "dir") else Path(run)
+
+
+def _minutes(run):
+    started = getattr(run, "started", None)
+    if started is not None:
+        return round((datetime.now(timezone.utc) - started).total_seconds() / 60, 2)
+    return read_json(_dir(run) / STATUS, {}).get("minutes")
+
+
+def _read_preds(path):
+    if not path.is_file():
+        return None
+    try:
+        vp = pd.read_csv(path, dtype={"person": str})
+    except (OSError, ValueError):
+        return None
+    return vp if {"path", "label", "pred"} <= set(vp.columns) and len(vp) else None
+
+
+def _flat(m, minutes):
+    out = {k: m.get(k) for k, _, _ in ROWS}
+    for t in TASKS:
+        out[f"holdout_{t}_f1"] = (m.get("holdout_task_f1") or {}).get(t)
+    folds = fold_scores(".", m) if m.get("folds") else None
+    out["folds_mean"] = float(np.mean(folds)) if folds else None
+    out["minutes"] = minutes
+    return out
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fmt(v, spec=".3f"):
+    if not _num(v):
+        return "—" if v is None else str(v)
+    return format(int(v), "d") if spec == "d" else format(v, spec)
+
+
+def _result_table(mine, theirs, par):
+    head = "| | this run |" + (f" parent ({par.name}) | delta |" if par else "")
+    out = [head, "|---|---|" + ("---|---|" if par else "")]
+    for key, label, spec in ROWS:
+        a, b = mine.get(key), (theirs or {}).get(key)
+        if a is None and b is None:
+            continue
+        row = f"| {label} | {_fmt(a, spec)} |"
+        if par:
+            delta = "—" if not (_num(a) and _num(b)) else format(a - b, "+d" if spec == "d" else "+" + spec)
+            row += f" {_fmt(b, spec)} | {delta} |"
+        out.append(row)
+    return out + [""]
+
+
+def _folds_table(mine, theirs):
+    if not mine:
+        return []
+    both = theirs is not None and len(theirs) == len(mine)
+    out = ["| fold | this run |" + (" parent | delta |" if both else ""), "|---|---|" + ("---|---|" if both else "")]
+    for i, a in enumerate(mine):
+        out.append(f"| {i} | {a:.3f} |" + (f" {theirs[i]:.3f} | {a - theirs[i]:+.3f} |" if both else ""))
+    out.append("")
+    if theirs is not None and not both:
+        out += [f"The parent's run has {len(theirs)} folds and this one {len(mine)}: no per-fold pairing.", ""]
+    return out
+
+
+def _rerun_command(cfg, recipe_name):
+    """This run's command with the parent's recipe file in place of its own (same --set, --data)."""
+    cmd = (cfg.get("environment") or {}).get("command")
+    if cmd:
+        try:
+            parts = shlex.split(cmd)
+        except ValueError:
+            parts = []
+        if "fastmask.run" in parts:
+            start = parts.index("fastmask.run") + 1
+            for i in range(start, len(parts)):
+                if parts[i].endswith(".py") and parts[i - 1] not in ("--set", "--data", "--runs"):
+                    parts[i] = str(Path(parts[i]).with_name(f"{recipe_name}.py"))
+                    return "python -m " + shlex.join(parts[start - 1:])
+    sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for k, v in (cfg.get("overrides") or {}).items())
+    return f"python -m fastmask.run recipes/{recipe_name}.py {sets}".strip()
+
+
+def _no_parent(runs_dir, cfg):
+    out = [f"**No comparable run of the parent `{cfg['parent']}`** (finished, on this data): no verdict yet. "
+           f"Make one with `{_rerun_command(cfg, cfg['parent'])}`, then rerun this recipe.", ""]
+    other = [r for r in finished_runs(runs_dir, name=cfg["parent"])
+             if read_json(r / "config.json", {}).get("data_fingerprint") != cfg.get("data_fingerprint")]
+    if other:
+        fps = sorted({str(read_json(r / "config.json", {}).get("data_fingerprint")) for r in other})
+        out += [f"The parent has {len(other)} finished run(s) on other data (fingerprint {', '.join(fps)}); "
+                "a verdict never compares runs across data sets.", ""]
+    return out
+
+
+def _comparability(cfg, pcfg):
+    notes = []
+    if pcfg.get("fields") != cfg.get("parent_fields"):
+        notes.append("the parent's run used other field values than this run's parent "
+                     "(different --set overrides); the comparison is not like for like.")
+    if pcfg.get("data_fingerprint") != cfg.get("data_fingerprint"):
+        notes.append(f"**data differs**: the parent ran on fingerprint `{pcfg.get('data_fingerprint')}`, "
+                     f"this run on `{cfg.get('data_fingerprint')}`.")
+    me, them = cfg.get("environment") or {}, pcfg.get("environment") or {}
+    diff = [f"{k} {them.get(k)} → {me.get(k)}" for k in VERSIONS if them.get(k) != me.get(k)]
+    if diff:
+        notes.append("**package versions differ** from the parent's run: " + ", ".join(diff) + ".")
+    if me.get("commit") and them.get("commit") and me["commit"] != them["commit"]:
+        notes.append(f"the code changed between the runs (commit `{them['commit']}` → `{me['commit']}`): "
+                     "part of the difference may come from the code, not the recipe.")
+    if them.get("dirty"):
+        notes.append("the parent's run had uncommitted changes in the working tree.")
+    return notes
+
+
+def _own_flags(cfg):
+    env = cfg.get("environment") or {}
+    if env.get("dirty"):
+        return [f"this run had uncommitted changes: commit `{env.get('commit')}` alone does not reproduce it."]
+    return []
+
+
+def _per_task(m, pm):
+    out = ["| task | validation F1 | holdout F1 |" + (" parent validation F1 |" if pm is not None else ""),
+           "|---|---|---|" + ("---|" if pm is not None else "")]
+    for t in TASKS:
+        row = f"| {t} | {_fmt(m.get(f'{t}_f1'))} | {_fmt((m.get('holdout_task_f1') or {}).get(t))} |"
+        out.append(row + (f" {_fmt(pm.get(f'{t}_f1'))} |" if pm is not None else ""))
+    return out + [""]
+
+
+def _weakest_classes(m, vp, k=5):
+    per = {int(c): f for c, f in (m.get("per_class_f1") or {}).items()}
+    support = vp["label"].value_counts()
+    present = [c for c in range(N_CLASSES) if support.get(c, 0) > 0 and c in per]
+    if not present:
+        return []
+    worst = sorted(present, key=lambda c: (per[c], c))[:k]
+    out = ["**Weakest classes** (validation F1, classes present in validation):", "",
+           "| class | F1 | validation images |", "|---|---|---|"]
+    out += [f"| {describe(c)} | {per[c]:.3f} | {int(support[c])} |" for c in worst]
+    missing = N_CLASSES - len(present)
+    return out + ([""] + ([f"{missing} classes have no validation image."] if missing else []) + [""])
+
+
+def _wrong_tasks(t, p):
+    return [name for name, a, b in zip(TASKS, decode(int(t)), decode(int(p))) if a != b]
+
+
+def _confused_pairs(vp, k=5):
+    wrong = vp[vp["label"] != vp["pred"]]
+    if not len(wrong):
+        return ["**Most confused pairs:** none — every validation image is right.", ""]
+    support = vp["label"].value_counts()
+    people = "person" in vp
+    g = wrong.groupby(["label", "pred"]).agg(images=("path", "size"),
+                                            people=("person", "nunique") if people else ("path", "size"))
+    g = g.sort_values("images", ascending=False, kind="stable").head(k)
+    out = [f"**Most confused pairs** ({len(wrong)} of {len(vp)} validation images wrong):", ""]
+    for (t, p), r in g.iterrows():
+        who = f" of {r.people} people" if people else ""
+        out.append(f"- {describe(t)} read as {describe(p)}: {r.images} images{who} "
+                   f"({r.images / support[t]:.0%} of that class; {' and '.join(_wrong_tasks(t, p))} wrong)")
+    return out + [""]
+
+
+def _age_bands(vp):
+    if "age" not in vp:
+        return ["**Near the age boundaries:** valid_preds.csv has no `age` column, so this analysis is skipped.", ""]
+    y, p = vp["label"].to_numpy(int), vp["pred"].to_numpy(int)
+    age_wrong = decode(y)[2] != decode(p)[2]
+    wrong = y != p
+    out = ["**Near the age boundaries** (validation images; the age group changes at 30 and 60):", "",
+           "| ages | images | people | error rate | age-group error rate |", "|---|---|---|---|---|"]
+    for lo, hi in AGE_BANDS:
+        sel = ((vp["age"] >= lo) & (vp["age"] <= hi)).to_numpy()
+        n = int(sel.sum())
+        ppl = vp.loc[sel, "person"].nunique() if "person" in vp else "—"
+        rates = f"{wrong[sel].mean():.0%} | {age_wrong[sel].mean():.0%}" if n else "— | —"
+        out.append(f"| {lo}-{hi} | {n} | {ppl} | {rates} |")
+    ppl = vp["person"].nunique() if "person" in vp else "—"
+    out.append(f"| all | {len(vp)} | {ppl} | {wrong.mean():.0%} | {age_wrong.mean():.0%} |")
+    return out + [""]
+
+
+def _top_losses(vp, d, k=16):
+    from .plots import save_top_losses
+    if not {f"p{i}" for i in range(N_CLASSES)} <= set(vp.columns):
+        return []
+    try:
+        shown = save_top_losses(vp, d / TOP_LOSSES, k=k)
+    except (OSError, ValueError) as e:
+        return [f"**Top losses:** not drawn ({e}).", ""]
+    if not shown:
+        return []
+    return [f"**Top losses:** the {shown} validation images with the lowest probability of their true label.", "",
+            f"![top losses]({TOP_LOSSES})", ""]
+
+
+def _reproducibility(cfg):
+    env, fields = cfg.get("environment") or {}, cfg.get("fields") or {}
+    commit = env.get("commit")
+    state = "unknown" if commit is None else f"`{commit}`" + (" (uncommitted changes)" if env.get("dirty") else " (clean)")
+    split = fields.get("split")
+    if split in ("person", "random"):
+        split = f"{split}, valid_pct {fields.get('valid_pct')}"
+    rows = [("commit", state), ("seed", fields.get("seed")), ("split", split),
+            ("data", f"`{cfg.get('data')}`" if cfg.get("data") else None),
+            ("data fingerprint", f"`{cfg.get('data_fingerprint')}`" if cfg.get("data_fingerprint") else None),
+            ("images / people", f"{cfg['n_images']} / {cfg.get('n_people')}" if cfg.get("n_images") else None),
+            ("learning rate used", cfg.get("lr_used")),
+            ("versions", ", ".join(f"{k} {env[k]}" for k in VERSIONS if env.get(k)) or None)]
+    out = ["## Reproducibility", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in rows if v is not None]
+    out.append("")
+    if env.get("command"):
+        out += ["Command:", "", "```", env["command"], "```", ""]
+    return out

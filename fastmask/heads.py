@@ -4,6 +4,7 @@ Three heads give 3 + 2 + 3 logits; `FactorisedHead` turns them into the 18 joint
 of the class code, so metrics, get_preds, tta, CutMix and export see one ordinary output tensor,
 and plain cross-entropy on it is the sum of the three per-head cross-entropies."""
 import timm
+import torch
 import torch.nn.functional as F
 from fastai.vision.learner import create_head
 from torch import nn
@@ -47,3 +48,31 @@ def multi_head_for(arch, **create_head_kwargs):
 def is_factorised(model):
     return any(isinstance(m, FactorisedHead) for m in model.modules())
 
+
+
+class SeparateModels(nn.Module):
+    """Three whole models, one per task (mask, gender, age), combined by FactorisedHead.
+
+    Trained in one run on the summed per-task cross-entropy (= 18-way CE on the factorised output),
+    each task's loss reaches only its own model, so this is three separate models trained side by side,
+    and one export still predicts the 18 classes."""
+    def __init__(self, models):
+        super().__init__()
+        self.tasks = nn.ModuleList(models)
+        self.combine = FactorisedHead()
+
+    def forward(self, x):
+        return self.combine(torch.cat([m(x) for m in self.tasks], dim=-1))
+
+
+def separate_models(arch, pretrained=False, **timm_kwargs):
+    """SeparateModels of three fastai timm models (body + fastai head) with 3, 2 and 3 outputs."""
+    from fastai.vision.learner import create_timm_model
+    return SeparateModels([create_timm_model(arch, n, pretrained=pretrained, **timm_kwargs)[0] for n in SIZES])
+
+
+def separate_splitter(model):
+    """Body and head parameter groups across the three models, as fastai's default_split does for one."""
+    bodies = [p for m in model.tasks for p in m[0].parameters()]
+    heads = [p for m in model.tasks for p in m[1].parameters()]
+    return [bodies, heads]

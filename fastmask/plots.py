@@ -38,3 +38,42 @@ def save_curves(history, path):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def top_losses(vp, k=16):
+    """The `k` rows of a valid_preds frame (label, pred, p0..p17) whose true label got the lowest
+    probability, worst first, with `p_true` and `p_pred` added."""
+    import pandas as pd
+    probs = vp[[f"p{i}" for i in range(N_CLASSES)]].to_numpy(float)
+    idx = np.arange(len(vp))
+    out = vp.assign(p_true=probs[idx, vp["label"].to_numpy(int)], p_pred=probs[idx, vp["pred"].to_numpy(int)])
+    return out.sort_values(["p_true", "path"], kind="stable").head(k) if len(out) else pd.DataFrame()
+
+
+def save_top_losses(vp, path, k=16, cols=4):
+    """A grid of the validation images the model got most wrong (lowest probability of the true label),
+    each titled with the true and predicted class in words. No learner needed: images load with PIL.
+    Returns how many images the grid shows (0: nothing written)."""
+    from PIL import Image
+
+    from .labels import describe
+    worst = top_losses(vp, k)
+    if not len(worst):
+        return 0
+    rows = -(-len(worst) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, worst.itertuples()):
+        try:
+            with Image.open(r.path) as im:
+                ax.imshow(np.asarray(im.convert("RGB")))
+        except (OSError, ValueError):
+            ax.text(0.5, 0.5, "image missing", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        ax.set_title(f"true: {describe(r.label)}\npred: {describe(r.pred)}\n"
+                     f"p(true) {r.p_true:.2f}  p(pred) {r.p_pred:.2f}", fontsize=7)
+    fig.suptitle("top losses (validation): lowest probability of the true label", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return len(worst)

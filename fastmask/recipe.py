@@ -39,7 +39,8 @@ class Recipe:
     crop: Optional[float] = None    # centre crop keeping this fraction of height and width, every split
     cutmix: Optional[str] = None    # None, "box" (fastai's), "halves" (left/right face half), "rare", "rare-box"
     mixup: Optional[float] = None   # MixUp alpha
-    heads: str = "single"           # "single" 18-way, or "multi": mask/gender/age heads factorised into 18
+    heads: str = "single"           # "single" 18-way; "multi": mask/gender/age heads factorised into 18;
+                                    # "separate": three whole models, one per task, trained side by side
     loss: Any = "ce"                # "ce", "smooth", "focal", "f1", "focal:3", or weights {"ce": .6, "f1": .4}
     task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi"
     age_threshold: int = 60         # training labels only: people >= this are "old"; metrics use true labels
@@ -174,7 +175,7 @@ def coerce(key, value):
 
 
 CHOICES = {"split": ("person", "random", "kfold"), "sampler": (None, "weighted", "oversample"),
-           "cutmix": (None, "box", "halves", "rare", "rare-box"), "heads": ("single", "multi"),
+           "cutmix": (None, "box", "halves", "rare", "rare-box"), "heads": ("single", "multi", "separate"),
            "precision": ("auto", "fp32", "bf16", "fp16")}
 
 

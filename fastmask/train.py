@@ -17,12 +17,13 @@ from fastai.torch_core import set_seed
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
 from fastai.data.transforms import Normalize
+from fastai.learner import Learner
 from fastai.vision.learner import vision_learner
 
 from . import data as fmdata
 from .errors import FastmaskError
 from .augment import augment_tfms
-from .heads import multi_head_for
+from .heads import multi_head_for, separate_models, separate_splitter
 from .labels import AGE_THRESHOLD, N_CLASSES, label_of
 from .losses import build_loss
 from .metrics import MacroF1
@@ -108,11 +109,14 @@ def build_learner(recipe, dls, notify=print):
     if notice:
         notify(notice)
     extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
+    loss = build_loss(recipe.loss, "multi" if recipe.heads != "single" else "single", recipe.task_weights)
+    common = dict(loss_func=loss, metrics=[MacroF1(), accuracy], wd=recipe.wd)
+    if recipe.heads == "separate":
+        model = separate_models(recipe.arch, pretrained=weights is not None, **extra)
+        return Learner(dls, model, splitter=separate_splitter, **common)
     if recipe.heads == "multi":
         extra["custom_head"] = multi_head_for(recipe.arch)
-    learn = vision_learner(dls, recipe.arch, pretrained=weights is not None, n_out=N_CLASSES,
-                           loss_func=build_loss(recipe.loss, recipe.heads, recipe.task_weights),
-                           metrics=[MacroF1(), accuracy], wd=recipe.wd, **extra)
+    learn = vision_learner(dls, recipe.arch, pretrained=weights is not None, n_out=N_CLASSES, **common, **extra)
     learn.unfreeze()  # every recipe trains the whole network, so runs compare like with like
     return learn
 

@@ -1,0 +1,262 @@
+"""Exported learners -> class probabilities -> ensembles -> submission.csv.
+
+Every model outputs one tensor of 18 class scores, so fastai's `get_preds` and `Learner.tta` work on
+every learner this package exports. What `learn.tta(dl=..., n=N)` does with our pipelines:
+
+- it runs N passes with the *training* transforms switched on (split_idx 0), averages them, and
+  returns `0.75 * mean(augmented) + 0.25 * plain` (fastai's `beta=0.25`);
+- our only training-only transform is the recipe's albumentations pipeline (`augment="light"` or
+  `"strong"`); `Resize` and `Normalize` run on both sides. With `augment="none"` every augmented pass
+  would equal the plain one, so such models get a horizontal flip as their one TTA pass instead
+  (`HFlip`), and N does not matter for them;
+- the albumentations generator is reseeded before each TTA call, so the same call gives the same
+  numbers twice; `tta=0` is exactly `get_preds` (fastai's tta cannot take n=0).
+
+`load_learner` unpickles: open only files you trust."""
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import FastmaskError
+from .labels import N_CLASSES
+
+MODEL_GLOB = "fold*.pkl"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and loading exported learners
+# ---------------------------------------------------------------------------------------------
+def expand(source):
+    """The model files a command-line source names: a .pkl itself, or a run folder's fold models
+    (fold0.pkl, fold1.pkl, ...) or else its model.pkl."""
+    p = Path(source)
+    if p.is_dir():
+        folds = sorted(p.glob(MODEL_GLOB), key=lambda f: (len(f.name), f.name))
+        if folds:
+            return folds
+        if (p / "model.pkl").is_file():
+            return [p / "model.pkl"]
+        raise FastmaskError(f"{p}: no model.pkl or fold*.pkl in this folder")
+    if not p.exists():
+        raise FastmaskError(f"{p}: no such model file or run folder")
+    return [p]
+
+
+def load(path, device=None):
+    """An exported fastai learner from `path`; FastmaskError naming the file when it is not one."""
+    import pickle
+
+    import torch
+    from fastai.learner import Learner, load_learner
+    from . import heads, losses, augment, metrics  # noqa: F401  (classes pickled inside our exports)
+    path = Path(path)
+    if not path.is_file():
+        raise FastmaskError(f"{path}: no such model file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fastai's pickle warning; the module docstring says it once
+            learn = load_learner(path, cpu=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, ImportError, UnboundLocalError,
+            ValueError, TypeError, KeyError, OSError) as e:
+        # UnboundLocalError: fastai 2.8.12's load_learner after an ImportError it does not recognise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FastmaskError(f"{path}: not a fastai learner export ({type(e).__name__}: {reason[:160]})") from None
+    if not isinstance(learn, Learner):
+        raise FastmaskError(f"{path}: not a fastai learner export (holds a {type(learn).__name__})")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device) != "cpu":
+        learn.dls.to(torch.device(device))
+        learn.model.to(torch.device(device))
+    return learn
+
+
+def class_codes(learn, path="model"):
+    """The learner's vocabulary as class ids; FastmaskError unless it is the 18-class code's ids."""
+    try:
+        vocab = list(learn.dls.vocab)
+    except Exception:
+        raise FastmaskError(f"{path}: the learner has no class vocabulary (dls.vocab)") from None
+    try:
+        codes = [int(v) for v in vocab]
+    except (TypeError, ValueError):
+        raise FastmaskError(f"{path}: class vocabulary {vocab[:4]}... is not the 18-class code (ints 0..17)") from None
+    if codes != [v for v in vocab] or len(codes) != N_CLASSES or sorted(codes) != list(range(N_CLASSES)):
+        raise FastmaskError(f"{path}: class vocabulary {vocab} is not the 18-class code (ints 0..17)")
+    return codes
+
+
+@dataclass
+class Model:
+    path: Path
+    learn: object
+    codes: list
+    weight: float = 1.0
+
+
+def load_models(sources, weights=None, device=None):
+    """Load every model the sources name and check they share one class code (a run folder's folds
+    share their source's weight equally). Fails on the first bad file, before any prediction."""
+    sources = list(sources)
+    if not sources:
+        raise FastmaskError("no models given")
+    if weights is not None:
+        if len(weights) != len(sources):
+            raise FastmaskError(f"--weights: {len(weights)} weight(s) for {len(sources)} model source(s)")
+        if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise FastmaskError(f"--weights: {','.join(map(str, weights))} must be >= 0 with a positive sum")
+    models = []
+    for i, src in enumerate(sources):
+        files = expand(src)
+        w = 1.0 if weights is None else float(weights[i])
+        for f in files:
+            learn = load(f, device)
+            codes = class_codes(learn, f)
+            if models and codes != models[0].codes:
+                raise FastmaskError(f"{f}: class codes {codes} differ from {models[0].path}'s {models[0].codes}; "
+                                    "models with different vocabularies cannot be ensembled")
+            models.append(Model(Path(f), learn, codes, w / len(files)))
+    return models
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicting
+# ---------------------------------------------------------------------------------------------
+def _hflip_transform():
+    from fasttransform import Transform
+    from fastai.torch_core import TensorImage
+
+    class HFlip(Transform):
+        """Mirror images left-right; training split only, so it runs in TTA's augmented passes."""
+        split_idx, order = 0, 99
+
+        def encodes(self, x: TensorImage):
+            return x.flip(-1)
+    return HFlip()
+
+
+def train_only_tfms(dl):
+    """Transforms of `dl` that run on the training side only (what TTA switches on)."""
+    return [t for t in (*dl.after_item.fs, *dl.after_batch.fs) if getattr(t, "split_idx", None) == 0]
+
+
+def tta_dl(dl):
+    """`dl` ready for TTA: albumentations reseeded (the same call gives the same numbers), and a
+    horizontal flip added when the pipeline has no training-only transform (else TTA is a no-op).
+    Returns (dl, augmented passes that differ from each other)."""
+    from .augment import Albumentations, reseed
+    extra = train_only_tfms(dl)
+    for t in extra:
+        if isinstance(t, Albumentations):
+            reseed(t.tfm, t.seed)
+    if extra:
+        return dl, None
+    return dl.new(after_batch=[*dl.after_batch.fs, _hflip_transform()]), 1
+
+
+def predict_probs(learn, paths, tta=0, bs=None):
+    """(n, classes) probabilities for image paths, in order. tta=0: one plain pass (exactly
+    `get_preds` on `test_dl`); tta=N: fastai's `learn.tta(dl, n=N)` (see the module docstring)."""
+    if tta < 0:
+        raise FastmaskError(f"--tta: {tta} is negative")
+    kw = {"num_workers": 0, **({"bs": bs} if bs else {})}
+    dl = learn.dls.test_dl(list(map(str, paths)), **kw)
+    with learn.no_bar(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if tta == 0:
+            probs, _ = learn.get_preds(dl=dl)
+        else:
+            dl, passes = tta_dl(dl)
+            probs, _ = learn.tta(dl=dl, n=passes or tta)
+    return probs.float().cpu().numpy()
+
+
+def soft_vote(tables, weights=None):
+    """Weighted mean of probability tables (n, classes)."""
+    tables = np.stack([np.asarray(t, dtype=np.float64) for t in tables])
+    w = np.ones(len(tables)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return np.tensordot(w / w.sum(), tables, axes=1)
+
+
+def hard_vote(tables, weights=None):
+    """Class positions by (weighted) majority of each table's argmax; ties go to the class with the
+    higher soft vote."""
+    tables = np.stack([np.asarray(t, dtype=np.float64) for t in tables])
+    w = np.ones(len(tables)) if weights is None else np.asarray(weights, dtype=np.float64)
+    votes = np.zeros(tables.shape[1:])
+    rows = np.arange(tables.shape[1])
+    for t, wi in zip(tables, w):
+        np.add.at(votes, (rows, t.argmax(1)), wi)
+    soft = soft_vote(tables, w)
+    top = votes == votes.max(1, keepdims=True)
+    return np.where(top, soft, -np.inf).argmax(1)
+
+
+def vote(tables, weights=None, how="soft"):
+    """Class positions from several probability tables: "soft" (mean probabilities) or "hard"."""
+    if how == "soft":
+        return soft_vote(tables, weights).argmax(1)
+    if how == "hard":
+        return hard_vote(tables, weights)
+    raise FastmaskError(f"--vote: {how!r} is not soft or hard")
+
+
+@dataclass
+class Prediction:
+    models: list
+    tables: list = field(default_factory=list)  # one (n, 18) probability table per model
+    ans: Optional[np.ndarray] = None             # class ids, one per image
+
+
+def predict(models, paths, tta=0, how="soft", bs=None, progress=True):
+    """Every model's probabilities for `paths` and the ensemble's class ids, with a progress bar over models."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    out = Prediction(models)
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=Console(stderr=True), disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"predicting {len(paths)} images" + (f", TTA {tta}" if tta else ""), total=len(models))
+        for m in models:
+            out.tables.append(predict_probs(m.learn, paths, tta=tta, bs=bs))
+            bar.advance(task)
+    pos = vote(out.tables, [m.weight for m in models], how)
+    out.ans = np.asarray(models[0].codes)[pos]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation folder and the submission file
+# ---------------------------------------------------------------------------------------------
+def eval_root(path):
+    """The folder holding info.csv: `path` itself or its eval/ (a download or twin root)."""
+    p = Path(path)
+    if not p.exists():
+        raise FastmaskError(f"--eval {p}: no such folder")
+    if (p / "info.csv").is_file():
+        return p
+    if (p / "eval" / "info.csv").is_file():
+        return p / "eval"
+    raise FastmaskError(f"--eval {p}: holds neither info.csv nor eval/info.csv")
+
+
+def submission_text(ids, ans):
+    import pandas as pd
+    ans = np.asarray(ans)
+    if len(ids) != len(ans) or not np.issubdtype(ans.dtype, np.integer) or ans.min() < 0 or ans.max() >= N_CLASSES:
+        raise ValueError("a submission needs one class id 0..17 per ImageID")
+    return pd.DataFrame({"ImageID": list(ids), "ans": ans.astype(int)}).to_csv(index=False)
+
+
+def write_submission(ids, ans, path):
+    """`ImageID,ans` (info.csv order) written atomically: an interrupted write leaves no half file."""
+    from .record import atomic_write
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FastmaskError(f"--out {path}: {e.strerror}") from None
+    atomic_write(path, submission_text(ids, ans))
+    return path

@@ -1,0 +1,61 @@
+"""python -m fastmask.predict MODEL.pkl|RUN_DIR ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] --out submission.csv
+
+Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order."""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m fastmask.predict", description=__doc__.splitlines()[2])
+    ap.add_argument("models", nargs="+", metavar="MODEL.pkl|RUN_DIR",
+                    help="exported learners; a run folder means all its fold models (fold*.pkl), else its model.pkl")
+    ap.add_argument("--eval", required=True, metavar="DIR", help="the folder holding info.csv and images/, or the one holding eval/")
+    ap.add_argument("--out", default="submission.csv", help="submission file (default: submission.csv)")
+    ap.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation passes (default 0: plain)")
+    ap.add_argument("--weights", metavar="W1,W2,...", help="one weight per MODEL argument (a run folder's folds share it)")
+    ap.add_argument("--vote", choices=("soft", "hard"), default="soft", help="soft: mean probabilities (default); hard: majority of argmaxes")
+    ap.add_argument("--bs", type=int, default=None, help="batch size (default: the learner's)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap.parse_args(argv)
+
+
+def parse_weights(text):
+    from .errors import FastmaskError
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise FastmaskError(f"--weights: {text!r} is not comma-separated numbers") from None
+
+
+def main(argv):
+    args = parse(argv)
+    from .data import read_answers, read_eval
+    from .errors import FastmaskError
+    from .infer import eval_root, load_models, predict, write_submission
+    if args.tta < 0:
+        raise FastmaskError(f"--tta: {args.tta} is negative")
+    weights = parse_weights(args.weights)
+    root = eval_root(args.eval)
+    ev = read_eval(root)
+    answers = read_answers(root)
+    models = load_models(args.models, weights)
+    print(f"{len(models)} model(s): " + ", ".join(str(m.path) for m in models), file=sys.stderr)
+    pred = predict(models, ev["path"].tolist(), tta=args.tta, how=args.vote, bs=args.bs)
+    out = write_submission(ev["ImageID"], pred.ans, args.out)
+    print(f"wrote {out} ({len(ev)} rows, {args.vote} vote of {len(models)} model(s)"
+          + (f", TTA {args.tta}" if args.tta else "") + ")")
+    if answers is not None:
+        from .metrics import scores
+        s = scores(answers["ans"].to_numpy(), pred.ans)
+        print(f"answers.csv: macro F1 {s['macro_f1']:.4f}, accuracy {s['accuracy']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .errors import cli
+    sys.exit(cli(main)())
