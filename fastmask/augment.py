@@ -108,14 +108,21 @@ class CentreCrop(Transform):
 
 
 def augment_tfms(augment, size, seed=0, crop=None, method="squish"):
-    """The DataBlock's item_tfms for a recipe: [CentreCrop?, Resize(size), Albumentations?].
+    """Item transforms preparing full-size photos: [CentreCrop?, Resize(size), Albumentations?].
+
+    Training in fastmask crops and resizes once in `cache.Prepare` and uses `augmentation` alone;
+    this is for DataBlocks built on raw photos."""
+    tfms = [CentreCrop(crop)] if crop is not None else []
+    return [*tfms, Resize(tuple(size), method=method), *augmentation(augment, size, seed)]
+
+
+def augmentation(augment, size, seed=0):
+    """[Albumentations(...)] for a recipe's `augment` field, or [] for none.
 
     `augment` is a preset name, None, or an `A.Compose` (a copy is seeded with `seed`, so the
-    recipe's object is left as it was); `crop` a CentreCrop fraction or None; `size` (height, width)."""
-    tfms = [CentreCrop(crop)] if crop is not None else []
-    tfms.append(Resize(tuple(size), method=method))
+    recipe's object is left as it was); `size` (height, width)."""
     if augment is None:
-        return tfms
+        return []
     if isinstance(augment, str):
         comp = preset(augment, size, seed=seed)
     elif isinstance(augment, (A.BaseCompose, A.BasicTransform)):
@@ -124,6 +131,4 @@ def augment_tfms(augment, size, seed=0, crop=None, method="squish"):
     else:
         raise FastmaskError(f"recipe field augment: {augment!r} is neither a preset name "
                             f"({', '.join(PRESETS)}) nor an A.Compose")
-    if comp is not None:
-        tfms.append(Albumentations(comp, seed=seed))
-    return tfms
+    return [] if comp is None else [Albumentations(comp, seed=seed)]

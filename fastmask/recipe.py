@@ -32,6 +32,7 @@ class Recipe:
     wd: Optional[float] = None
     patience: Optional[int] = None  # early stopping on validation macro F1; None trains every epoch
     num_workers: int = 0            # on 2 cores, workers were slower than none for small images
+    cache: bool = True              # decode and resize each image once into a shared cache (cache.py)
     # Imbalance: None, "weighted" (fastai weighted_dataloaders; "weighted:0.5" sets the power) or
     # "oversample" (copies of rare training rows; "oversample:0.04" sets the target share per class)
     sampler: Optional[str] = None
@@ -89,7 +90,7 @@ class Recipe:
     # REPL entry points: the same objects `python -m fastmask.run` trains.
     def dls(self, data=None):
         from .train import build_dls, load_data
-        return build_dls(self, load_data(data)[0])
+        return build_dls(self, load_data(data).train)
 
     def learner(self, data=None, dls=None):
         from .train import build_learner

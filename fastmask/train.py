@@ -4,25 +4,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 import numpy as np
 import pandas as pd
 import torch
 from fastai.callback.core import Callback
-import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
-from fastai.data.block import CategoryBlock, DataBlock
-from fastai.data.transforms import ColReader
+from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
+from fastai.data.transforms import ColReader, IntToFloatTensor, Normalize
+from fastai.learner import Learner
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastai.vision.core import imagenet_stats
-from fastai.vision.data import ImageBlock
-from fastai.data.transforms import Normalize
-from fastai.learner import Learner
 from fastai.vision.learner import vision_learner
 
+from . import cache
 from . import data as fmdata
+from .cache import Prepare
 from .errors import FastmaskError
-from .augment import augment_tfms
+from .augment import augmentation
 from .heads import multi_head_for, separate_models, separate_splitter
 from .labels import AGE_THRESHOLD, N_CLASSES, label_of
 from .losses import build_loss
@@ -74,11 +74,16 @@ def build_dls(recipe, df):
     if kind == "oversample":
         df, train_idx = oversample(df, train_idx, target_share=float(arg) if arg else 0.5 / N_CLASSES,
                                    seed=recipe.seed, label_col="y")
+    size = tuple(recipe.size)
+    paths = df["path"].unique()  # oversampled copies share their original's cached pixels
+    array = cache.build(paths, size, recipe.crop) if recipe.cache else None
+    images = TransformBlock(type_tfms=Prepare(size, recipe.crop, paths, array), batch_tfms=IntToFloatTensor)
     block = DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=list(range(N_CLASSES)))),
+        blocks=(images, CategoryBlock(vocab=list(range(N_CLASSES)))),
         get_x=ColReader("path"), get_y=ColReader("y"),
         splitter=FixedSplitter(train_idx, valid_idx),
-        item_tfms=augment_tfms(recipe.augment, tuple(recipe.size), seed=recipe.seed, crop=recipe.crop),
+        # crop and resize happen once in Prepare; only the per-epoch augmentation is left here
+        item_tfms=augmentation(recipe.augment, size, seed=recipe.seed),
         # Normalize always: fastai adds it only for pretrained models, and from-scratch ones train worse without.
         batch_tfms=Normalize.from_stats(*imagenet_stats))
     kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)

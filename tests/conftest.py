@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: timm must not retry the hub
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+if "FASTMASK_CACHE" not in os.environ:  # tests never touch the user's image cache
+    import tempfile
+    os.environ["FASTMASK_CACHE"] = tempfile.mkdtemp(prefix="fastmask-cache-")
 
 import pytest
 

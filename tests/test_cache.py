@@ -1,0 +1,66 @@
+import pickle
+import threading
+
+import numpy as np
+from PIL import Image
+
+from fastmask import cache
+from fastmask.cache import Prepare, build, prepare
+
+
+def photos(folder, n=5, size=(40, 30)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        p = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(p)
+        out.append(str(p))
+    return out
+
+
+def test_cached_pixels_equal_prepared_from_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    paths = photos(tmp_path / "img")
+    arr = build(paths, (16, 12), crop=0.8, progress=False, workers=1)
+    assert arr.shape == (5, 16, 12, 3) and arr.dtype == np.uint8
+    for i, p in enumerate(paths):
+        assert np.array_equal(arr[i], prepare(p, (16, 12), 0.8))
+    t = Prepare((16, 12), 0.8, paths, arr)
+    assert np.array_equal(np.asarray(t(paths[2])), arr[2])
+    outside = photos(tmp_path / "other", n=1)[0]  # not cached: prepared from disk the same way
+    assert np.array_equal(np.asarray(t(outside)), prepare(outside, (16, 12), 0.8))
+
+
+def test_reused_then_invalidated_when_a_source_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    paths = photos(tmp_path / "img")
+    build(paths, (8, 6), progress=False, workers=1)
+    calls = []
+    monkeypatch.setattr(cache, "_prepare_many", lambda a: calls.append(1) or np.stack([prepare(p, *a[1:]) for p in a[0]]))
+    build(paths, (8, 6), progress=False, workers=1)
+    assert calls == []  # second run reuses the file
+    Image.new("RGB", (40, 30), "red").save(paths[0])
+    arr = build(paths, (8, 6), progress=False, workers=1)
+    assert calls and (arr[0] == [255, 0, 0]).all()
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2 and not list((tmp_path / "c").glob(".*"))
+
+
+def test_two_builders_at_once_both_get_a_whole_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    paths = photos(tmp_path / "img", n=20)
+    got = [None, None]
+    ts = [threading.Thread(target=lambda i=i: got.__setitem__(i, np.array(build(paths, (8, 6), progress=False, workers=1))))
+          for i in range(2)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert np.array_equal(got[0], got[1]) and np.array_equal(got[0][3], prepare(paths[3], (8, 6)))
+
+
+def test_export_does_not_carry_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    paths = photos(tmp_path / "img")
+    t = Prepare((8, 6), None, paths, build(paths, (8, 6), progress=False, workers=1))
+    back = pickle.loads(pickle.dumps(t))
+    assert back.array is None and back.index == {} and back.size == (8, 6)
+    assert np.array_equal(np.asarray(back(paths[1])), np.asarray(t(paths[1])))
