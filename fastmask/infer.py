@@ -116,8 +116,9 @@ def load_models(sources, weights=None, device=None):
             learn = load(f, device)
             codes = class_codes(learn, f)
             if models and codes != models[0].codes:
-                raise FastmaskError(f"{f}: class codes {codes} differ from {models[0].path}'s {models[0].codes}; "
-                                    "models with different vocabularies cannot be ensembled")
+                i = next(j for j, (a, b) in enumerate(zip(codes, models[0].codes)) if a != b)
+                raise FastmaskError(f"{f}: class vocabulary differs from {models[0].path}'s (position {i}: "
+                                    f"{codes[i]} vs {models[0].codes[i]}); models with different class codes cannot be ensembled")
             models.append(Model(Path(f), learn, codes, w / len(files)))
     return models
 

@@ -1,10 +1,12 @@
 """python -m fastmask.run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--skip-bad]
 
-Trains one recipe and records it in its own run folder."""
+Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder."""
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -26,70 +28,244 @@ def main(argv):
     from .errors import FastmaskError
     from .recipe import load_recipe, parse_sets
     recipe = load_recipe(args.recipe, parse_sets(args.sets))
+    from .kfold import n_folds
     from .model import check_arch
     check_arch(recipe.arch)  # before any data work or run folder
+    n_folds(recipe)
     from .train import load_data
     if args.data is not None and not Path(args.data).exists():
         raise FastmaskError(f"--data {args.data}: no such folder")
     data = load_data(args.data, skip_bad=args.skip_bad)
-    train_and_record(recipe, data, args.runs, overrides=parse_sets(args.sets))
-    return 0
+    d = train_and_record(recipe, data, args.runs, overrides=parse_sets(args.sets))
+    from .record import STATUS, read_json
+    return 0 if read_json(d / STATUS, {}).get("status") == "finished" else 1  # partial: some folds failed
 
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None):
-    """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far."""
-    import numpy as np
-    import pandas as pd
-    from fastai.callback.progress import CSVLogger
+    """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far.
 
-    from . import card, plots
+    One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`."""
+    from .kfold import folds, n_folds
+    run, cfg = start_run(recipe, data, runs_dir, overrides)
+    parts = []
+    for fold in folds(recipe):
+        if fold is not None:
+            run.mark("running", fold=fold, folds=len(folds(recipe)))
+        part = train_part(recipe, data, run, fold)
+        parts.append(part)
+        if part.status == "interrupted" or (part.status == "failed" and not part.keep_going):
+            break
+    status = run_status(parts)
+    cfg["lr_used"] = parts[0].lr if len(parts) == 1 else [p.lr for p in parts]
+    write_json_cfg(run, cfg)
+    metrics = record(run, cfg, parts, data, status, runs_dir) if any(p.rows is not None for p in parts) else None
+    failed = {p.fold: p.error for p in parts if p.status == "failed"}
+    run.mark(status, **({"failed_folds": {str(k): v for k, v in failed.items()}} if failed and n_folds(recipe) else {}))
+    if metrics is not None:
+        headline(run, metrics, status)
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if status == "failed":
+        raise next(p.exc for p in parts if p.exc is not None)
+    for fold, err in failed.items():
+        print(f"fastmask: warning: fold {fold} failed ({err}); the run keeps the other folds", file=sys.stderr)
+    return run.dir
+
+
+def start_run(recipe, data, runs_dir, overrides):
+    """The run folder and its config.json, written before any training."""
     from .data import fingerprint
-    from .metrics import scores
-    from .record import Run, atomic_write, environment, write_json
-    from .train import build_dls, build_learner, fit, predict, valid_frame
-
-    dls = build_dls(recipe, data.train)
-    learn = build_learner(recipe, dls)
+    from .record import Run, environment
     run = Run(runs_dir, recipe)
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
            "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
            "n_people": int(data.train["person"].nunique()), "environment": environment()}
-    write_json(run.path("config.json"), cfg)
+    write_json_cfg(run, cfg)
     print(f"run folder: {run.dir}")
-    learn.path, learn.model_dir = run.dir, "models"
-    status = "finished"
-    try:
-        cfg["lr_used"] = fit(recipe, learn, cbs=[CSVLogger(fname="history.csv")])
-    except KeyboardInterrupt:
-        status = "interrupted"
-        best = run.path("models/best.pth")
-        if best.exists():  # SaveModelCallback wrote the best epoch so far; keep that, not the half epoch
-            learn.load("best", with_opt=False)
+    return run, cfg
+
+
+def write_json_cfg(run, cfg):
+    from .record import write_json
     write_json(run.path("config.json"), cfg)
-    rows, probs = valid_frame(learn)
-    pred = probs.argmax(1)
-    metrics = scores(rows["label"].to_numpy(), pred)
-    hist = pd.read_csv(run.path("history.csv")) if run.path("history.csv").exists() else pd.DataFrame()
-    metrics["epochs_run"] = int(len(hist))
-    vp = rows[["path", "person", "label"]].assign(pred=pred)
-    atomic_write(run.path("valid_preds.csv"), pd.concat([vp.reset_index(drop=True),
-                 pd.DataFrame(probs.round(5), columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1).to_csv(index=False))
-    if data.eval is not None and data.answers is not None and status == "finished":
-        hp = predict(learn, data.eval["path"]).argmax(1)
-        h = scores(data.answers["ans"].to_numpy(), hp)
-        metrics.update(holdout_macro_f1=h["macro_f1"], holdout_accuracy=h["accuracy"],
-                       holdout_task_f1={k: h[f"{k}_f1"] for k in ("mask", "gender", "age")})
-    plots.save_confusion(rows["label"].to_numpy(), pred, run.path("confusion.png"))
-    if len(hist):
-        plots.save_curves(hist, run.path("curves.png"))
-    export(learn, run.path("model.pkl"))
+
+
+@dataclass
+class Part:
+    """One trained model of a run: the single split's, or fold `fold`'s."""
+    fold: Optional[int]
+    status: str = "finished"        # finished / interrupted / failed
+    model: Optional[Path] = None    # the exported learner
+    rows: Any = None                # validation rows (path, person, label, ...) as the learner saw them
+    probs: Any = None               # their class probabilities
+    eval_probs: Any = None          # holdout probabilities (data with answers, finished parts only)
+    history: Any = None             # per-epoch history (a DataFrame, empty when none was written)
+    lr: Any = None
+    error: Optional[str] = None
+    exc: Optional[BaseException] = None
+    keep_going: bool = False        # a failed fold lets the next folds run (not for bad input)
+
+    @property
+    def name(self):
+        return "model" if self.fold is None else f"fold{self.fold}"
+
+
+def train_part(recipe, data, run, fold):
+    """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised."""
+    import gc
+
+    import pandas as pd
+    from fastai.callback.progress import CSVLogger
+
+    from .errors import FastmaskError
+    from .kfold import fold_recipe
+    from .train import build_dls, build_learner, fit, predict, valid_frame
+
+    part = Part(fold)
+    hist_name = "history.csv" if fold is None else f"history_{part.name}.csv"
+    r = fold_recipe(recipe, fold)
+    if fold is not None:
+        print(f"fold {fold}: training")
+    learn = None
+    try:
+        learn = build_learner(r, build_dls(r, data.train))
+        learn.path, learn.model_dir = run.dir, "models" if fold is None else f"models/{part.name}"
+        trained = True
+        try:
+            part.lr = fit(r, learn, cbs=[CSVLogger(fname=hist_name)])
+        except KeyboardInterrupt:
+            part.status = "interrupted"
+            trained = (run.dir / learn.model_dir / "best.pth").exists()
+            if trained:  # SaveModelCallback wrote the best epoch so far; keep that, not the half epoch
+                learn.load("best", with_opt=False)
+        if trained or fold is None:  # an untrained fold would spoil the OOF figures and the fold ensemble
+            part.rows, part.probs = valid_frame(learn)
+            if data.eval is not None and data.answers is not None and part.status == "finished":
+                part.eval_probs = predict(learn, data.eval["path"])
+            part.model = run.path(f"{part.name}.pkl")
+            export(learn, part.model)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside fit: nothing of this part is kept
+        part.status, part.rows = "interrupted", None
+    except Exception as e:  # noqa: BLE001  (recorded in status.json; re-raised when no fold finished)
+        part.status, part.exc = "failed", e
+        part.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        part.keep_going = fold is not None and not isinstance(e, FastmaskError)
+        part.rows = part.probs = part.eval_probs = None
+    finally:
+        del learn
+        gc.collect()
+    h = run.path(hist_name)
+    part.history = pd.read_csv(h) if h.exists() else pd.DataFrame()
+    return part
+
+
+def run_status(parts):
+    """interrupted > failed (nothing usable) > partial (some folds failed) > finished."""
+    if any(p.status == "interrupted" for p in parts):
+        return "interrupted"
+    done = [p for p in parts if p.status == "finished"]
+    if not done:
+        return "failed"
+    return "partial" if len(done) < len(parts) else "finished"
+
+
+def record(run, cfg, parts, data, status, runs_dir):
+    """Everything a run folder holds beside config.json, the same for one model or k folds: validation
+    (out-of-fold) predictions, metrics, holdout figures from the soft vote of the finished models,
+    plots and card, plus the k-fold extras. Returns the metrics."""
+    from . import card, plots
+    from .kfold import oof_frame, probs_of
+    from .metrics import scores
+    from .record import atomic_write, write_json
+
+    kfold = parts[0].fold is not None
+    oof = oof_frame([(p.fold, p.rows, p.probs) for p in parts if p.rows is not None])
+    pred = probs_of(oof).argmax(1)
+    metrics = scores(oof["label"].to_numpy(), pred)
+    hist = history(parts, kfold)
+    metrics["epochs_run"] = int(hist.groupby("fold").size().max()) if kfold and len(hist) else int(len(hist))
+    write_predictions(run, oof, pred, kfold)
+    if status in ("finished", "partial"):
+        metrics.update(holdout(parts, data, kfold))
+    if kfold:
+        atomic_write(run.path("history.csv"), hist.to_csv(index=False))
+        metrics.update(fold_figures(parts, oof, pred))
+        metrics.update(record_suspects(run, oof, data))
+        link_first_fold(run, parts)
+    plots.save_confusion(oof["label"].to_numpy(), pred, run.path("confusion.png"),
+                         title="out of fold" if kfold else "validation")
+    if len(hist):  # k folds: the per-epoch mean over folds
+        plots.save_curves(hist.groupby("epoch", as_index=False).mean(numeric_only=True) if kfold else hist,
+                          run.path("curves.png"))
     atomic_write(run.path("card.md"), card.write_card(run, cfg, metrics, status, runs_dir))
     write_json(run.path("metrics.json"), metrics)
-    run.mark(status)
-    headline(run, metrics, status)
-    if status == "interrupted":
-        raise KeyboardInterrupt
-    return run.dir
+    return metrics
+
+
+def history(parts, kfold):
+    """The parts' per-epoch histories as one frame (with a `fold` column for k folds)."""
+    import pandas as pd
+    frames = [p.history.assign(fold=p.fold) if kfold else p.history for p in parts if len(p.history)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_predictions(run, oof, pred, kfold):
+    """valid_preds.csv (path, person, label, pred, p0..p17[, fold]: the verdict's input) and, for k
+    folds, oof.csv (path, person, label, p0..p17, fold: every training image once)."""
+    import pandas as pd
+    from .record import atomic_write
+    vp = pd.concat([oof[["path", "person", "label"]].assign(pred=pred),
+                    oof.drop(columns=["path", "person", "label", *([] if kfold else ["fold"])])], axis=1)
+    atomic_write(run.path("valid_preds.csv"), vp.to_csv(index=False))
+    if kfold:
+        atomic_write(run.path("oof.csv"), oof.to_csv(index=False))
+
+
+def holdout(parts, data, kfold):
+    """Holdout figures of the soft vote of the finished models (one model for a single split)."""
+    from .infer import soft_vote
+    from .metrics import macro_f1, scores
+    done = [p for p in parts if p.eval_probs is not None]
+    if not done:
+        return {}
+    h = scores(data.answers["ans"].to_numpy(), soft_vote([p.eval_probs for p in done]).argmax(1))
+    out = {"holdout_macro_f1": h["macro_f1"], "holdout_accuracy": h["accuracy"],
+           "holdout_task_f1": {k: h[f"{k}_f1"] for k in ("mask", "gender", "age")}}
+    if kfold:
+        out["holdout_folds"] = [macro_f1(data.answers["ans"], p.eval_probs.argmax(1)) for p in done]
+        out["holdout_models"] = [p.name for p in done]
+    return out
+
+
+def fold_figures(parts, oof, pred):
+    """Per-fold macro F1, their mean and std, and each fold's status."""
+    from .kfold import cv_summary
+    from .metrics import macro_f1
+    per = [macro_f1(oof["label"][oof["fold"] == f], pred[(oof["fold"] == f).to_numpy()]) for f in oof["fold"].unique()]
+    return {**cv_summary(per), "fold_status": {str(p.fold): p.status for p in parts}}
+
+
+def record_suspects(run, oof, data):
+    """suspects.csv from the OOF predictions; precision against the twin's noise.csv when there is one."""
+    from . import suspects
+    m = suspects.record(oof, run.path("suspects.csv"), data.root)
+    print(suspects.line(m))
+    return m
+
+
+def link_first_fold(run, parts):
+    """model.pkl: the first exported fold's learner, as a hard link (a copy where links fail)."""
+    import shutil
+    first = next((p.model for p in parts if p.model is not None and p.model.exists()), None)
+    if first is None:
+        return
+    tmp = run.path(".model.pkl.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(first, tmp)
+    except OSError:
+        shutil.copyfile(first, tmp)
+    os.replace(tmp, run.path("model.pkl"))
 
 
 def export(learn, path):
@@ -102,9 +278,14 @@ def export(learn, path):
 
 
 def headline(run, metrics, status):
-    line = f"{run.recipe.name} [{status}]: validation macro F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
+    if "cv_mean" in metrics:
+        line = (f"{run.recipe.name} [{status}]: CV macro F1 {metrics['cv_mean']:.3f} ± {metrics['cv_std']:.3f} "
+                f"over {len(metrics['folds'])} folds, pooled out-of-fold {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    else:
+        line = f"{run.recipe.name} [{status}]: validation macro F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
     if "holdout_macro_f1" in metrics:
-        line += f"; holdout macro F1 {metrics['holdout_macro_f1']:.3f}, accuracy {metrics['holdout_accuracy']:.3f}"
+        line += (f"; holdout macro F1 {metrics['holdout_macro_f1']:.3f}, accuracy {metrics['holdout_accuracy']:.3f}"
+                 + (f" (soft vote of {len(metrics['holdout_models'])} fold models)" if "holdout_models" in metrics else ""))
     v = metrics.get("verdict")
     if v:
         line += f"; vs parent: {v['verdict']}" + (f" ({v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}])" if "delta" in v else "")

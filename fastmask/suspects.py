@@ -55,7 +55,8 @@ def _key(path):
 def noise_log(data_root):
     """{'folder/file'} of the files a twin's noise.csv says are mislabelled, or None (no log: real data)."""
     root = Path(data_root)
-    for cand in (root / NOISE, root.parent / NOISE):
+    # the twin root holds noise.csv beside train/; a run may also name the train folder itself
+    for cand in (root / NOISE, *([root.parent / NOISE] if (root / "train.csv").is_file() else [])):
         if cand.is_file():
             try:
                 log = pd.read_csv(cand, dtype=str)
@@ -102,7 +103,6 @@ def line(m):
 
 
 def main(argv):
-    import json
     from .record import read_json, write_json
     if len(argv) != 1:
         raise FastmaskError("usage: python -m fastmask.suspects RUN_DIR")
