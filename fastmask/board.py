@@ -113,22 +113,38 @@ def cells(r):
             "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"), when(r)]
 
 
-COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "when (UTC)")
+COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "started UTC")
 _STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "finished": "", "running": "cyan",
-          "interrupted": "magenta"}
+          "interrupted": "magenta", "partial": "yellow", "failed": "red"}
 
 
-def table(rows, title):
+def table(rows, title, drop=()):
+    """The rich table: the run column carries the tree guides; `drop` leaves columns out."""
+    from rich import box
     from rich.table import Table
-    t = Table(title=title, title_justify="left")
-    for c in COLUMNS:
-        t.add_column(c, no_wrap=c == "run", justify="right" if c in ("val F1", "holdout F1", "Δ parent", "minutes") else "left")
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    keep = [i for i, c in enumerate(COLUMNS) if c not in drop]
+    for i in keep:
+        t.add_column(COLUMNS[i], justify="right" if 3 <= i <= 6 else "left", no_wrap=i != 0, overflow="fold")
     for r in rows:
         c = cells(r)
-        c[1] = f"[{_STYLE.get(c[1], '')}]{c[1]}[/]" if _STYLE.get(c[1]) else c[1]
-        c[2] = f"[{_STYLE[c[2]]}]{c[2]}[/]" if c[2] in _STYLE and _STYLE[c[2]] else c[2]
-        t.add_row(*[x.replace("[", r"\[") if i == 0 else x for i, x in enumerate(c)])
+        c[0] = c[0].replace("[", r"\[")
+        for i in (1, 2):
+            if _STYLE.get(c[i]):
+                c[i] = f"[{_STYLE[c[i]]}]{c[i]}[/]"
+        t.add_row(*[c[i] for i in keep])
     return t
+
+
+def fitted_table(rows, title, console):
+    """The table, leaving out the least needed columns while it is wider than the console."""
+    drop = []
+    for extra in ((), ("started UTC",), ("minutes",), ("holdout F1",)):
+        drop += extra
+        t = table(rows, title, drop)
+        if console.measure(t, options=console.options.update_width(10_000)).maximum <= console.width:
+            break
+    return t, drop
 
 
 # --- a small Markdown renderer (what cards use: headings, tables, lists, images, code, emphasis) ------
@@ -252,7 +268,7 @@ table.board td:first-child{white-space:pre;font-family:ui-monospace,monospace}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}code,pre{font-family:ui-monospace,monospace;background:#f6f6f6}
 pre{padding:.5em;overflow-x:auto}section.run{border-top:2px solid #888;margin-top:2em}
 .supported{color:#17803d;font-weight:600}.refuted{color:#b3261e;font-weight:600}.inconclusive{color:#8a6d00}
-.missing{color:#999}.small{color:#666;font-size:90%}
+.failed{color:#b3261e}.partial{color:#8a6d00}.missing{color:#999}.small{color:#666;font-size:90%}
 """
 
 
@@ -291,7 +307,7 @@ def render_html(rows, root):
         for r in rows:
             c = [html.escape(x) for x in cells(r)]
             c[0] = f'<a href="#{_anchor(r)}">{c[0]}</a>'
-            c[2] = f'<span class="{html.escape(c[2])}">{c[2]}</span>'
+            c[1], c[2] = (f'<span class="{x}">{x}</span>' for x in c[1:3])
             h.append("<tr>" + "".join(f'<td class="num">{x}</td>' if 3 <= i <= 6 else f"<td>{x}</td>"
                                       for i, x in enumerate(c)) + "</tr>")
         h.append("</tbody></table>")
@@ -302,24 +318,32 @@ def render_html(rows, root):
         rel = d.relative_to(root).as_posix() if d.is_relative_to(root) else d.name
         files = [f for f in ("card.md", "config.json", "metrics.json", "history.csv", "valid_preds.csv",
                              "recipe.py", "model.pkl") if (d / f).is_file()]
-        h.append(f'<section class="run" id="{_anchor(r)}"><h2>{html.escape(r["id"])}</h2>')
-        if r.get("up"):
-            h.append(f'<p class="small">parent run: <a href="#{_anchor(r["up"])}">{html.escape(r["up"]["id"])}</a></p>')
-        if files:
-            h.append('<p class="small">files: ' + ", ".join(
-                f'<a href="{html.escape(rel)}/{html.escape(f)}">{html.escape(f)}</a>' for f in files) + "</p>")
         card = d / "card.md"
+        text = None
         if card.is_file():
             try:
                 text = card.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 text = None
-            if text is not None:
-                h.append(markdown_html(text, _resolver(d, root), shift=2))
-                # plots the card does not show (e.g. an older card) still appear
-                shown = set(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text))
-                extra = [p for p in PLOTS if p not in shown and (d / p).is_file()]
-                h += [f'<img src="{html.escape(rel)}/{p}" alt="{p}" loading="lazy">' for p in extra]
+        h.append(f'<section class="run" id="{_anchor(r)}">')
+        if text is not None:  # the card's own title (h1 -> h2) heads the section
+            h.append(markdown_html(text.split("\n", 1)[0], shift=1) if text.startswith("# ") else
+                     f"<h2>{html.escape(r['name'])}</h2>")
+        else:
+            h.append(f"<h2>{html.escape(r['name'])}  ({html.escape(r['status'])})</h2>")
+        h.append(f'<p class="small">run folder <code>{html.escape(r["id"])}</code></p>')
+        if r.get("up"):
+            h.append(f'<p class="small">parent run: <a href="#{_anchor(r["up"])}">{html.escape(r["up"]["id"])}</a></p>')
+        if files:
+            h.append('<p class="small">files: ' + ", ".join(
+                f'<a href="{html.escape(rel)}/{html.escape(f)}">{html.escape(f)}</a>' for f in files) + "</p>")
+        if text is not None:
+            body = text.split("\n", 1)[1] if text.startswith("# ") and "\n" in text else text
+            h.append(markdown_html(body, _resolver(d, root), shift=1))
+            # plots the card does not show (e.g. an older card) still appear
+            shown = set(re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text))
+            h += [f'<img src="{html.escape(rel)}/{p}" alt="{p}" loading="lazy">'
+                  for p in PLOTS if p not in shown and (d / p).is_file()]
         else:
             h.append(f"<p>{html.escape(r['status'])}: no card yet.</p>")
             if r["hypothesis"]:
@@ -337,7 +361,10 @@ def board(runs_dir="runs", html_out=True, console=None):
     rows = tree(collect(runs_dir))
     console = console or Console()
     if rows:
-        console.print(table(rows, f"runs in {runs_dir}"))
+        t, drop = fitted_table(rows, f"runs in {runs_dir}", console)
+        console.print(t)
+        if drop:
+            console.print(f"[dim]left out to fit {console.width} columns: {', '.join(drop)}[/]")
     else:
         console.print(f"no runs in {runs_dir} yet")
     if html_out:

@@ -83,7 +83,8 @@ def write_card(run, cfg, metrics, status, runs_dir):
 
     lines += ["## Result", ""]
     lines += _result_table(_flat(metrics, _minutes(run)), _flat(pm, read_json(par / STATUS, {}).get("minutes")) if par else None, par)
-    lines += _folds_table(fold_scores(d, metrics), fold_scores(par) if par else None)
+    lines += _folds_table(fold_scores(d, metrics), fold_scores(par) if par else None,
+                          paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     if par:
         lines += [sentence(v), ""]
     elif cfg.get("parent"):
@@ -158,11 +159,14 @@ def _fmt(v, spec=".3f"):
 
 def _result_table(mine, theirs, par):
     head = "| | this run |" + (f" parent ({par.name}) | delta |" if par else "")
+    pooled = mine.get("folds_mean") is not None
     out = [head, "|---|---|" + ("---|---|" if par else "")]
     for key, label, spec in ROWS:
         a, b = mine.get(key), (theirs or {}).get(key)
         if a is None and b is None:
             continue
+        if pooled:
+            label = label.replace("validation", "out-of-fold")
         row = f"| {label} | {_fmt(a, spec)} |"
         if par:
             delta = "—" if not (_num(a) and _num(b)) else format(a - b, "+d" if spec == "d" else "+" + spec)
@@ -171,16 +175,23 @@ def _result_table(mine, theirs, par):
     return out + [""]
 
 
-def _folds_table(mine, theirs):
+def _folds_table(mine, theirs, paired, status=None):
     if not mine:
         return []
-    both = theirs is not None and len(theirs) == len(mine)
-    out = ["| fold | this run |" + (" parent | delta |" if both else ""), "|---|---|" + ("---|---|" if both else "")]
-    for i, a in enumerate(mine):
-        out.append(f"| {i} | {a:.3f} |" + (f" {theirs[i]:.3f} | {a - theirs[i]:+.3f} |" if both else ""))
+    ids = list(range(len(mine)))
+    if isinstance(status, dict):  # scores are kept for the folds that did not fail
+        kept = sorted((int(k) for k, v in status.items() if v != "failed"))
+        ids = kept if len(kept) == len(mine) else ids
+    out = ["| fold | this run |" + (" parent | delta |" if paired else ""), "|---|---|" + ("---|---|" if paired else "")]
+    for i, a in zip(ids, mine):
+        out.append(f"| {i} | {a:.3f} |" + (f" {theirs[i]:.3f} | {a - theirs[i]:+.3f} |" if paired else ""))
+    if isinstance(status, dict):
+        failed = sorted(int(k) for k, v in status.items() if v == "failed")
+        out += [f"| {i} | failed |" + (" | |" if paired else "") for i in failed]
     out.append("")
-    if theirs is not None and not both:
-        out += [f"The parent's run has {len(theirs)} folds and this one {len(mine)}: no per-fold pairing.", ""]
+    if theirs and not paired:
+        out += [f"The parent's run has {len(theirs)} fold scores (mean {np.mean(theirs):.3f}), but its folds are not "
+                "the same people, or some folds failed: no per-fold pairing.", ""]
     return out
 
 
@@ -262,7 +273,7 @@ def _weakest_classes(m, vp, k=5):
            "| class | F1 | validation images |", "|---|---|---|"]
     out += [f"| {describe(c)} | {per[c]:.3f} | {int(support[c])} |" for c in worst]
     missing = N_CLASSES - len(present)
-    return out + ([""] + ([f"{missing} classes have no validation image."] if missing else []) + [""])
+    return out + [""] + ([f"{missing} classes have no validation image.", ""] if missing else [])
 
 
 def _wrong_tasks(t, p):
@@ -280,7 +291,7 @@ def _confused_pairs(vp, k=5):
     g = g.sort_values("images", ascending=False, kind="stable").head(k)
     out = [f"**Most confused pairs** ({len(wrong)} of {len(vp)} validation images wrong):", ""]
     for (t, p), r in g.iterrows():
-        who = f" of {r.people} people" if people else ""
+        who = f" of {r.people} {'person' if r.people == 1 else 'people'}" if people else ""
         out.append(f"- {describe(t)} read as {describe(p)}: {r.images} images{who} "
                    f"({r.images / support[t]:.0%} of that class; {' and '.join(_wrong_tasks(t, p))} wrong)")
     return out + [""]

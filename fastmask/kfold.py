@@ -50,7 +50,7 @@ def oof_frame(parts):
     `parts` are (fold, rows, probs) with `rows` the validation rows (path, person, label)."""
     frames = []
     for fold, rows, probs in parts:
-        f = rows[["path", "person", "label"]].reset_index(drop=True)
+        f = rows[["path", "person", "label"] + (["age"] if "age" in rows else [])].reset_index(drop=True)
         p = pd.DataFrame(np.asarray(probs, dtype=np.float64).round(5), columns=PROB_COLS[:np.shape(probs)[1]])
         frames.append(pd.concat([f, p], axis=1).assign(fold=-1 if fold is None else int(fold)))
     return pd.concat(frames, ignore_index=True)

@@ -71,7 +71,8 @@ def save_top_losses(vp, path, k=16, cols=4):
         except (OSError, ValueError):
             ax.text(0.5, 0.5, "image missing", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set_title(f"true: {describe(r.label)}\npred: {describe(r.pred)}\n"
-                     f"p(true) {r.p_true:.2f}  p(pred) {r.p_pred:.2f}", fontsize=7)
+                     f"p(true) {r.p_true:.2f}  p(pred) {r.p_pred:.2f}"
+                     + (f"  person {r.person}" if "person" in worst else ""), fontsize=7)
     fig.suptitle("top losses (validation): lowest probability of the true label", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

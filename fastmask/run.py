@@ -46,12 +46,14 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None):
 
     One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`."""
     from .kfold import folds, n_folds
+    from .tracking import tracker
+    trk = tracker(runs_dir)  # None unless FASTMASK_MLFLOW is set; exit 2 if mlflow is missing
     run, cfg = start_run(recipe, data, runs_dir, overrides)
     parts = []
     for fold in folds(recipe):
         if fold is not None:
             run.mark("running", fold=fold, folds=len(folds(recipe)))
-        part = train_part(recipe, data, run, fold)
+        part = train_part(recipe, data, run, fold, trk)
         parts.append(part)
         if part.status == "interrupted" or (part.status == "failed" and not part.keep_going):
             break
@@ -61,6 +63,8 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None):
     metrics = record(run, cfg, parts, data, status, runs_dir) if any(p.rows is not None for p in parts) else None
     failed = {p.fold: p.error for p in parts if p.status == "failed"}
     run.mark(status, **({"failed_folds": {str(k): v for k, v in failed.items()}} if failed and n_folds(recipe) else {}))
+    if trk is not None:
+        trk.finish(run.dir, status)
     if metrics is not None:
         headline(run, metrics, status)
     if status == "interrupted":
@@ -110,7 +114,7 @@ class Part:
         return "model" if self.fold is None else f"fold{self.fold}"
 
 
-def train_part(recipe, data, run, fold):
+def train_part(recipe, data, run, fold, trk=None):
     """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised."""
     import gc
 
@@ -132,7 +136,7 @@ def train_part(recipe, data, run, fold):
         learn.path, learn.model_dir = run.dir, "models" if fold is None else f"models/{part.name}"
         trained = True
         try:
-            part.lr = fit(r, learn, cbs=[CSVLogger(fname=hist_name)])
+            part.lr = fit(r, learn, cbs=[CSVLogger(fname=hist_name), *([trk.for_fold(fold)] if trk else [])])
         except KeyboardInterrupt:
             part.status = "interrupted"
             trained = (run.dir / learn.model_dir / "best.pth").exists()

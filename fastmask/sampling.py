@@ -13,7 +13,7 @@ from .labels import N_CLASSES
 def class_counts(labels, idx=None):
     """Rows per class id (length N_CLASSES), counted over positions `idx` (default: all)."""
     y = np.asarray(labels)
-    y = y if idx is None else y[np.asarray(idx)]
+    y = y if idx is None else y[np.asarray(idx, dtype=int)]
     return np.bincount(y.astype(int), minlength=N_CLASSES)
 
 
@@ -26,10 +26,11 @@ def class_weights(labels, power=1.0, idx=None):
     the training ones itself."""
     y = np.asarray(labels).astype(int)
     counts = class_counts(y, idx).astype(float)
-    if (counts[y] == 0).any():
-        missing = sorted(set(y[counts[y] == 0].tolist()))
-        raise FastmaskError(f"class_weights: classes {missing} have no rows among the counted ones")
-    w = counts[y] ** -float(power)
+    # Rows of classes absent from the counted (training) rows are never drawn: weight 0. A person-
+    # grouped fold can leave a rare class entirely in validation.
+    w = np.where(counts[y] > 0, np.maximum(counts[y], 1) ** -float(power), 0.0)
+    if w.sum() == 0:
+        raise FastmaskError("class_weights: no counted rows to weight")
     return w / w.sum()
 
 

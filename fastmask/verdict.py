@@ -91,12 +91,40 @@ def fold_scores(run_dir, metrics=None):
     return None
 
 
+def _complete(metrics):
+    """False when some folds of a k-fold run failed (their scores are missing from `folds`)."""
+    st = (metrics or {}).get("fold_status")
+    return not isinstance(st, dict) or all(v == "finished" for v in st.values())
+
+
+def same_folds(child_dir, parent_dir):
+    """Whether the two runs' fold i validated the same people: by the `fold` column of their valid_preds
+    when both have one, else by equal split and seed fields in their config.json."""
+    from .record import read_json
+    cols = ["path", "fold"]
+    try:
+        a = pd.read_csv(Path(child_dir) / "valid_preds.csv", usecols=lambda c: c in cols)
+        b = pd.read_csv(Path(parent_dir) / "valid_preds.csv", usecols=lambda c: c in cols)
+    except (OSError, ValueError):
+        a = b = None
+    if a is not None and "fold" in a and "fold" in b:
+        return len(a) == len(b) and a.set_index("path")["fold"].sort_index().equals(b.set_index("path")["fold"].sort_index())
+    fa = (read_json(Path(child_dir) / "config.json", {}) or {}).get("fields") or {}
+    fb = (read_json(Path(parent_dir) / "config.json", {}) or {}).get("fields") or {}
+    return all(fa.get(k) == fb.get(k) for k in ("split", "seed"))
+
+
 def compare(child_dir, parent_dir, child_metrics=None, n=1000, seed=0):
-    """The verdict of run `child_dir` against run `parent_dir`: by folds when both have the same number
-    of folds, else by the paired bootstrap over their valid_preds.csv; None when neither is possible."""
+    """The verdict of run `child_dir` against run `parent_dir`: by folds when both ran the same complete
+    folds, else by the paired bootstrap over their valid_preds.csv; None when neither is possible."""
+    from .record import read_json
     child_dir, parent_dir = Path(child_dir), Path(parent_dir)
-    cf, pf = fold_scores(child_dir, child_metrics), fold_scores(parent_dir)
-    if cf and pf and len(cf) == len(pf):
+    if child_metrics is None:
+        child_metrics = read_json(child_dir / "metrics.json", {}) or {}
+    parent_metrics = read_json(parent_dir / "metrics.json", {}) or {}
+    cf, pf = fold_scores(child_dir, child_metrics), fold_scores(parent_dir, parent_metrics)
+    if (cf and pf and len(cf) == len(pf) and _complete(child_metrics) and _complete(parent_metrics)
+            and same_folds(child_dir, parent_dir)):
         v = fold_test(cf, pf)
         if v is not None:
             return v

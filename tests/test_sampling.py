@@ -53,7 +53,7 @@ def test_weights_counted_on_training_rows():
     w = class_weights(y, idx=[0, 1, 3])  # class 0: 2 train rows, class 1: 1
     assert w[3] == pytest.approx(2 * w[0])
     with pytest.raises(FastmaskError):
-        class_weights(np.array([0, 0, 2]), idx=[0, 1])
+        class_weights(np.array([0, 0, 2]), idx=[])
 
 
 def frame(seed=0, scale=20):
@@ -104,3 +104,10 @@ def test_oversample_is_deterministic_and_spreads_copies():
 def test_oversample_rejects_impossible_share():
     with pytest.raises(FastmaskError):
         oversample(frame(), np.arange(10), target_share=0.5)
+
+
+def test_classes_missing_from_training_get_weight_zero():
+    from fastmask.sampling import class_weights
+    labels = np.array([0, 0, 1, 5, 5, 11])
+    w = class_weights(labels, idx=[0, 1, 2])  # classes 5 and 11 sit only in validation
+    assert w[3] == w[4] == w[5] == 0 and np.isclose(w[:3].sum(), 1) and np.isclose(w[2], 2 * w[0])

@@ -1,0 +1,150 @@
+"""The board: runs as a tree under their parents (fake run folders, no training), and index.html that
+parses and links only files that exist."""
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from fastmask.board import board, collect, markdown_html, tree
+from fastmask.card import write_card
+from test_card import fake_preds, make_run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """baseline -> person_split -> {oversample, albu_light -> cutmix_halves}, a second baseline, a child
+    whose parent never ran, a running run, other data, and things that are not runs."""
+    r = tmp_path / "runs"
+    vp = fake_preds(tmp_path, acc=0.5, seed=1)
+    make_run(r, "20260101T000000Z", "baseline", vp=vp)
+    make_run(r, "20260101T010000Z", "person_split", parent="baseline", vp=vp,
+             metrics={"verdict": {"verdict": "inconclusive", "delta": 0.0, "low": -0.1, "high": 0.1,
+                                  "parent_run": "20260101T000000Z-baseline"}})
+    make_run(r, "20260101T030000Z", "albu_light", parent="person_split", vp=vp)
+    make_run(r, "20260101T020000Z", "oversample", parent="person_split", vp=vp, metrics={"macro_f1": 0.9})
+    make_run(r, "20260101T040000Z", "cutmix_halves", parent="albu_light", status="running", plots=False)
+    make_run(r, "20260101T050000Z", "baseline", vp=vp)
+    make_run(r, "20260101T060000Z", "multihead", parent="nobody", vp=vp)
+    make_run(r, "20260101T070000Z", "age58", parent="person_split", fingerprint="other", vp=vp)
+    (r / "mlflow.db").write_bytes(b"")
+    (r / "mlartifacts" / "1").mkdir(parents=True)
+    (r / "notes").mkdir()
+    return r
+
+
+EXPECTED = [  # (folder, depth) in display order
+    ("20260101T000000Z-baseline", 0),
+    ("20260101T010000Z-person_split", 1),
+    ("20260101T020000Z-oversample", 2),
+    ("20260101T030000Z-albu_light", 2),
+    ("20260101T040000Z-cutmix_halves", 3),
+    ("20260101T050000Z-baseline", 0),
+    ("20260101T060000Z-multihead", 0),
+    ("20260101T070000Z-age58", 0),
+]
+
+
+def test_board_nests_runs_under_parents_in_order(runs):
+    rows = tree(collect(runs))
+    assert [(r["id"], r["depth"]) for r in rows] == EXPECTED
+    by = {r["id"]: r for r in rows}
+    assert by["20260101T030000Z-albu_light"]["prefix"] == "   └─ "
+    assert by["20260101T020000Z-oversample"]["prefix"] == "   ├─ "
+    assert by["20260101T040000Z-cutmix_halves"]["prefix"] == "      └─ "
+    assert by["20260101T060000Z-multihead"]["up"] is None  # parent never ran
+    assert by["20260101T070000Z-age58"]["up"] is None  # the parent ran only on other data
+
+
+def test_board_prints_the_tree_table(runs):
+    console = Console(record=True, width=160)
+    board(runs, html_out=False, console=console)
+    text = console.export_text()
+    order = [text.index(f"{pre}{name}") for pre, name in
+             [("", "baseline"), ("└─ ", "person_split"), ("├─ ", "oversample"), ("└─ ", "albu_light"),
+              ("└─ ", "cutmix_halves")]]
+    assert order == sorted(order)
+    line = next(l for l in text.splitlines() if "person_split" in l)
+    assert "finished" in line and "inconclusive" in line and "+0.000" in line and "2026-01-01 01:00" in line
+    line = next(l for l in text.splitlines() if "oversample" in l)
+    assert "0.900" in line and "+0.900" not in line  # delta vs the person_split run's macro F1
+    assert "running" in next(l for l in text.splitlines() if "cutmix_halves" in l)
+    assert "no parent run" in next(l for l in text.splitlines() if "multihead" in l)
+    assert not (runs / "index.html").exists()
+
+
+class Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs, self.ids, self.tags = [], set(), []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for k in ("src", "href"):
+            if a.get(k):
+                self.refs.append((tag, a[k]))
+
+
+def test_index_html_parses_and_references_only_existing_files(runs, tmp_path):
+    # one real card, with its top-losses grid, among the fake runs
+    child = runs / "20260101T020000Z-oversample"
+    cfg = json.loads((child / "config.json").read_text())
+    m = json.loads((child / "metrics.json").read_text())
+    (child / "card.md").write_text(write_card(child, cfg, m, "finished", runs)
+                                   + "\n![gone](missing.png) [a link](../../elsewhere.txt) ![remote](https://x.org/a.png)\n")
+    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(runs)], capture_output=True, text=True,
+                       timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "160"})
+    assert p.returncode == 0, p.stderr
+    assert "person_split" in p.stdout and "index.html" in p.stdout
+    page = (runs / "index.html").read_text()
+    parser = Refs()
+    parser.feed(page)
+    parser.close()
+    assert {"table", "img", "section", "h2"} <= set(parser.tags)
+    srcs = [ref for tag, ref in parser.refs if tag == "img"]
+    assert "20260101T020000Z-oversample/top_losses.png" in srcs
+    assert "20260101T020000Z-oversample/confusion.png" in srcs
+    for tag, ref in parser.refs:
+        assert not re.match(r"^[a-z]+:|^/", ref), ref  # relative only: opens offline, from any folder
+        if ref.startswith("#"):
+            assert ref[1:] in parser.ids, ref
+        else:
+            assert (runs / ref).is_file(), ref
+    assert "[gone: not available]" in page and "missing.png" not in page and "x.org" not in page
+    assert "<h3>Result</h3>" in page and "read as" in page and "<td>seed</td><td>0</td>" in page
+    assert page.count('<section class="run"') == len(EXPECTED)
+
+
+def test_markdown_renderer_basics():
+    out = markdown_html("# T\n\npara **b** `c<d>` *e*\nline2\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- x\n- y\n\n"
+                        "```\nx < y\n```\n![i](p.png)", shift=1)
+    assert "<h2>T</h2>" in out and "<strong>b</strong>" in out and "<code>c&lt;d&gt;</code>" in out
+    assert "<em>e</em>" in out and "<br>" in out
+    assert "<thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody>" in out
+    assert "<ul><li>x</li><li>y</li></ul>" in out and "<pre><code>x &lt; y</code></pre>" in out
+    assert '<img src="p.png" alt="i"' in out
+    assert "person_split" in markdown_html("person_split and age_threshold")  # underscores are not emphasis
+
+
+def test_missing_runs_folder_is_one_line_exit_2(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(tmp_path / "nope")], capture_output=True,
+                       text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "nope" in p.stderr and not p.stdout
+
+
+def test_empty_runs_folder(tmp_path):
+    (tmp_path / "runs").mkdir()
+    console = Console(record=True, width=120)
+    assert board(tmp_path / "runs", console=console) == []
+    assert "no runs" in console.export_text()
+    Refs().feed((tmp_path / "runs" / "index.html").read_text())
