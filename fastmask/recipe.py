@@ -51,6 +51,8 @@ class Recipe:
     hypothesis: str = field(default="", compare=False, repr=False)
     file: Optional[str] = field(default=None, compare=False, repr=False)
     parent: Optional["Recipe"] = field(default=None, compare=False, repr=False)
+    # What `python -m fastmask.search` explores: {field: spec}, from the file's module-level `search`.
+    search: Optional[dict] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         self._place(2)
@@ -66,7 +68,7 @@ class Recipe:
     def but(self, **changes):
         """A child recipe: this one with `changes`, remembering this one as its parent."""
         child = dataclasses.replace(self, **coerce_all(changes))
-        child.parent = self
+        child.parent, child.search = self, None  # a child is one hypothesis, not its parent's search
         child._place(1)
         return child
 
@@ -245,6 +247,8 @@ def load_recipe(path, overrides=None):
         raise FastmaskError(f"{path}: defines no `recipe = Recipe(...)` or `parent.but(...)`")
     r.file, r.name = str(path), path.stem
     r.hypothesis = (mod.__doc__ or "").strip()
+    if getattr(mod, "search", None) is not None:
+        r.search = mod.search
     return with_overrides(r, overrides) if overrides else r
 
 

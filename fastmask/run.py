@@ -28,6 +28,8 @@ def main(argv):
     from .errors import FastmaskError
     from .recipe import load_recipe, parse_sets
     recipe = load_recipe(args.recipe, parse_sets(args.sets))
+    from .distributed import main_first, setup
+    setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
     from .kfold import n_folds
     from .model import check_arch
     check_arch(recipe.arch)  # before any data work or run folder
@@ -35,29 +37,41 @@ def main(argv):
     from .train import load_data
     if args.data is not None and not Path(args.data).exists():
         raise FastmaskError(f"--data {args.data}: no such folder")
-    data = load_data(args.data, skip_bad=args.skip_bad)
+    with main_first():
+        data = load_data(args.data, skip_bad=args.skip_bad)
     d = train_and_record(recipe, data, args.runs, overrides=parse_sets(args.sets))
+    if d is None:  # a rank > 0 of a data-parallel run: rank 0 records and reports
+        return 0
     from .record import STATUS, read_json
     return 0 if read_json(d / STATUS, {}).get("status") == "finished" else 1  # partial: some folds failed
 
 
-def train_and_record(recipe, data, runs_dir="runs", overrides=None):
+def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
     """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far.
 
-    One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`."""
+    One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`.
+    `cbs`: extra fastai callbacks for fit; one that sets `run_status` (the search's pruning callback sets
+    "pruned") stops the folds and names a run that would otherwise be "finished". `info`: extra
+    config.json entries. Ranks > 0 of a data-parallel run train beside rank 0, write nothing, return None."""
+    from .distributed import follow, is_main, share
     from .kfold import folds, n_folds
     from .tracking import tracker
+    if not is_main():
+        return follow(recipe, data, cbs)
     trk = tracker(runs_dir)  # None unless FASTMASK_MLFLOW is set; exit 2 if mlflow is missing
-    run, cfg = start_run(recipe, data, runs_dir, overrides)
+    run, cfg = start_run(recipe, data, runs_dir, overrides, info)
+    share(run.dir)  # the other ranks load rank 0's best epoch from this folder
     parts = []
     for fold in folds(recipe):
         if fold is not None:
             run.mark("running", fold=fold, folds=len(folds(recipe)))
-        part = train_part(recipe, data, run, fold, trk)
+        part = train_part(recipe, data, run, fold, trk, cbs)
         parts.append(part)
-        if part.status == "interrupted" or (part.status == "failed" and not part.keep_going):
+        if part.status == "interrupted" or (part.status == "failed" and not part.keep_going) or asked_status(cbs):
             break
     status = run_status(parts)
+    if status == "finished" and asked_status(cbs):
+        status = asked_status(cbs)
     cfg["lr_used"] = parts[0].lr if len(parts) == 1 else [p.lr for p in parts]
     write_json_cfg(run, cfg)
     metrics = record(run, cfg, parts, data, status, runs_dir) if any(p.rows is not None for p in parts) else None
@@ -76,14 +90,19 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None):
     return run.dir
 
 
-def start_run(recipe, data, runs_dir, overrides):
+def asked_status(cbs):
+    """The run status an extra callback asks for (e.g. "pruned"), or None."""
+    return next((s for cb in cbs if (s := getattr(cb, "run_status", None))), None)
+
+
+def start_run(recipe, data, runs_dir, overrides, info=None):
     """The run folder and its config.json, written before any training."""
     from .data import fingerprint
     from .record import Run, environment
     run = Run(runs_dir, recipe)
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
            "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
-           "n_people": int(data.train["person"].nunique()), "environment": environment()}
+           "n_people": int(data.train["person"].nunique()), "environment": environment(), **(info or {})}
     write_json_cfg(run, cfg)
     print(f"run folder: {run.dir}")
     return run, cfg
@@ -114,18 +133,21 @@ class Part:
         return "model" if self.fold is None else f"fold{self.fold}"
 
 
-def train_part(recipe, data, run, fold, trk=None):
-    """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised."""
+def train_part(recipe, data, run, fold, trk=None, cbs=()):
+    """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised.
+
+    Under several processes every rank fits (fastai's distrib_ctx); only rank 0 logs, predicts and exports."""
     import gc
 
     import pandas as pd
     from fastai.callback.progress import CSVLogger
 
+    from .distributed import context, is_main
     from .errors import FastmaskError
     from .kfold import fold_recipe
     from .train import build_dls, build_learner, fit, predict, valid_frame
 
-    part = Part(fold)
+    part, main = Part(fold), is_main()
     hist_name = "history.csv" if fold is None else f"history_{part.name}.csv"
     r = fold_recipe(recipe, fold)
     if fold is not None:
@@ -136,13 +158,15 @@ def train_part(recipe, data, run, fold, trk=None):
         learn.path, learn.model_dir = run.dir, "models" if fold is None else f"models/{part.name}"
         trained = True
         try:
-            part.lr = fit(r, learn, cbs=[CSVLogger(fname=hist_name), *([trk.for_fold(fold)] if trk else [])])
+            log = [CSVLogger(fname=hist_name), *([trk.for_fold(fold)] if trk else [])] if main else []
+            with context(learn):
+                part.lr = fit(r, learn, cbs=[*log, *cbs])
         except KeyboardInterrupt:
             part.status = "interrupted"
             trained = (run.dir / learn.model_dir / "best.pth").exists()
             if trained:  # SaveModelCallback wrote the best epoch so far; keep that, not the half epoch
                 learn.load("best", with_opt=False)
-        if trained or fold is None:  # an untrained fold would spoil the OOF figures and the fold ensemble
+        if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
             part.rows, part.probs = valid_frame(learn)
             if data.eval is not None and data.answers is not None and part.status == "finished":
                 part.eval_probs = predict(learn, data.eval["path"])
@@ -159,7 +183,7 @@ def train_part(recipe, data, run, fold, trk=None):
         del learn
         gc.collect()
     h = run.path(hist_name)
-    part.history = pd.read_csv(h) if h.exists() else pd.DataFrame()
+    part.history = pd.read_csv(h) if main and h.exists() else pd.DataFrame()
     return part
 
 

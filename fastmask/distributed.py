@@ -1,0 +1,119 @@
+"""Data-parallel training on several GPUs through fastai's `distrib_ctx` (fastai.distributed + accelerate).
+
+    accelerate launch -m fastmask.run RECIPE.py [--set ...]                    # every GPU accelerate is set up for
+    accelerate launch --multi_gpu --num_processes 4 -m fastmask.run RECIPE.py
+
+`accelerate launch` (or `torchrun`) starts one process per GPU and sets RANK / WORLD_SIZE. Every process
+builds the same DataLoaders and fits inside `learn.distrib_ctx()`: fastai's DistributedDL gives each rank
+its slice of every batch, so `bs` is per GPU and the effective batch is bs x processes (the lr is not
+scaled). Validation metrics are gathered over all ranks, so early stopping and the best epoch agree.
+Rank 0 alone makes the run folder and writes the records, the card and the export; the other ranks train
+beside it, load its best epoch and write nothing.
+
+A plain `python -m fastmask.run` (or accelerate with one process) is the single-process path: nothing here
+imports accelerate or fastai.distributed unless WORLD_SIZE > 1."""
+import contextlib
+import os
+from pathlib import Path
+
+from .errors import FastmaskError
+
+
+def rank():
+    """This process's global rank (RANK, set by accelerate launch / torchrun); 0 when alone."""
+    return int(os.environ.get("RANK", 0) or 0)
+
+
+def world_size():
+    """How many processes train together (WORLD_SIZE); 1 when alone."""
+    return int(os.environ.get("WORLD_SIZE", 1) or 1)
+
+
+def is_main():
+    """True in the process that writes: rank 0, or the only process."""
+    return rank() == 0
+
+
+def is_distributed():
+    return world_size() > 1
+
+
+def setup(recipe=None):
+    """Check and join a multi-process run (a no-op alone): accelerate installed, CUDA present, a fixed lr.
+    Joining (accelerate's PartialState) starts the process group and pins this rank's GPU before any
+    DataLoader picks its device."""
+    if not is_distributed():
+        return
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        raise FastmaskError(f"WORLD_SIZE={world_size()}: training on several processes needs accelerate; "
+                            "pip install 'fastmask[distributed]'") from None
+    import torch
+    if not torch.cuda.is_available():
+        raise FastmaskError(f"WORLD_SIZE={world_size()}: fastai's distributed loader needs CUDA GPUs; "
+                            "on CPU run one process (python -m fastmask.run)")
+    if recipe is not None and recipe.lr == "find":
+        raise FastmaskError("recipe field lr: 'find' would pick a different lr on every rank; run lr_find "
+                            "in one process and --set lr=VALUE")
+    PartialState()
+
+
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (e.g. generating the twin on first use), then the others; alone: just runs it."""
+    if not is_distributed():
+        yield
+        return
+    from accelerate import PartialState
+    with PartialState().main_process_first():
+        yield
+
+
+def share(obj):
+    """`obj` as rank 0 has it, on every rank (a broadcast); alone: `obj` itself."""
+    if not is_distributed():
+        return obj
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def context(learn):
+    """fastai's `distrib_ctx` around a fit when several processes train (without SyncBatchNorm, so the
+    exported model holds plain BatchNorm and runs anywhere); a no-op alone."""
+    if not is_distributed():
+        return contextlib.nullcontext(learn)
+    import fastai.distributed  # noqa: F401  (patches Learner.distrib_ctx; imports accelerate)
+    return learn.distrib_ctx(sync_bn=False)
+
+
+class Follower:
+    """A rank > 0's stand-in for `record.Run`: rank 0's folder (to load its best epoch from), no writes."""
+    def __init__(self, run_dir):
+        if run_dir is None:
+            raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")
+        self.dir = Path(run_dir)
+
+    def path(self, name):
+        return self.dir / name
+
+    def mark(self, *a, **k):
+        pass
+
+
+def follow(recipe, data, cbs=()):
+    """A rank > 0 of `train_and_record`: fit every fold beside rank 0 and write nothing. Returns None."""
+    from .kfold import folds
+    from .run import train_part
+    run = Follower(share(None))
+    for fold in folds(recipe):
+        part = train_part(recipe, data, run, fold, None, cbs)
+        if part.status == "interrupted":
+            raise KeyboardInterrupt
+        if part.status == "failed" and not part.keep_going:
+            raise part.exc
+    return None
