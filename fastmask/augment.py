@@ -1,7 +1,7 @@
 """Albumentations presets and the fastai item transforms that apply them.
 
 A recipe's `augment` field is a preset name ("none", "light", "strong"), None, or an `A.Compose`;
-`augment_tfms` turns it into the DataBlock's item_tfms."""
+`augmentation` turns it into the DataBlock's item_tfms; cropping and resizing happen once, in `cache.Prepare`."""
 import copy
 import os
 import random
@@ -10,7 +10,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwi
 
 import albumentations as A
 import numpy as np
-from fastai.vision.augment import Resize
 from fastai.vision.core import PILImage
 from fasttransform import Transform
 from torch.utils.data import get_worker_info
@@ -85,35 +84,6 @@ class Albumentations(Transform):
     def encodes(self, x: PILImage):
         self._reseed_in_worker()
         return PILImage.create(self.tfm(image=np.asarray(x))["image"])
-
-
-class CentreCrop(Transform):
-    """Keeps the centre `frac` of height and width (a float, or (fh, fw)) on every split.
-
-    order 0: it crops the full photo before Resize, so train, valid and test_dl see the same region."""
-    order = 0
-
-    def __init__(self, frac=0.75):
-        super().__init__()
-        fh, fw = (frac, frac) if np.isscalar(frac) else frac
-        if not (0 < fh <= 1 and 0 < fw <= 1):
-            raise FastmaskError(f"recipe field crop: {frac!r} must be fractions in (0, 1]")
-        self.frac = (float(fh), float(fw))
-
-    def encodes(self, x: PILImage):
-        w, h = x.size
-        ch, cw = max(1, round(h * self.frac[0])), max(1, round(w * self.frac[1]))
-        top, left = (h - ch) // 2, (w - cw) // 2
-        return PILImage.create(x.crop((left, top, left + cw, top + ch)))
-
-
-def augment_tfms(augment, size, seed=0, crop=None, method="squish"):
-    """Item transforms preparing full-size photos: [CentreCrop?, Resize(size), Albumentations?].
-
-    Training in fastmask crops and resizes once in `cache.Prepare` and uses `augmentation` alone;
-    this is for DataBlocks built on raw photos."""
-    tfms = [CentreCrop(crop)] if crop is not None else []
-    return [*tfms, Resize(tuple(size), method=method), *augmentation(augment, size, seed)]
 
 
 def augmentation(augment, size, seed=0):

@@ -7,6 +7,7 @@ reloaded elsewhere) is prepared from disk by the same function, so cached and un
 Augmentation still runs per epoch on the cached pixels."""
 import hashlib
 import os
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def build(paths, size, crop=None, progress=True, workers=None):
     if f.exists():
         return np.load(f, mmap_mode="r")
     # Built under a private name and renamed: two runs building at once each finish a whole file.
-    tmp = folder / f".{f.name}.{os.getpid()}.tmp"
+    tmp = folder / f".{f.name}.{uuid.uuid4().hex}.tmp"
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size, 3))
     chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
     workers = workers or min(4, os.cpu_count() or 1)

@@ -2,6 +2,7 @@
 the errors are, and how to reproduce it. Plain Markdown (headings, tables, lists, images) that renders on
 any git host and in `fastmask.board`'s index.html."""
 import shlex
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,18 +29,13 @@ ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation acc
 
 
 def parent_run(runs_dir, cfg):
-    """The parent's newest finished run on the same data, or None."""
+    """The parent's newest finished run on the same data with the same fields (this run's parent as
+    run, `--set` overrides included), or None: a verdict against other settings would mislead."""
     if not cfg.get("parent"):
         return None
     found = finished_runs(runs_dir, name=cfg["parent"], fingerprint=cfg.get("data_fingerprint"))
     same = [d for d in found if read_json(d / "config.json", {}).get("fields") == cfg.get("parent_fields")]
-    return (same or found or [None])[0]
-
-
-def verdict(run, par):
-    """The verdict against parent run folder `par` (folds when both have them, else the paired bootstrap),
-    or None when no paired comparison is possible."""
-    return compare(_dir(run), par) if par else None
+    return (same or [None])[0]
 
 
 def headline(metrics, name=None, status=None):
@@ -68,7 +64,11 @@ def write_card(run, cfg, metrics, status, runs_dir):
     par = parent_run(runs_dir, cfg)
     pcfg = read_json(par / "config.json", {}) if par else {}
     pm = read_json(par / "metrics.json", {}) if par else {}
-    v = compare(d, par, metrics) if par else None
+    try:
+        v = compare(d, par, metrics) if par else None
+    except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
+        warnings.warn(f"verdict against {par.name}: {type(e).__name__}: {e}")
+        v = None
     if par:
         metrics["verdict"] = {**(v or {"verdict": "cannot compare"}), "parent_run": par.name}
     vp = _read_preds(d / "valid_preds.csv")

@@ -29,7 +29,7 @@ def cli(main):
             sys.exit(2)
         except OSError as e:
             # A full or read-only disk is the user's to fix too; anything else stays a real bug.
-            if debug or e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            if debug or e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EISDIR):
                 raise
             print(f"fastmask: error: {e.filename or 'writing'}: {e.strerror}", file=sys.stderr)
             sys.exit(2)

@@ -45,10 +45,6 @@ def multi_head_for(arch, **create_head_kwargs):
     return multi_head(m.num_features, pool=m.default_cfg.get("pool_size") is not None, **create_head_kwargs)
 
 
-def is_factorised(model):
-    return any(isinstance(m, FactorisedHead) for m in model.modules())
-
-
 
 class SeparateModels(nn.Module):
     """Three whole models, one per task (mask, gender, age), combined by FactorisedHead.

@@ -143,7 +143,12 @@ def coerce(key, value):
                 raise ValueError
             if isinstance(v, str) and ":" in v:
                 arg = v.split(":", 1)[1]
-                [int(x) for x in arg.split("/")] if base == "kfold" else float(arg)
+                if base == "kfold":
+                    k, _, f = arg.partition("/")
+                    if int(k) < 2 or (f and not 0 <= int(f) < int(k)):
+                        raise ValueError
+                else:
+                    float(arg)
             return v
         if key in ("crop", "mixup"):
             v = None if value is None or (text and value.lower() in ("none", "null")) else float(value)
@@ -166,12 +171,18 @@ def coerce(key, value):
         if isinstance(default, int):
             if isinstance(value, bool) or (not text and not isinstance(value, int)):
                 raise ValueError
-            return int(value)
+            return _at_least(int(value), 1 if key in ("epochs", "bs") else 0)
         if isinstance(default, float):
-            return float(value)
+            v = float(value)
+            if key == "valid_pct" and not (0 < v < 1 and abs(1 / v - round(1 / v)) < 0.02):
+                raise ValueError  # person_split holds out 1/K of the people
+            return v
         return value
     except (ValueError, KeyError, TypeError, AttributeError):
         want = {"size": "height,width", "task_weights": "mask,gender,age weights", "crop": "fraction in (0, 1]",
+                "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "epochs": "int >= 1", "bs": "int >= 1",
+                "seed": "int >= 0", "num_workers": "int >= 0", "lr": "positive number or 'find'",
+                "wd": "non-negative number", "patience": "int >= 1 or none",
                 "loss": "loss (ce, smooth, focal, f1, or ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
                 **{k: f"choice ({', '.join(str(c) for c in v)})" for k, v in CHOICES.items()}}.get(key, type(default).__name__)
         raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None
@@ -182,23 +193,31 @@ CHOICES = {"split": ("person", "random", "kfold"), "sampler": (None, "weighted",
            "precision": ("auto", "fp32", "bf16", "fp16")}
 
 
+def _at_least(v, low):
+    if v < low:
+        raise ValueError
+    return v
+
+
 def _loose(key, value):
-    # Fields that take a number or a word: text from --set becomes the number when it is one.
+    # Fields that take a number or a word; text from --set becomes the number when it is one.
+    if key == "pretrained":  # "auto", True, False, or a weights file
+        low = str(value).lower()
+        return low == "true" if low in ("true", "false") else False if low in ("none", "null") else value
     if isinstance(value, str):
         low = value.lower()
-        if low in ("none", "null"):
-            return None
-        if low in ("true", "false"):
-            return low == "true"
-        try:
-            return int(value) if key == "patience" else float(value)
-        except ValueError:
-            if key == "lr" and low != "find":
-                raise
+        if key == "lr" and low == "find":
             return value
-    if key == "patience" and value is not None and not isinstance(value, int):
+        if key != "lr" and low in ("none", "null"):
+            return None
+        value = int(value) if key == "patience" else float(value)
+    if value is None and key != "lr":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (key == "patience" and not isinstance(value, int)):
         raise ValueError
-    return value
+    if key == "lr" and value <= 0:
+        raise ValueError
+    return _at_least(value, 1 if key == "patience" else 0)
 
 
 def coerce_all(changes):
@@ -249,7 +268,7 @@ def load_recipe(path, overrides=None):
     r.hypothesis = (mod.__doc__ or "").strip()
     if getattr(mod, "search", None) is not None:
         r.search = mod.search
-    return with_overrides(r, overrides) if overrides else r
+    return with_overrides(r, coerce_all(overrides)) if overrides else r
 
 
 def with_overrides(r, overrides):

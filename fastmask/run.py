@@ -31,10 +31,9 @@ def main(argv):
     from .distributed import main_first, setup
     setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
     from .kfold import n_folds
-    from .model import check_arch
-    check_arch(recipe.arch)  # before any data work or run folder
+    from .train import load_data, preflight
+    preflight(recipe)  # bad field values fail before any data work or run folder
     n_folds(recipe)
-    from .train import load_data
     if args.data is not None and not Path(args.data).exists():
         raise FastmaskError(f"--data {args.data}: no such folder")
     with main_first():
@@ -73,10 +72,15 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
     if status == "finished" and asked_status(cbs):
         status = asked_status(cbs)
     cfg["lr_used"] = parts[0].lr if len(parts) == 1 else [p.lr for p in parts]
-    write_json_cfg(run, cfg)
-    metrics = record(run, cfg, parts, data, status, runs_dir) if any(p.rows is not None for p in parts) else None
     failed = {p.fold: p.error for p in parts if p.status == "failed"}
-    run.mark(status, **({"failed_folds": {str(k): v for k, v in failed.items()}} if failed and n_folds(recipe) else {}))
+    extra = {"failed_folds": {str(k): v for k, v in failed.items()}} if failed and n_folds(recipe) else {}
+    metrics, recorded = None, False
+    try:
+        write_json_cfg(run, cfg)
+        metrics = record(run, cfg, parts, data, status, runs_dir) if any(p.rows is not None for p in parts) else None
+        recorded = True
+    finally:  # a crash or Ctrl-C while recording never leaves the run looking alive
+        run.mark(status if recorded else "interrupted" if status == "interrupted" else "failed", **extra)
     if trk is not None:
         trk.finish(run.dir, status)
     if metrics is not None:
@@ -145,7 +149,8 @@ def train_part(recipe, data, run, fold, trk=None, cbs=()):
     from .distributed import context, is_main
     from .errors import FastmaskError
     from .kfold import fold_recipe
-    from .train import build_dls, build_learner, fit, predict, valid_frame
+    from .infer import predict_probs
+    from .train import build_dls, build_learner, fit, valid_frame
 
     part, main = Part(fold), is_main()
     hist_name = "history.csv" if fold is None else f"history_{part.name}.csv"
@@ -169,7 +174,7 @@ def train_part(recipe, data, run, fold, trk=None, cbs=()):
         if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
             part.rows, part.probs = valid_frame(learn)
             if data.eval is not None and data.answers is not None and part.status == "finished":
-                part.eval_probs = predict(learn, data.eval["path"])
+                part.eval_probs = predict_probs(learn, data.eval["path"])
             part.model = run.path(f"{part.name}.pkl")
             export(learn, part.model)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside fit: nothing of this part is kept
@@ -306,18 +311,8 @@ def export(learn, path):
 
 
 def headline(run, metrics, status):
-    if "cv_mean" in metrics:
-        line = (f"{run.recipe.name} [{status}]: CV macro F1 {metrics['cv_mean']:.3f} ± {metrics['cv_std']:.3f} "
-                f"over {len(metrics['folds'])} folds, pooled out-of-fold {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
-    else:
-        line = f"{run.recipe.name} [{status}]: validation macro F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}"
-    if "holdout_macro_f1" in metrics:
-        line += (f"; holdout macro F1 {metrics['holdout_macro_f1']:.3f}, accuracy {metrics['holdout_accuracy']:.3f}"
-                 + (f" (soft vote of {len(metrics['holdout_models'])} fold models)" if "holdout_models" in metrics else ""))
-    v = metrics.get("verdict")
-    if v:
-        line += f"; vs parent: {v['verdict']}" + (f" ({v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}])" if "delta" in v else "")
-    print(line)
+    from .card import headline as line
+    print(line(metrics, run.recipe.name, status))
     print(f"card: {run.path('card.md')}")
 
 

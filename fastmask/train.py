@@ -1,4 +1,6 @@
 """recipe -> DataLoaders -> Learner -> fit. Everything here is what a REPL user gets too."""
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,10 +10,10 @@ import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_fin
 import numpy as np
 import pandas as pd
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
-from fastai.data.transforms import ColReader, IntToFloatTensor, Normalize
+from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
 from fastai.learner import Learner
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
@@ -33,7 +35,11 @@ from .precision import precision_callbacks
 from .sampling import class_weights, oversample
 from .split import Splitter
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "twin"
+def default_data():
+    """data/twin in the source checkout (an editable install, as the README sets up), else under the
+    current folder: an installed package must not write into site-packages."""
+    top = Path(__file__).resolve().parent.parent
+    return (top if (top / "pyproject.toml").exists() else Path.cwd()) / "data" / "twin"
 
 
 @dataclass
@@ -48,7 +54,7 @@ def load_data(data=None, skip_bad=False, progress=True):
     """The competition folder at `data` (holding train/ and eval/), or the default twin, made on first use."""
     if data is None:
         from .synth import ensure_twin
-        root = ensure_twin(DEFAULT_DATA, progress=progress)
+        root = ensure_twin(default_data(), progress=progress)
     else:
         root = Path(data)
     train_root, eval_root = fmdata.locate(root)
@@ -81,11 +87,9 @@ def build_dls(recipe, df):
     block = DataBlock(
         blocks=(images, CategoryBlock(vocab=list(range(N_CLASSES)))),
         get_x=ColReader("path"), get_y=ColReader("y"),
-        splitter=FixedSplitter(train_idx, valid_idx),
+        splitter=IndexSplitter(valid_idx),  # training: every other row, oversampled copies included
         # crop and resize happen once in Prepare; only the per-epoch augmentation is left here
-        item_tfms=augmentation(recipe.augment, size, seed=recipe.seed),
-        # Normalize always: fastai adds it only for pretrained models, and from-scratch ones train worse without.
-        batch_tfms=Normalize.from_stats(*imagenet_stats))
+        item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
     kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -95,17 +99,18 @@ def build_dls(recipe, df):
         return block.dataloaders(df, **kw)
 
 
-class FixedSplitter:
-    """A fastai splitter returning split positions drawn earlier (picklable, unlike a lambda)."""
-    def __init__(self, train_idx, valid_idx):
-        self.train_idx, self.valid_idx = list(map(int, train_idx)), list(map(int, valid_idx))
-
-    def __call__(self, items):
-        return self.train_idx, self.valid_idx
-
-
 def label_of_rows(rows, threshold):
     return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
+
+
+def preflight(recipe):
+    """Recipe values that can only be judged against the libraries fail here, before data or a run folder."""
+    check_arch(recipe.arch)
+    if recipe.pretrained not in ("auto", False, None):
+        resolve_weights(recipe.arch, recipe.pretrained)  # a missing file, or True offline: fail fast
+    build_loss(recipe.loss, "multi" if recipe.heads != "single" else "single", recipe.task_weights)
+    mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES))
+    precision_callbacks(recipe.precision)
 
 
 def build_learner(recipe, dls, notify=print):
@@ -118,11 +123,16 @@ def build_learner(recipe, dls, notify=print):
     common = dict(loss_func=loss, metrics=[MacroF1(), accuracy], wd=recipe.wd)
     if recipe.heads == "separate":
         model = separate_models(recipe.arch, pretrained=weights is not None, **extra)
-        return Learner(dls, model, splitter=separate_splitter, **common)
-    if recipe.heads == "multi":
-        extra["custom_head"] = multi_head_for(recipe.arch)
-    learn = vision_learner(dls, recipe.arch, pretrained=weights is not None, n_out=N_CLASSES, **common, **extra)
-    learn.unfreeze()  # every recipe trains the whole network, so runs compare like with like
+        learn = Learner(dls, model, splitter=separate_splitter, **common)
+    else:
+        if recipe.heads == "multi":
+            extra["custom_head"] = multi_head_for(recipe.arch)
+        # with weights, vision_learner adds the model's own Normalize (not always ImageNet's)
+        learn = vision_learner(dls, recipe.arch, pretrained=weights is not None, n_out=N_CLASSES, **common, **extra)
+        learn.unfreeze()  # every recipe trains the whole network, so runs compare like with like
+    if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
+        # fastai normalises only for pretrained models; from scratch we still want centred inputs
+        dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
     return learn
 
 
@@ -155,22 +165,52 @@ class NanGuard(Callback):
                                 f"try --set lr={lr / 10:.1g}")
 
 
+class KeepBest(SaveModelCallback):
+    "SaveModelCallback that tolerates a fit cancelled before its first saved epoch"
+    def after_fit(self, **kwargs):
+        if (self.path / self.model_dir / f"{self.fname}.pth").exists():
+            super().after_fit(**kwargs)
+
+
+class StopOnInterrupt(Callback):
+    """Ctrl-C ends training at the next batch through fastai's cancel path, so every callback cleans
+    up (CutMix restores the loss, CSVLogger closes its file, KeepBest reloads the best epoch) before
+    `fit` raises KeyboardInterrupt. A second Ctrl-C interrupts at once."""
+    order = 0
+
+    def before_fit(self):
+        self.hit, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def after_batch(self):
+        if self.hit:
+            raise CancelFitException
+
+    def after_fit(self):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
 def fit(recipe, learn, cbs=(), notify=print):
-    """fit_one_cycle with the best epoch by validation macro F1 kept (and early stopping if asked)."""
-    cbs = [SaveModelCallback(monitor="macro_f1", comp=np.greater, fname="best"), NanGuard(),
+    """fit_one_cycle with the best epoch by validation macro F1 kept (and early stopping if asked).
+
+    Ctrl-C: the learner is left clean at its best epoch so far, then KeyboardInterrupt is raised."""
+    stop = StopOnInterrupt()
+    cbs = [KeepBest(monitor="macro_f1", comp=np.greater, fname="best"), NanGuard(), stop,
            *training_callbacks(recipe, learn, notify), *cbs]
     if recipe.patience:
         cbs.append(EarlyStoppingCallback(monitor="macro_f1", comp=np.greater, patience=recipe.patience))
     lr = pick_lr(recipe, learn)
     learn.fit_one_cycle(recipe.epochs, lr, cbs=cbs)
+    if stop.hit:
+        raise KeyboardInterrupt
     return lr
-
-
-def predict(learn, paths):
-    """Class probabilities for image paths, in order."""
-    dl = learn.dls.test_dl(list(paths), num_workers=0)
-    probs, _ = learn.get_preds(dl=dl)
-    return probs.numpy()
 
 
 def valid_frame(learn):

@@ -6,10 +6,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 import numpy as np
 import pytest
-from fastai.vision.augment import Resize
 from fastai.vision.core import PILImage
 
-from fastmask.augment import PRESETS, Albumentations, CentreCrop, augment_tfms, preset
+from fastmask.augment import PRESETS, Albumentations, augmentation, preset
 from fastmask.errors import FastmaskError
 
 
@@ -60,50 +59,38 @@ def test_albumentations_pickles_and_keeps_working():
     assert np.asarray(back(photo(), split_idx=0)).shape == (32, 24, 3)
 
 
-def test_centre_crop_on_every_split():
-    img = photo(40, 30)
-    tfm = CentreCrop((0.5, 0.6))
-    assert tfm.order < Resize.order and tfm.split_idx is None
-    want = np.asarray(img)[10:30, 6:24]
-    for split in (None, 0, 1):
-        out = tfm(img, split_idx=split)
-        assert isinstance(out, PILImage) and np.array_equal(np.asarray(out), want)
-    with pytest.raises(FastmaskError):
-        CentreCrop(1.5)
-
-
-def test_augment_tfms_from_recipe_values():
+def test_augmentation_from_recipe_values():
     names = lambda tfms: [type(t).__name__ for t in tfms]
-    assert names(augment_tfms(None, (16, 12))) == ["Resize"]
-    assert names(augment_tfms("none", (16, 12))) == ["Resize"]
-    assert names(augment_tfms("light", (16, 12), crop=0.8)) == ["CentreCrop", "Resize", "Albumentations"]
+    assert augmentation(None, (16, 12)) == [] and augmentation("none", (16, 12)) == []
+    assert names(augmentation("light", (16, 12))) == ["Albumentations"]
     mine = A.Compose([A.HorizontalFlip(p=1.0)])
-    tfms = augment_tfms(mine, (16, 12), seed=3)
-    assert names(tfms) == ["Resize", "Albumentations"] and tfms[1].tfm is not mine
+    tfms = augmentation(mine, (16, 12), seed=3)
+    assert names(tfms) == ["Albumentations"] and tfms[0].tfm is not mine
     img = photo(16, 12)
-    assert np.array_equal(np.asarray(tfms[1](img, split_idx=0)), np.asarray(img)[:, ::-1])
+    assert np.array_equal(np.asarray(tfms[0](img, split_idx=0)), np.asarray(img)[:, ::-1])
     with pytest.raises(FastmaskError, match="light"):
-        augment_tfms("heavy", (16, 12))
+        augmentation("heavy", (16, 12))
     with pytest.raises(FastmaskError):
-        augment_tfms(42, (16, 12))
+        augmentation(42, (16, 12))
 
 
 def test_item_tfms_run_in_order_on_a_datablock(tmp_path):
-    # Through fastai's pipeline: crop on the full photo, Resize, then albumentations on training only.
-    from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import IndexSplitter
-    from fastai.vision.data import ImageBlock
+    # Through fastai's pipeline as build_dls wires it: Prepare (crop + resize, once) as the type
+    # transform, then albumentations on training only.
+    from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
+    from fastai.data.transforms import IndexSplitter, IntToFloatTensor
+    from fastmask.cache import Prepare, prepare
     paths = []
     for i in range(4):
         p = tmp_path / f"{i}.png"
         photo(40, 30, seed=i).save(p)
         paths.append(p)
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=lambda p: int(p.stem) % 2,
+    images = TransformBlock(type_tfms=Prepare((16, 12), 0.5), batch_tfms=IntToFloatTensor)
+    block = DataBlock(blocks=(images, CategoryBlock), get_y=lambda p: int(p.stem) % 2,
                       splitter=IndexSplitter([2, 3]),
-                      item_tfms=augment_tfms(A.Compose([A.HorizontalFlip(p=1.0)]), (16, 12), crop=0.5))
+                      item_tfms=augmentation(A.Compose([A.HorizontalFlip(p=1.0)]), (16, 12)))
     dls = block.dataloaders(paths, bs=2, num_workers=0)
-    expect = [np.asarray(Resize((16, 12), method="squish")(CentreCrop(0.5)(PILImage.create(p)), split_idx=1))
-              for p in paths]
+    expect = [prepare(p, (16, 12), 0.5) for p in paths]
     hwc = lambda t: (t.permute(1, 2, 0) * 255).round().byte().numpy()  # IntToFloatTensor divided by 255
     xv, _ = dls.valid.one_batch()
     assert [np.array_equal(hwc(x), e) for x, e in zip(xv, expect[2:])] == [True, True]

@@ -64,3 +64,14 @@ def test_export_does_not_carry_the_cache(tmp_path, monkeypatch):
     back = pickle.loads(pickle.dumps(t))
     assert back.array is None and back.index == {} and back.size == (8, 6)
     assert np.array_equal(np.asarray(back(paths[1])), np.asarray(t(paths[1])))
+
+
+def test_crop_keeps_the_centre():
+    from PIL import Image as I
+    import tempfile, os
+    a = np.zeros((40, 30, 3), np.uint8)
+    a[10:30, 7:22] = 200  # the centre half of height and width, the rest black
+    f = os.path.join(tempfile.mkdtemp(), "c.png")
+    I.fromarray(a).save(f)
+    out = prepare(f, (20, 15), crop=0.5)
+    assert out.shape == (20, 15, 3) and (out == 200).all()

@@ -103,3 +103,36 @@ def test_cli_turns_a_full_disk_into_one_line(capsys):
         cli(main)([])
     assert e.value.code == 2
     assert capsys.readouterr().err.strip() == "fastmask: error: /runs/x/model.pkl: No space left on device"
+
+
+def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
+    """Ctrl-C in epoch 2 of a CutMix run: the folder is marked interrupted and keeps epoch 1's model,
+    its card and metrics; the exported learner loads and outputs probabilities (the loss restored)."""
+    import json
+    import signal
+
+    import torch
+    from fastai.callback.core import Callback
+    from fastai.learner import load_learner
+
+    from fastmask.run import train_and_record
+    from fastmask.train import load_data
+
+    class CtrlC(Callback):
+        def after_batch(self):
+            if self.epoch == 1 and self.iter == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    r = load_recipe(REPO / "recipes" / "cutmix_halves.py",
+                    parse_sets(["arch=test_resnet", "size=32,24", "epochs=3", "bs=16", "pretrained=false"]))
+    with pytest.raises(KeyboardInterrupt):
+        train_and_record(r, load_data(twin), tmp_path / "runs", cbs=[CtrlC()])
+    d = next((tmp_path / "runs").iterdir())
+    assert json.loads((d / "status.json").read_text())["status"] == "interrupted"
+    for f in ("card.md", "metrics.json", "model.pkl", "valid_preds.csv"):
+        assert (d / f).is_file(), f
+    assert len(__import__("pandas").read_csv(d / "history.csv")) == 1  # epoch 1 finished, epoch 2 cut
+    learn = load_learner(d / "model.pkl")
+    probs, _ = learn.get_preds(dl=learn.dls.test_dl([str(p) for p in load_data(twin).eval.path[:3]]))
+    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-4)
+    assert "interrupted" in (d / "card.md").read_text()
