@@ -43,12 +43,16 @@ def headline(metrics, name=None, status=None):
     def f(k):
         return f"{metrics[k]:.3f}" if isinstance(metrics.get(k), (int, float)) else "—"
     line = (f"{name} " if name else "") + (f"[{status}]: " if status else ("" if not name else ": "))
-    line += f"validation macro F1 {f('macro_f1')}, accuracy {f('accuracy')}"
     folds = fold_scores(".", metrics) if metrics.get("folds") else None
     if folds:
-        line += f"; {len(folds)}-fold macro F1 {np.mean(folds):.3f} ± {np.std(folds, ddof=1) if len(folds) > 1 else 0:.3f}"
+        line += (f"CV macro F1 {np.mean(folds):.3f} ± {np.std(folds, ddof=1) if len(folds) > 1 else 0:.3f} over "
+                 f"{len(folds)} folds, pooled out-of-fold {f('macro_f1')}, accuracy {f('accuracy')}")
+    else:
+        line += f"validation macro F1 {f('macro_f1')}, accuracy {f('accuracy')}"
     if "holdout_macro_f1" in metrics:
         line += f"; holdout macro F1 {f('holdout_macro_f1')}, accuracy {f('holdout_accuracy')}"
+        if metrics.get("holdout_models"):
+            line += f" (soft vote of {len(metrics['holdout_models'])} fold models)"
     v = metrics.get("verdict")
     if v:
         line += f"; vs parent: {v['verdict']}"

@@ -55,6 +55,9 @@ class Recipe:
     search: Optional[dict] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
+        for f in fields(self):  # Recipe(...) in a file is checked like --set and .but()
+            if f.compare:
+                setattr(self, f.name, coerce(f.name, getattr(self, f.name)))
         self._place(2)
 
     def _place(self, depth):

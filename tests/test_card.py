@@ -168,7 +168,7 @@ def test_kfold_card_uses_per_fold_deltas(tmp_path):
     md = write_card(child, cfg, m, "finished", runs)
     assert "**Verdict: supported**" in md and "over 5 folds" in md and "paired t-test" in md and "p < 0.05" in md
     assert "| k-fold mean macro F1 |" in md and "| out-of-fold macro F1 |" in md and re.search(r"^\| 4 \| 0\.456 \| 0\.390 \| \+0\.066 \|$", md, re.M)
-    assert "5-fold macro F1" in headline(m)
+    assert "over 5 folds, pooled out-of-fold" in headline(m)
 
 
 def test_no_parent_run_says_so_and_names_the_command(tmp_path):
