@@ -46,7 +46,9 @@ def utc_stamp():
 class Run:
     """One run's folder. Created exclusively: two runs started in the same second get two folders."""
     def __init__(self, runs_dir, recipe):
-        runs_dir = Path(runs_dir)
+        # Absolute: fastai joins learn.path with every file name it writes, and a relative run folder
+        # would be joined twice ("runs/x/runs/x/model.pkl").
+        runs_dir = Path(runs_dir).absolute()
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -1,5 +1,6 @@
 """End to end: a recipe trained and recorded through the CLI, the export reloaded in a fresh process."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "fastmask.run", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +90,11 @@ def test_bad_input_one_line_exit_2(args, msg, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], p.stderr[-2000:]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_relative_runs_folder_as_in_the_readme(twin, tmp_path):
+    # The README's command uses the default `--runs runs`, relative to where it is started.
+    p = run_cli(str(REPO / "recipes" / "person_split.py"), *TINY, "--data", str(twin), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (d,) = (tmp_path / "runs").iterdir()
+    assert (d / "model.pkl").is_file() and (d / "card.md").is_file()
