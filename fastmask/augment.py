@@ -17,21 +17,23 @@ from torch.utils.data import get_worker_info
 from .errors import FastmaskError
 
 
-def _light(height, width, strict=False):
-    return A.Compose([
+def _base(shift, zoom, degrees, p_affine, light):
+    """Flip, small affine and brightness/contrast: what every preset does, at its own strength."""
+    return [
         A.HorizontalFlip(p=0.5),
-        A.Affine(translate_percent=(-0.05, 0.05), scale=(0.95, 1.05), rotate=(-10, 10),
-                 border_mode=0, fill=0, p=0.5),
-        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-    ], strict=strict)
+        A.Affine(translate_percent=(-shift, shift), scale=(1 - zoom, 1 + zoom), rotate=(-degrees, degrees),
+                 border_mode=0, fill=0, p=p_affine),
+        A.RandomBrightnessContrast(brightness_limit=light, contrast_limit=light, p=0.5),
+    ]
+
+
+def _light(height, width, strict=False):
+    return A.Compose(_base(shift=0.05, zoom=0.05, degrees=10, p_affine=0.5, light=0.15), strict=strict)
 
 
 def _strong(height, width, strict=False):
     return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(translate_percent=(-0.08, 0.08), scale=(0.9, 1.1), rotate=(-15, 15),
-                 border_mode=0, fill=0, p=0.7),
-        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        *_base(shift=0.08, zoom=0.1, degrees=15, p_affine=0.7, light=0.2),
         # Hue stays small: mask colour is part of what the model must read.
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=0.5),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0),
