@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tta", type=int, default=4)
     a = ap.parse_args()
-    learn = load(a.model)
+    learn = load(a.model, trust_pickle=a.model.endswith('.pkl'))  # a file you made: the bench times inference
     paths = list(load_data(None, progress=False).eval.path[: a.images])
     predict_probs(learn, paths[:64])  # warm-up
     best = {"plain": 0.0, "tta": 0.0}

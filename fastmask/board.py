@@ -10,32 +10,51 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import FastmaskError
-from .record import STATUS, atomic_write, read_json
+from .record import STATUS, atomic_write, effective_status, json_problem, read_json
 
 PLOTS = ("confusion.png", "curves.png", "top_losses.png")
 
 
 # --- the runs as a tree -----------------------------------------------------------------------------
 
-def collect(runs_dir):
-    """One dict per run folder (a folder holding config.json or status.json), oldest first."""
+def collect(runs_dir, warn=None):
+    """One dict per run folder (a folder holding config.json or status.json), oldest first. A folder
+    whose JSON is unreadable or not an object is skipped with one warning line (`warn`, default stderr),
+    so one bad folder never hides the others."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FastmaskError(f"runs folder {runs_dir}: no such folder")
+    warn = warn or _warn
     out = []
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        cfg, st = read_json(d / "config.json"), read_json(d / STATUS)
-        if cfg is None and st is None:
+        if not ((d / "config.json").exists() or (d / STATUS).exists()):
             continue  # not a run (mlflow artifacts, stray folders)
-        cfg, st, m = cfg or {}, st or {}, read_json(d / "metrics.json", {}) or {}
-        v = m.get("verdict") or {}
-        out.append({"dir": d, "id": d.name, "name": cfg.get("name") or d.name.split("-", 1)[-1],
-                    "parent": cfg.get("parent"), "fingerprint": cfg.get("data_fingerprint"),
-                    "status": st.get("status", "?"), "started": st.get("started"), "minutes": st.get("minutes"),
-                    "macro_f1": m.get("macro_f1"), "holdout_macro_f1": m.get("holdout_macro_f1"),
-                    "verdict": v.get("verdict"), "delta": v.get("delta"), "parent_run": v.get("parent_run"),
-                    "hypothesis": cfg.get("hypothesis") or ""})
+        problem = next((p for f in ("config.json", STATUS, "metrics.json") if (p := json_problem(d / f))), None)
+        if problem:
+            warn(f"board: skipping {d}: {problem}")
+            continue
+        out.append(_row(d))
     return out
+
+
+def _warn(message):
+    print(f"fastmask: warning: {message}", file=sys.stderr)
+
+
+def _text(v, default=None):
+    # Fields a hand-edited file may hold as anything: only text is shown or used as a key.
+    return v if isinstance(v, str) else default
+
+
+def _row(d):
+    cfg, st, m = read_json(d / "config.json", {}), read_json(d / STATUS, {}), read_json(d / "metrics.json", {})
+    v = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
+    return {"dir": d, "id": d.name, "name": _text(cfg.get("name")) or d.name.split("-", 1)[-1],
+            "parent": _text(cfg.get("parent")), "fingerprint": _text(cfg.get("data_fingerprint")),
+            "status": effective_status(st), "started": st.get("started"), "minutes": st.get("minutes"),
+            "macro_f1": m.get("macro_f1"), "holdout_macro_f1": m.get("holdout_macro_f1"),
+            "verdict": _text(v.get("verdict")), "delta": v.get("delta"), "parent_run": _text(v.get("parent_run")),
+            "hypothesis": _text(cfg.get("hypothesis"), "")}
 
 
 def _parent_of(r, by_id):
@@ -115,7 +134,7 @@ def cells(r):
 
 COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "started UTC")
 _STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "finished": "", "running": "cyan",
-          "interrupted": "magenta", "partial": "yellow", "failed": "red"}
+          "interrupted": "magenta", "partial": "yellow", "failed": "red", "lost": "red"}
 
 
 def table(rows, title, drop=()):
@@ -268,7 +287,7 @@ table.board td:first-child{white-space:pre;font-family:ui-monospace,monospace}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}code,pre{font-family:ui-monospace,monospace;background:#f6f6f6}
 pre{padding:.5em;overflow-x:auto}section.run{border-top:2px solid #888;margin-top:2em}
 .supported{color:#17803d;font-weight:600}.refuted{color:#b3261e;font-weight:600}.inconclusive{color:#8a6d00}
-.failed{color:#b3261e}.partial{color:#8a6d00}.missing{color:#999}.small{color:#666;font-size:90%}
+.failed,.lost{color:#b3261e}.partial{color:#8a6d00}.missing{color:#999}.small{color:#666;font-size:90%}
 """
 
 

@@ -4,9 +4,21 @@ every later run and recipe, and the fastai type transform that reads it.
 `Prepare` is the image block's type transform: path -> PILImage already cropped and resized. Training
 and validation items come from the cache; anything else (an eval image through `test_dl`, a learner
 reloaded elsewhere) is prepared from disk by the same function, so cached and uncached pixels agree.
-Augmentation still runs per epoch on the cached pixels."""
+Augmentation still runs per epoch on the cached pixels.
+
+Each cache file `K-HxW.npy` has a manifest `K-HxW.npy.json` (shape, dtype, byte length, a checksum
+of a sample of rows). A file that disagrees with its manifest, or has none, is rebuilt with a notice:
+a killed build, a full disk or a stray `truncate` must cost one rebuild, not every later run."""
+import ctypes
 import hashlib
+import json
 import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,11 +26,14 @@ from pathlib import Path
 import numpy as np
 from fastai.vision.core import PILImage
 from fasttransform import Transform
-from PIL import Image
+from PIL import Image, ImageOps
 
-from .data import load_image
+from .data import load_image, to_rgb
 
-VERSION = 1  # bump when `prepare` changes what it produces
+VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
+SAMPLE_ROWS = 16  # rows hashed into the manifest: enough to catch a zeroed or swapped file, cheap to read
+STALE_AFTER = 6 * 3600  # seconds: a temp this old is a dead builder's even when its pid can't be checked
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def cache_dir():
@@ -27,7 +42,11 @@ def cache_dir():
 
 def prepare(path, size, crop=None):
     """(height, width, 3) uint8: the centre `crop` fraction (if any), squished to `size` (height, width)."""
-    im = load_image(path)
+    return fit_image(load_image(path), size, crop)
+
+
+def fit_image(im, size, crop=None):
+    """`prepare` for an image already in memory (RGB PIL)."""
     if crop:
         w, h = im.size
         ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
@@ -54,29 +73,189 @@ def build(paths, size, crop=None, progress=True, workers=None):
     paths = [str(p) for p in paths]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(folder)
     f = folder / f"{_key(paths, size, crop)}-{size[0]}x{size[1]}.npy"
+    shape = (len(paths), *size, 3)
     if f.exists():
-        return np.load(f, mmap_mode="r")
-    # Built under a private name and renamed: two runs building at once each finish a whole file.
-    tmp = folder / f".{f.name}.{uuid.uuid4().hex}.tmp"
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size, 3))
-    chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
-    workers = workers or min(4, os.cpu_count() or 1)
+        problem = _damage(f, shape)
+        if problem is None:
+            return np.load(f, mmap_mode="r")
+        print(f"fastmask: notice: cache file {f} was damaged ({problem}); rebuilding", file=sys.stderr)
+        f.unlink(missing_ok=True)
+    _write(f, paths, shape, crop, progress, workers)
+    return np.load(f, mmap_mode="r")
+
+
+def _write(f, paths, shape, crop, progress, workers):
+    """Fill a private temp file and rename it to `f`: two runs building at once each finish a whole file."""
+    size = shape[1:3]
+    tmp = _temp_name(f)
     try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
+        workers = workers or min(4, os.cpu_count() or 1)
         with _bar(progress, len(paths), f"caching {len(paths)} images at {size[0]}x{size[1]}") as advance:
-            with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+            with _pool(workers) as pool:
                 i = 0
                 for block in pool.map(_prepare_many, [(c, tuple(size), crop) for c in chunks]):
                     arr[i:i + len(block)] = block
                     i += len(block)
                     advance(len(block))
         arr.flush()
+        digest = _sample_digest(arr)
         del arr
+        # The manifest lands first, so a reader never meets a finished data file without one: a
+        # manifest-less file can then only be damage (or an older fastmask), never a build in flight.
+        _write_manifest(f, shape, tmp.stat().st_size, digest)
         os.replace(tmp, f)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return np.load(f, mmap_mode="r")
+
+
+# ---------------------------------------------------------------- manifest: is this file whole?
+
+def _manifest_path(f):
+    return f.with_name(f.name + ".json")
+
+
+def _sample_rows(n):
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, SAMPLE_ROWS))}) if n else []
+
+
+def _sample_digest(arr):
+    h = hashlib.sha256()
+    for i in _sample_rows(len(arr)):
+        h.update(np.ascontiguousarray(arr[i]).tobytes())
+    return h.hexdigest()
+
+
+def _write_manifest(f, shape, nbytes, digest):
+    m = _manifest_path(f)
+    tmp = _temp_name(m)
+    record = dict(version=VERSION, shape=list(shape), dtype="uint8", bytes=nbytes,
+                  sample_rows=SAMPLE_ROWS, sample_sha256=digest)
+    try:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, m)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(f):
+    """The manifest as a dict, or a short reason it can't be used."""
+    try:
+        m = json.loads(_manifest_path(f).read_text())
+    except FileNotFoundError:
+        return "no manifest"
+    except (OSError, ValueError) as e:
+        return f"unreadable manifest: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    fields = ("version", "shape", "dtype", "bytes", "sample_rows", "sample_sha256")
+    if not isinstance(m, dict) or any(k not in m for k in fields):
+        return "manifest lacks fields"
+    return m
+
+
+def _damage(f, shape):
+    """None when `f` agrees with its manifest and the expected shape, else the reason in a few words.
+
+    Only a sample of rows is hashed: reading a multi-GB cache on every run would cost more than it saves."""
+    m = _read_manifest(f)
+    if isinstance(m, str):
+        return m
+    if m["version"] != VERSION or m["dtype"] != "uint8" or tuple(m["shape"]) != tuple(shape):
+        return f"manifest is for version {m['version']}, {m['dtype']} {tuple(m['shape'])}"
+    try:
+        actual = f.stat().st_size
+    except FileNotFoundError:  # a concurrent build found it damaged and removed it
+        return "removed while being checked"
+    if actual != m["bytes"]:
+        return f"{actual} bytes, expected {m['bytes']}"
+    try:
+        arr = np.load(f, mmap_mode="r")
+    except Exception as e:  # numpy raises ValueError, OSError... on a mangled header
+        return f"not a readable array: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if arr.dtype != np.uint8 or arr.shape != tuple(shape):
+        return f"holds {arr.dtype} {arr.shape}, expected uint8 {tuple(shape)}"
+    if m["sample_rows"] != SAMPLE_ROWS or _sample_digest(arr) != m["sample_sha256"]:
+        return "sampled rows differ from the manifest checksum"
+    return None
+
+
+# ---------------------------------------------------------------- temps left by killed builders
+
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.tmp$")
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def _temp_name(target):
+    # Host and pid in the name let a later build tell a dead builder's leftovers from a live one's.
+    return target.with_name(f".{target.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def _stale(name, mtime, now):
+    """A temp whose builder is gone: its pid is dead on this host, or it has not been touched for hours
+    (another host's, or an older fastmask's without a pid)."""
+    if now - mtime > STALE_AFTER:
+        return True
+    m = _TEMP.match(name)
+    return bool(m) and m["host"] == _host() and not _alive(int(m["pid"]))
+
+
+def _clean_stale_temps(folder):
+    now = time.time()
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if not (e.name.startswith(".") and e.name.endswith(".tmp")):
+                continue
+            try:
+                if _stale(e.name, e.stat().st_mtime, now):
+                    os.unlink(e.path)
+            except FileNotFoundError:  # another build cleaned it first
+                pass
+
+
+# ---------------------------------------------------------------- workers that die with their builder
+
+def _pool(workers):
+    if workers <= 1:
+        return _Serial()
+    return ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+def _die_with_parent(parent):
+    """Pool initializer. A killed builder (SIGKILL, OOM) never closes the queue its workers wait on,
+    so without this they hang on forever holding memory."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if not _alive(parent):  # it died before the death signal was armed
+        os._exit(1)
+    # Elsewhere (and as a second line): poll. A daemon thread costs nothing while the parent lives.
+    ppid = os.getppid()
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+
+
+def _watch_parent(ppid):
+    while os.getppid() == ppid:
+        time.sleep(1)
+    os._exit(1)
 
 
 class _Serial:
@@ -113,13 +292,20 @@ class Prepare(Transform):
     """Type transform: a path -> PILImage at `size` (height, width), from the cache when it holds it."""
     def __init__(self, size, crop=None, paths=None, array=None):
         super().__init__()
+        # fastai's test_dl skips type transforms whose input type the item does not match (infer_idx):
+        # saying a PIL image is an input too keeps learn.predict(PILImage) from skipping the resize
+        self.input_types = (str, Path, Image.Image)
         self.size, self.crop = tuple(size), crop
         self.index = {str(p): i for i, p in enumerate(paths)} if array is not None else {}
         self.array = array
 
-    def encodes(self, path: (str, Path)):
+    def encodes(self, path: str | Path):
         i = self.index.get(str(path))
         return PILImage.create(np.array(self.array[i]) if i is not None else prepare(path, self.size, self.crop))
+
+    def encodes(self, im: Image.Image):
+        # learn.predict(PILImage) must see what the same file's path gives: cropped and resized alike
+        return PILImage.create(fit_image(to_rgb(ImageOps.exif_transpose(im)), self.size, self.crop))
 
     def __getstate__(self):
         # An exported learner must not carry (or point at) the training cache: it prepares from disk.

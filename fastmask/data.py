@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FastmaskError
 from .labels import AGE_THRESHOLD, GENDERS, label_of
@@ -105,10 +105,21 @@ def _parse_row(row: dict, where: str) -> tuple[str, str, str, int]:
     return pid, gender, race, age
 
 
-def _image_problem(path: str, size: int) -> str | None:
-    """Cheap check: PIL parses the header only; decoding 18,900 images would take minutes."""
+def _image_problem(path: str, size: int, decode: bool = False) -> str | None:
+    """A one-line problem with the image, or None.
+
+    By default PIL parses the header only: decoding 18,900 images takes minutes, and the cache build
+    decodes every image anyway and names the one that fails. With `decode` (skip_bad) the image is
+    decoded the way training will read it, since a truncated JPEG has a good header and would only
+    fail mid-run, where it can no longer be skipped."""
     if size == 0:
         return f"{path}: zero-byte image"
+    if decode:
+        try:
+            load_image(path)
+        except FastmaskError as e:
+            return str(e)
+        return None
     try:
         with Image.open(path):
             pass
@@ -191,7 +202,8 @@ def read_train(root, skip_bad: bool = False, threshold: int = AGE_THRESHOLD) -> 
     """One row per training image, columns COLUMNS, sorted by folder then PHOTOS order.
 
     `root` holds train.csv and images/. Bad input raises FastmaskError; with skip_bad=True bad
-    folders (missing, wrong photo set, no row) and bad images are dropped with one warning."""
+    folders (missing, wrong photo set, no row) and bad images are dropped with one warning, and
+    every image is fully decoded so that one which would fail mid-training is dropped too."""
     root = _as_dir(root, "train folder")
     roster = _roster(root)
     images = _as_dir(root / "images", "images folder")
@@ -208,7 +220,7 @@ def read_train(root, skip_bad: bool = False, threshold: int = AGE_THRESHOLD) -> 
         for stem, mask in PHOTOS.items():
             name, size = photos[stem]
             path = str(folder_path / name)
-            bad = _image_problem(path, size)
+            bad = _image_problem(path, size, decode=skip_bad)
             if bad:
                 problems.append(("image", bad))
                 continue
@@ -249,7 +261,7 @@ def read_eval(root) -> pd.DataFrame:
 
 
 def read_answers(root) -> pd.DataFrame | None:
-    """answers.csv (ImageID, ans) aligned to info.csv order, or None when absent.
+    """answers.csv (ImageID, ans[, person]) aligned to info.csv order, or None when absent.
 
     Only a synthetic twin has answers; the real eval set never does."""
     root = _as_dir(root, "eval folder")
@@ -278,7 +290,10 @@ def read_answers(root) -> pd.DataFrame | None:
             parts.append(f"{len(extra)} answers for images not in info.csv (first: {extra[0]})")
         raise FastmaskError(f"{path}: disagrees with info.csv: {'; '.join(parts)}")
     by_id = dict(zip(answers["ImageID"], ans.astype("int64")))
-    return pd.DataFrame({"ImageID": ids, "ans": [int(by_id[i]) for i in ids]})
+    out = pd.DataFrame({"ImageID": ids, "ans": [int(by_id[i]) for i in ids]})
+    if "person" in answers:  # the twin names each eval image's person, so holdout verdicts resample people
+        out["person"] = out["ImageID"].map(dict(zip(answers["ImageID"], answers["person"].astype(str))))
+    return out
 
 
 def locate(data_dir) -> tuple[Path, Path | None]:
@@ -317,7 +332,7 @@ def fingerprint(df: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im.copy()
     if im.mode == "I" or im.mode.startswith("I;16"):
@@ -332,11 +347,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def load_image(path) -> Image.Image:
-    """The image as RGB (grey, palette, alpha and 16-bit images converted); FastmaskError if
-    it cannot be decoded."""
+    """The image upright as RGB (EXIF orientation applied; grey, palette, alpha and 16-bit images
+    converted); FastmaskError if it cannot be decoded."""
     try:
         with Image.open(path) as im:
             im.load()
-            return _to_rgb(im)
+            # Phones store pixels as the sensor saw them and say "rotate" in EXIF: honour it.
+            ImageOps.exif_transpose(im, in_place=True)
+            return to_rgb(im)
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError... on bad files
         raise FastmaskError(f"{path}: cannot read image ({_one_line(e)})") from None

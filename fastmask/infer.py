@@ -12,7 +12,14 @@ every learner this package exports. What `learn.tta(dl=..., n=N)` does with our 
 - the albumentations generator is reseeded before each TTA call, so the same call gives the same
   numbers twice; `tta=0` is exactly `get_preds` (fastai's tta cannot take n=0).
 
-`load_learner` unpickles: open only files you trust."""
+Model files. A run folder holds each model twice: STEM.safetensors + STEM.json (`fastmask.safe_model`:
+tensors and plain values, rebuilt by this package's code) and STEM.pkl (fastai's `learn.export`, for
+`load_learner`). Opening a pickle runs the code it names, so `load` opens one only when told to trust
+it (`--trust-pickle`); a .safetensors/.json path, or a run folder holding them, unpickles nothing."""
+import importlib.util
+import operator
+import os
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,47 +30,61 @@ import numpy as np
 from .errors import FastmaskError
 from .labels import N_CLASSES
 
-MODEL_GLOB = "fold*.pkl"
+PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
 
 
 # ---------------------------------------------------------------------------------------------
 # Finding and loading exported learners
 # ---------------------------------------------------------------------------------------------
-def expand(source):
-    """The model files a command-line source names: a .pkl itself, or a run folder's fold models
-    (fold0.pkl, fold1.pkl, ...) or else its model.pkl."""
+def expand(source, trust_pickle=False):
+    """The model files a command-line source names: a file itself, or a run folder's fold models
+    (fold0, fold1, ...) or else its model, as .safetensors; as .pkl only when the folder holds no
+    safetensors and `trust_pickle` is set."""
     p = Path(source)
-    if p.is_dir():
-        folds = sorted(p.glob(MODEL_GLOB), key=lambda f: (len(f.name), f.name))
-        if folds:
-            return folds
-        if (p / "model.pkl").is_file():
-            return [p / "model.pkl"]
-        raise FastmaskError(f"{p}: no model.pkl or fold*.pkl in this folder")
-    if not p.exists():
-        raise FastmaskError(f"{p}: no such model file or run folder")
-    return [p]
+    if not p.is_dir():
+        if not p.exists():
+            raise FastmaskError(f"{p}: no such model file or run folder")
+        return [p]
+    safe = _run_models(p, SAFE_GLOB, "model.safetensors")
+    if safe:
+        return safe
+    pickles = _run_models(p, PICKLE_GLOB, "model.pkl")
+    if pickles and trust_pickle:
+        return pickles
+    if pickles:
+        raise FastmaskError(f"{p}: holds only pickled models ({pickles[0].name}), and a pickle runs code when "
+                            "opened: pass --trust-pickle if you trust this folder")
+    raise FastmaskError(f"{p}: no model.safetensors, fold*.safetensors, model.pkl or fold*.pkl in this folder")
 
 
-def load(path, device=None):
-    """An exported fastai learner from `path`; FastmaskError naming the file when it is not one."""
-    import pickle
+def _run_models(folder, fold_glob, single):
+    folds = sorted(folder.glob(fold_glob), key=lambda f: (len(f.name), f.name))
+    if folds:
+        return folds
+    return [folder / single] if (folder / single).is_file() else []
 
+
+def is_safe(path):
+    from .safe_model import SUFFIXES
+    return Path(path).suffix in SUFFIXES
+
+
+def load(path, device=None, trust_pickle=False):
+    """The fastai learner in `path`: a .safetensors/.json pair rebuilt without unpickling, or, only with
+    `trust_pickle`, an exported learner (any other file is a pickle). FastmaskError naming the file when
+    it is not one, or when it is a pickle not trusted."""
     import torch
-    from fastai.learner import Learner, load_learner
-    from . import heads, losses, augment, metrics  # noqa: F401  (classes pickled inside our exports)
+    from fastai.learner import Learner
     path = Path(path)
     if not path.is_file():
         raise FastmaskError(f"{path}: no such model file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fastai's pickle warning; the module docstring says it once
-            learn = load_learner(path, cpu=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, ImportError, UnboundLocalError,
-            ValueError, TypeError, KeyError, OSError) as e:
-        # UnboundLocalError: fastai 2.8.12's load_learner after an ImportError it does not recognise
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FastmaskError(f"{path}: not a fastai learner export ({type(e).__name__}: {reason[:160]})") from None
+    if is_safe(path):
+        from . import safe_model
+        learn = safe_model.load(path)
+    elif trust_pickle:
+        learn = load_pickle(path)
+    else:
+        raise FastmaskError(refusal(path))
     if not isinstance(learn, Learner):
         raise FastmaskError(f"{path}: not a fastai learner export (holds a {type(learn).__name__})")
     if device is None:
@@ -72,6 +93,111 @@ def load(path, device=None):
         learn.dls.to(torch.device(device))
         learn.model.to(torch.device(device))
     return learn
+
+
+def refusal(path):
+    """Why a pickle is not opened, and what to do instead, in one line."""
+    from .safe_model import files
+    safe = files(path.with_suffix(""))[1]
+    instead = (f"or use {safe} beside it, which holds no code" if safe.is_file()
+               else "or point at the run folder to use its model.safetensors")
+    return (f"{path}: is a pickle, and opening a pickle runs the code it names: pass --trust-pickle for files "
+            f"you trust, {instead}")
+
+
+def load_pickle(path):
+    """fastai's load_learner on a file the caller trusts, with one line naming what went wrong."""
+    from fastai.learner import load_learner
+    from . import heads, losses, augment, metrics  # noqa: F401  (classes pickled inside our exports)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fastai's pickle warning: the caller chose to trust this file
+            return load_learner(path, cpu=True, pickle_module=_NamedImports)
+    except MissingModule as e:
+        raise FastmaskError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, ImportError, UnboundLocalError,
+            ValueError, TypeError, KeyError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FastmaskError(f"{path}: not a fastai learner export ({type(e).__name__}: {reason[:160]})") from None
+
+
+class MissingModule(FastmaskError):
+    """A pickle names a module that is not importable here."""
+
+
+class _NamedUnpickler(pickle.Unpickler):
+    """An Unpickler whose missing modules fail by name. fastai 2.8.12's load_learner swallows any
+    ImportError it does not recognise and then fails on its own unset variable (UnboundLocalError),
+    which names nothing; an error that is not an ImportError passes through it."""
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except ImportError as e:
+            raise MissingModule(f"needs the Python module {e.name or module!r}, which is not importable here "
+                                "(install it, or the fastmask version that exported this file)") from None
+
+
+class _NamedImports:
+    """The pickle module as torch.load takes it (`pickle_module=`), with `_NamedUnpickler` (torch's
+    older file format also reads with `load`)."""
+    __name__ = "pickle"
+    Unpickler = _NamedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file, **kw):
+        return _NamedUnpickler(file, **kw).load()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporting the pickle (trusted use: fastai's load_learner)
+# ---------------------------------------------------------------------------------------------
+NEEDS_FASTMASK = ("fastmask is not installed: this learner was exported by fastmask and holds its classes, so "
+                  "fastai's load_learner needs fastmask importable (pip install -e PATH/TO/fastmask). Once it is, "
+                  "python -m fastmask.predict RUN_FOLDER reads the model.safetensors beside it without unpickling.")
+
+
+class _Call:
+    """Pickles as the call `fn(*args)`, made while the file is unpickled."""
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def needs_fastmask():
+    """What an export carries first: it unpickles to "fastmask" where fastmask is importable and
+    otherwise raises KeyError(NEEDS_FASTMASK) before anything asks for a fastmask class. Without it,
+    fastai's load_learner reports the missing package as an unrelated UnboundLocalError (see
+    `_NamedUnpickler`). Only stdlib functions are called: no code of ours needs to exist there."""
+    present = _Call(operator.is_not, _Call(importlib.util.find_spec, "fastmask"), None)
+    key = _Call(operator.getitem, {True: "fastmask", False: NEEDS_FASTMASK}, present)
+    return _Call(operator.getitem, {"fastmask": "fastmask"}, key)
+
+
+def export_pickle(learn, path):
+    """`learn.export` to `path` through a temp name (removed on any failure, e.g. a full disk), without
+    training callbacks, with the fastmask check first in the pickled state."""
+    from .safe_model import drop_training_cbs
+    path = Path(path)
+    drop_training_cbs(learn)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _put_first(learn.__dict__, "exported_by", needs_fastmask())  # a pickle's state loads in dict order
+    try:
+        learn.export(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        learn.__dict__.pop("exported_by", None)
+
+
+def _put_first(d, key, value):
+    rest = {k: v for k, v in d.items() if k != key}
+    d.clear()
+    d.update({key: value, **rest})
 
 
 def class_codes(learn, path="model"):
@@ -97,9 +223,10 @@ class Model:
     weight: float = 1.0
 
 
-def load_models(sources, weights=None, device=None):
+def load_models(sources, weights=None, device=None, trust_pickle=False):
     """Load every model the sources name and check they share one class code (a run folder's folds
-    share their source's weight equally). Fails on the first bad file, before any prediction."""
+    share their source's weight equally). Fails on the first bad file, before any prediction; a
+    pickle fails unless `trust_pickle`."""
     sources = list(sources)
     if not sources:
         raise FastmaskError("no models given")
@@ -110,10 +237,10 @@ def load_models(sources, weights=None, device=None):
             raise FastmaskError(f"--weights: {','.join(map(str, weights))} must be >= 0 with a positive sum")
     models = []
     for i, src in enumerate(sources):
-        files = expand(src)
+        files = expand(src, trust_pickle)
         w = 1.0 if weights is None else float(weights[i])
         for f in files:
-            learn = load(f, device)
+            learn = load(f, device, trust_pickle)
             codes = class_codes(learn, f)
             if models and codes != models[0].codes:
                 i = next(j for j, (a, b) in enumerate(zip(codes, models[0].codes)) if a != b)
@@ -251,13 +378,30 @@ def submission_text(ids, ans):
     return pd.DataFrame({"ImageID": list(ids), "ans": ans.astype(int)}).to_csv(index=False)
 
 
+def check_out(path):
+    """FastmaskError naming `path` as given unless a submission can be written there: not a folder, and
+    its folder (or, when that is still to be made, the nearest one above it) a writable folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise FastmaskError(f"--out {path}: is a folder; name the file to write, e.g. {p / 'submission.csv'}")
+    above = p.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise FastmaskError(f"--out {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise FastmaskError(f"--out {path}: cannot write in {above} (permission denied or read-only)")
+
+
 def write_submission(ids, ans, path):
-    """`ImageID,ans` (info.csv order) written atomically: an interrupted write leaves no half file."""
+    """`ImageID,ans` (info.csv order) written atomically: an interrupted write leaves no half file.
+    Its folder is made when missing. A failed write names `path`, not the temp file."""
     from .record import atomic_write
     path = Path(path)
+    text = submission_text(ids, ans)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
     except OSError as e:
         raise FastmaskError(f"--out {path}: {e.strerror}") from None
-    atomic_write(path, submission_text(ids, ans))
     return path

@@ -1,6 +1,7 @@
-"""python -m fastmask.predict MODEL.pkl|RUN_DIR ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] --out submission.csv
+"""python -m fastmask.predict RUN_DIR|MODEL.safetensors ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] [--trust-pickle] --out submission.csv
 
-Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order."""
+Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order.
+Models load from their safetensors + JSON files, which hold no code; a pickle (.pkl) only with --trust-pickle."""
 import argparse
 import os
 import sys
@@ -10,13 +11,17 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m fastmask.predict", description=__doc__.splitlines()[2])
-    ap.add_argument("models", nargs="+", metavar="MODEL.pkl|RUN_DIR",
-                    help="exported learners; a run folder means all its fold models (fold*.pkl), else its model.pkl")
+    ap.add_argument("models", nargs="+", metavar="RUN_DIR|MODEL.safetensors",
+                    help="a run folder means all its fold models (fold*.safetensors), else its model.safetensors; "
+                         "a .safetensors or .json file means that model; a .pkl needs --trust-pickle")
     ap.add_argument("--eval", required=True, metavar="DIR", help="the folder holding info.csv and images/, or the one holding eval/")
     ap.add_argument("--out", default="submission.csv", help="submission file (default: submission.csv)")
     ap.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation passes (default 0: plain)")
     ap.add_argument("--weights", metavar="W1,W2,...", help="one weight per MODEL argument (a run folder's folds share it)")
     ap.add_argument("--vote", choices=("soft", "hard"), default="soft", help="soft: mean probabilities (default); hard: majority of argmaxes")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="open .pkl exports (fastai's load_learner): a pickle runs the code it names, "
+                         "so only for files you trust")
     ap.add_argument("--bs", type=int, default=None, help="batch size (default: the learner's)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap.parse_args(argv)
@@ -36,14 +41,15 @@ def main(argv):
     args = parse(argv)
     from .data import read_answers, read_eval
     from .errors import FastmaskError
-    from .infer import eval_root, load_models, predict, write_submission
+    from .infer import check_out, eval_root, load_models, predict, write_submission
     if args.tta < 0:
         raise FastmaskError(f"--tta: {args.tta} is negative")
+    check_out(args.out)  # a bad --out fails now, not after every model has run
     weights = parse_weights(args.weights)
     root = eval_root(args.eval)
     ev = read_eval(root)
     answers = read_answers(root)
-    models = load_models(args.models, weights)
+    models = load_models(args.models, weights, trust_pickle=args.trust_pickle)
     print(f"{len(models)} model(s): " + ", ".join(str(m.path) for m in models), file=sys.stderr)
     pred = predict(models, ev["path"].tolist(), tta=args.tta, how=args.vote, bs=args.bs)
     out = write_submission(ev["ImageID"], pred.ans, args.out)

@@ -1,25 +1,61 @@
 """Run folders: runs/<UTC stamp>-<recipe>/ with the recipe as run, its config, history, metrics,
-plots, card and exported learner. Files are written atomically; a run never overwrites another."""
+plots, card and exported learner. Files are written atomically; a run never overwrites another.
+
+status.json says what a run is doing and cannot lie for long: it carries the pid and host of the
+process that writes it, and while the run is "running" a daemon thread refreshes its heartbeat.
+A "running" run whose process is gone (this host) or whose heartbeat is stale (any host) reads as
+"lost" (`effective_status`), and each new Run writes "lost" into such runs of its runs folder."""
+import atexit
+import contextlib
 import json
+import math
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import FastmaskError
 
 STATUS = "status.json"
+HEARTBEAT_S = 30.0      # seconds between heartbeats; FASTMASK_HEARTBEAT_S overrides it (tests use less)
+LOST_AFTER = 5          # heartbeats missed before a running run reads as lost (slow disks, busy GIL)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def _read_umask():
+    """The process umask, read without changing it where Linux allows (/proc), since os.umask can only
+    be read by setting it, and another thread creating a file meanwhile would get the wrong mode."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+FILE_MODE = 0o666 & ~_read_umask()  # what open() would give; mkstemp alone gives 0600
 
 
 def atomic_write(path, data, mode="w"):
-    """Write to a temp file beside `path` and rename, so a crash never leaves half a file under its name."""
+    """Write to a temp file beside `path` and rename, so a crash never leaves half a file under its name.
+    The file gets the mode open() would give it, so teammates can read a shared runs folder."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as f:
             f.write(data)
         os.replace(tmp, path)
@@ -33,18 +69,177 @@ def write_json(path, obj):
 
 
 def read_json(path, default=None):
+    """The JSON object in `path`, or `default` when it is missing, unreadable or not an object: every
+    file fastmask reads is an object, and one folder holding `[]` must not crash a reader of all runs."""
     try:
-        return json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return default
+    return value if isinstance(value, dict) else default
+
+
+
+def json_problem(path):
+    """Why `path` is not a readable JSON object (None when it is, or when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except OSError as e:
+        return f"{path.name}: {e.strerror}"
+    except ValueError:
+        return f"{path.name} is not valid JSON"
+    return None if isinstance(value, dict) else f"{path.name} holds {type(value).__name__}, not an object"
 
 
 def utc_stamp():
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _now_iso(now=None):
+    # milliseconds: a heartbeat of a fraction of a second (tests) must still move
+    return (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+
+
+def heartbeat_period():
+    """Seconds between heartbeats: FASTMASK_HEARTBEAT_S when set, else HEARTBEAT_S."""
+    text = os.environ.get("FASTMASK_HEARTBEAT_S")
+    if text is None:
+        return HEARTBEAT_S
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise FastmaskError(f"FASTMASK_HEARTBEAT_S={text!r}: expected a positive number of seconds")
+    return v
+
+
+# --- is a running run alive? ------------------------------------------------------------------------
+
+def pid_alive(pid):
+    """True/False when this host can tell whether process `pid` lives; None when it cannot."""
+    if os.name != "posix" or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None  # on Windows os.kill(pid, 0) would terminate the process, not probe it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return None
+    return not _zombie(pid)
+
+
+def _zombie(pid):
+    # A killed run whose parent has not reaped it still answers kill(pid, 0).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] == "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _parse_time(text):
+    try:
+        t = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def lost_reason(st, now=None, host=None):
+    """Why a status dict that says "running" is not (None when it may well be): its process is gone
+    from this host, or its heartbeat is older than LOST_AFTER periods. A status without pid or
+    heartbeat (written before they existed) cannot be judged and is taken at its word."""
+    if not isinstance(st, dict) or st.get("status") != "running":
+        return None
+    host = host or socket.gethostname()
+    if st.get("host") == host and pid_alive(st.get("pid")) is False:
+        return f"process {st['pid']} on {host} is gone"
+    beat = _parse_time(st.get("heartbeat"))
+    if beat is None:
+        return None
+    period = st.get("heartbeat_s")
+    period = period if isinstance(period, (int, float)) and math.isfinite(period) and period > 0 else HEARTBEAT_S
+    silent = ((now or datetime.now(timezone.utc)) - beat).total_seconds()
+    if silent > LOST_AFTER * period:  # a heartbeat from the future (clock skew) is taken as alive
+        return f"no heartbeat for {silent:.0f} s (every {period:g} s expected) from {st.get('host') or 'its host'}"
+    return None
+
+
+def effective_status(run_dir_or_status):
+    """A run's status as it truly is: the recorded one, or "lost" for a "running" run that is not.
+    Takes a run folder or its status.json dict; "?" when the folder has no readable status."""
+    st = run_dir_or_status
+    if not isinstance(st, dict):
+        st = read_json(Path(st) / STATUS, {})
+    status = st.get("status")
+    if not isinstance(status, str):
+        return "?"
+    return "lost" if lost_reason(st) else status
+
+
+def mark_lost(runs_dir):
+    """Write "lost" into every run folder of `runs_dir` whose status says running but is not (keeping
+    its fields, adding when and why). Best effort: a folder we cannot write is left alone. Returns them."""
+    found = []
+    try:
+        folders = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir())
+    except OSError:
+        return found
+    for d in folders:
+        st = read_json(d / STATUS)
+        why = lost_reason(st)
+        if not why:
+            continue
+        try:
+            write_json(d / STATUS, {**st, "status": "lost", "found_lost": _now_iso(), "lost_reason": why})
+        except OSError:
+            continue
+        found.append(d)
+    return found
+
+
+# --- one run ----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM blocked in this thread for the block. A thread started inside keeps them
+    blocked, so the kernel hands those signals to the main thread only; otherwise a signal taken by the
+    heartbeat thread would run the Python handler in the main thread even while the main thread holds
+    them back (run.py does so around the final status)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+_BEATING = weakref.WeakSet()  # runs whose heartbeat thread may be writing
+
+
+@atexit.register
+def _quiet_heartbeats():
+    # Daemon threads are frozen wherever they are at exit: let a beat in flight finish its rename
+    # rather than leave a stray .status.json.* temp file behind.
+    for run in list(_BEATING):
+        run._stop.set()
+        with run._lock:
+            pass
+
+
 class Run:
-    """One run's folder. Created exclusively: two runs started in the same second get two folders."""
+    """One run's folder. Created exclusively: two runs started in the same second get two folders.
+
+    `mark(status, **extra)` rewrites status.json; while the status is "running" a daemon thread keeps
+    its heartbeat fresh. As a context manager, a run left "running" when the block ends is marked
+    "interrupted" (Ctrl-C, SIGTERM raised as KeyboardInterrupt) or "failed" with the error."""
     def __init__(self, runs_dir, recipe):
         # Absolute: fastai joins learn.path with every file name it writes, and a relative run folder
         # would be joined twice ("runs/x/runs/x/model.pkl").
@@ -53,6 +248,8 @@ class Run:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise FastmaskError(f"runs folder {runs_dir}: {e.strerror}") from None
+        self.period = heartbeat_period()
+        mark_lost(runs_dir)
         base = f"{utc_stamp()}-{recipe.name}"
         for i in range(1, 1000):
             d = runs_dir / (base if i == 1 else f"{base}-{i}")
@@ -65,6 +262,8 @@ class Run:
                 raise FastmaskError(f"runs folder {runs_dir}: {e.strerror}") from None
         self.dir, self.recipe = d, recipe
         self.started = datetime.now(timezone.utc)
+        # RLock: a signal handler in the main thread may mark while the main thread is inside mark
+        self._lock, self._state, self._beat, self._stop = threading.RLock(), {}, None, threading.Event()
         if recipe.file:
             shutil.copyfile(recipe.file, d / "recipe.py")
         self.mark("running")
@@ -72,11 +271,61 @@ class Run:
     def path(self, name):
         return self.dir / name
 
+    @property
+    def status(self):
+        return self._state.get("status")
+
     def mark(self, status, **extra):
+        """Record `status` (e.g. "finished", or "failed" with error="...") and any extra fields."""
+        with self._lock:
+            self._state = {"status": status, "started": self.started.isoformat(timespec="seconds"),
+                           "updated": _now_iso(), "pid": os.getpid(), "host": socket.gethostname(),
+                           "heartbeat_s": self.period, **extra}
+            if status != "running":
+                self._stop.set()  # first: should this write fail, no later beat claims the run is alive
+            self._write()
+            if status == "running":
+                self._start_heartbeat()
+
+    def _write(self):
         now = datetime.now(timezone.utc)
-        write_json(self.path(STATUS), {"status": status, "started": self.started.isoformat(timespec="seconds"),
-                                       "updated": now.isoformat(timespec="seconds"),
-                                       "minutes": round((now - self.started).total_seconds() / 60, 2), **extra})
+        self._state.update(heartbeat=_now_iso(now), minutes=round((now - self.started).total_seconds() / 60, 2))
+        write_json(self.path(STATUS), self._state)
+
+    def _start_heartbeat(self):
+        if self._beat is not None and self._beat.is_alive() and not self._stop.is_set():
+            return
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, args=(self._stop,), daemon=True,
+                                      name=f"fastmask-heartbeat-{self.dir.name}")
+        with _signals_held():  # the thread inherits the mask, so it never takes Ctrl-C or SIGTERM
+            self._beat.start()
+        _BEATING.add(self)
+
+    def _heartbeat(self, stop):
+        while not stop.wait(self.period):
+            try:
+                with self._lock:
+                    # checked under the lock that mark holds while writing: a beat can never land
+                    # after a final status
+                    if stop.is_set() or self._state.get("status") != "running":
+                        return
+                    self._write()
+            except Exception:  # noqa: BLE001  (a full disk for a moment must not kill the run; the next beat retries)
+                continue
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if self.status == "running":
+            if kind is None:
+                self.mark("failed", error="the run ended without recording a final status")
+            elif issubclass(kind, KeyboardInterrupt):
+                self.mark("interrupted")
+            else:
+                self.mark("failed", error=f"{kind.__name__}: {exc}".splitlines()[0][:500])
+        return False
 
 
 def environment():

@@ -81,8 +81,28 @@ class Dim:
             return self.choices[labels.index(trial.suggest_categorical(self.field, labels))]
         if self.kind == "int":
             return trial.suggest_int(self.field, self.low, self.high, step=self.step or 1, log=self.log)
-        v = trial.suggest_float(self.field, self.low, self.high, step=self.step, log=self.log)
+        return self.snap(trial.suggest_float(self.field, self.low, self.high, step=self.step, log=self.log))
+
+    def snap(self, v):
+        """A float as trials train it: 4 significant digits, kept inside the range."""
         return v if self.step else min(max(float(f"{v:.4g}"), self.low), self.high)
+
+    def value_of(self, param):
+        """The recipe value a stored trial parameter stands for, checked against this space and the
+        recipe field; FastmaskError when it is neither, since a shared storage is anyone's to write."""
+        from .recipe import coerce
+        if self.kind == "choice":
+            i = next((i for i, x in enumerate(self.labels()) if type(x) is type(param) and x == param), None)
+            if i is None:
+                raise FastmaskError(f"{self.field}={param!r} is not one of the searched choices")
+            return self.choices[i]
+        ok = (isinstance(param, int) if self.kind == "int" else _number(param)) and not isinstance(param, bool)
+        if not (ok and self.low <= param <= self.high):
+            raise FastmaskError(f"{self.field}={param!r} is outside the searched {self.kind} range "
+                                f"[{self.low}, {self.high}]")
+        if self.kind == "int" and self.step and (param - self.low) % self.step:
+            raise FastmaskError(f"{self.field}={param!r} is off the searched step {self.step}")
+        return coerce(self.field, param if self.kind == "int" else self.snap(float(param)))
 
     def source(self, value):
         """`value` as Python source for a recipe file: a literal, or `space[field][i]` for an object."""
@@ -201,7 +221,10 @@ def module_of(recipe_file):
 
 
 def recipe_text(base, sources, doc):
-    """A child recipe file of `base`: the docstring, the parent import, `recipe = parent.but(...)`."""
+    """A child recipe file of `base`: the docstring, the parent import, `recipe = parent.but(...)`.
+    `sources` must be source text this package made from checked values (Dim.source), never stored text."""
+    # the docstring may quote a study name from a shared storage: nothing in it may end the string
+    doc = "".join(c if c.isprintable() or c == "\n" else " " for c in doc)
     doc = "\n".join(textwrap.fill(par, 100) for par in doc.replace("\\", "/").replace('"""', "'''").split("\n"))
     space = any(s.startswith("space[") for s in sources.values())
     imp = f"from {module_of(base.file)} import recipe as parent" + (", search as space" if space else "")
@@ -570,9 +593,7 @@ def make_objective(base, dims, data, runs_dir, overrides, sets, reproduce, searc
     def objective(trial):
         values = {d.field: d.suggest(trial) for d in dims}
         # the recipe file's change: the values that differ from the searched recipe's own
-        sources = {d.field: d.source(values[d.field]) for d in dims
-                   if _plain(values[d.field]) != _plain(getattr(base, d.field))}
-        trial.set_user_attr("source", sources)
+        sources = changed_sources(base, dims, values)
         trial.set_user_attr("shown", {k: _short(v) if _storable(v) else (set_text(v) or type(v).__name__)
                                       for k, v in values.items()})
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -636,6 +657,29 @@ def _command(module, recipe_file, sets, data, runs_dir, extra=()):
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def checked_best(study, dims):
+    """The best complete trial whose parameters are values of the searched space, and those values as
+    {field: recipe value}; (None, None) without one. A trial whose parameters are not (a changed space,
+    or someone writing to a shared storage) is passed over with one warning line."""
+    from optuna.trial import TrialState
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if isinstance(t.value, (int, float)) and math.isfinite(t.value)]
+    for t in sorted(done, key=lambda t: (-t.value, t.number)):
+        try:
+            return t, {d.field: d.value_of(t.params[d.field]) for d in dims if d.field in t.params}
+        except FastmaskError as e:
+            print(f"fastmask: warning: search: trial {t.number} is not a point of the searched space "
+                  f"({e}); the best recipe passes it over", file=sys.stderr)
+    return None, None
+
+
+def changed_sources(base, dims, values):
+    """{field: source text} for the values that differ from `base`'s own, made here from typed values."""
+    from .recipe import _plain
+    return {d.field: d.source(values[d.field]) for d in dims
+            if d.field in values and _plain(values[d.field]) != _plain(getattr(base, d.field))}
+
+
 def write_best(study, base, dims, path, runs_dir, parent_run, parent_value, searched, sets):
     """The best complete trial as a recipe file whose parent is `base`; returns its path (None without one).
 
@@ -644,14 +688,11 @@ def write_best(study, base, dims, path, runs_dir, parent_run, parent_value, sear
     from optuna.trial import TrialState
 
     from .record import atomic_write
-    best = best_trial(study)
+    best, values = checked_best(study, dims)
     if best is None:
-        print("search: no complete trial yet, so no best recipe")
+        print("search: no complete trial of the searched space yet, so no best recipe")
         return None
-    sources = best.user_attrs.get("source")
-    if sources is None:  # a trial some other tool added: its raw parameters
-        sources = {k: repr(v) for k, v in best.params.items() if repr(v) != repr(getattr(base, k, None))}
-    sources = {d.field: sources[d.field] for d in dims if d.field in sources}
+    sources = changed_sources(base, dims, values)
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     n_done = sum(t.state == TrialState.COMPLETE for t in trials)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)

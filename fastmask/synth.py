@@ -602,12 +602,17 @@ def write_train_csv(persons, root):
 
 
 def write_eval(persons, root, seed=0):
-    """info.csv (ans all 0, as handed out) and answers.csv (the truth), in ImageID order."""
-    rows = sorted((eval_image_id(p, photo, seed), label_of(PHOTO_MASK[photo], p.gender, p.age))
+    """info.csv (ans all 0, as handed out) and answers.csv (the truth and the person), row for row in one order.
+
+    The order is a seeded shuffle, not ImageID order: the real info.csv is unsorted, and a
+    submission written or scored in sorted order must fail on the twin too."""
+    rows = sorted((eval_image_id(p, photo, seed), label_of(PHOTO_MASK[photo], p.gender, p.age), p.id)
                   for p in persons if p.split == "eval" for photo in PHOTOS)
+    rows = [rows[i] for i in np.random.default_rng([seed, 2]).permutation(len(rows))]
     root = Path(root) / "eval"
-    _write_csv(root / "info.csv", ("ImageID", "ans"), [(i, 0) for i, _ in rows])
-    _write_csv(root / "answers.csv", ("ImageID", "ans"), rows)
+    _write_csv(root / "info.csv", ("ImageID", "ans"), [(i, 0) for i, _, _ in rows])
+    # the person beside each answer lets a holdout verdict resample people, not correlated photos
+    _write_csv(root / "answers.csv", ("ImageID", "ans", "person"), rows)
 
 
 NOISE_COLUMNS = ("id", "folder", "kind", "file", "true_mask", "given_mask", "true_gender",

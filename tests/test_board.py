@@ -148,3 +148,31 @@ def test_empty_runs_folder(tmp_path):
     assert board(tmp_path / "runs", console=console) == []
     assert "no runs" in console.export_text()
     Refs().feed((tmp_path / "runs" / "index.html").read_text())
+
+
+def test_a_malformed_folder_is_skipped_with_one_warning_line(runs):
+    """JSON that parses but is not an object (or does not parse) skips that folder only, saying so."""
+    bad = {"20260102T000000Z-list_status": ("status.json", "[]"),
+           "20260102T010000Z-number_config": ("config.json", "3"),
+           "20260102T020000Z-string_metrics": ("metrics.json", '"x"'),
+           "20260102T030000Z-broken_status": ("status.json", "{not json")}
+    for folder, (name, text) in bad.items():
+        d = runs / folder
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"name": folder.split("-", 1)[1]}))
+        (d / name).write_text(text)
+    odd = runs / "20260102T040000Z-odd_fields"  # objects holding the wrong types: shown, not a crash
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({"name": 5, "parent": ["x"], "hypothesis": {}}))
+    (odd / "status.json").write_text(json.dumps({"status": 3, "started": 7, "minutes": "long"}))
+    (odd / "metrics.json").write_text(json.dumps({"macro_f1": "high", "verdict": ["supported"]}))
+    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(runs)], capture_output=True, text=True,
+                       timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "160"})
+    assert p.returncode == 0, p.stderr
+    warnings = p.stderr.strip().splitlines()
+    assert len(warnings) == len(bad) and all(w.startswith("fastmask: warning: board: skipping") for w in warnings)
+    for folder, (name, _) in bad.items():
+        assert any(folder in w and name in w for w in warnings), (folder, warnings)
+    assert "holds list, not an object" in p.stderr and "not valid JSON" in p.stderr
+    assert "person_split" in p.stdout and "odd_fields" in p.stdout and "list_status" not in p.stdout
+    assert (runs / "index.html").read_text().count('<section class="run"') == len(EXPECTED) + 1

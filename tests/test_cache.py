@@ -75,3 +75,38 @@ def test_crop_keeps_the_centre():
     I.fromarray(a).save(f)
     out = prepare(f, (20, 15), crop=0.5)
     assert out.shape == (20, 15, 3) and (out == 200).all()
+
+
+def test_crop_is_part_of_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    paths = photos(tmp_path / "img")
+    whole = np.array(build(paths, (8, 6), progress=False, workers=1))
+    centre = np.array(build(paths, (8, 6), crop=0.5, progress=False, workers=1))
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2
+    assert np.array_equal(centre[1], prepare(paths[1], (8, 6), 0.5))
+    assert np.array_equal(whole[1], prepare(paths[1], (8, 6)))
+    assert not np.array_equal(whole, centre)
+
+
+def sideways_jpeg(path):
+    """Stored 40 wide x 20 high, left red, right blue, tagged EXIF orientation 6 (rotate 90 clockwise):
+    upright it is 20 wide x 40 high, red on top."""
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20], a[:, 20:] = (255, 0, 0), (0, 0, 255)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(path, exif=exif.tobytes(), quality=95)
+    return str(path)
+
+
+def test_exif_orientation_in_the_cache_and_in_prepare_alike(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
+    (tmp_path / "img").mkdir()
+    p = sideways_jpeg(tmp_path / "img" / "side.jpg")
+    arr = build([p], (16, 8), progress=False, workers=1)
+    from_disk = np.asarray(Prepare((16, 8))(p))
+    for got in (arr[0], from_disk):
+        assert got.shape == (16, 8, 3)
+        assert got[1, -1].argmax() == 0 and got[-2, 0].argmax() == 2  # red top right, blue bottom left
+    assert np.array_equal(arr[0], from_disk)

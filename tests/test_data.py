@@ -359,3 +359,29 @@ def test_load_image_truncated(train_root):
     p.write_bytes(p.read_bytes()[:40])
     with pytest.raises(FastmaskError, match="mask1.jpg"):
         data.load_image(p)
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    # Stored 40 wide x 20 high, left red, right blue, tagged "rotate 90 clockwise" (orientation 6).
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20], a[:, 20:] = (255, 0, 0), (0, 0, 255)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "side.jpg", exif=exif.tobytes(), quality=95)
+    up = data.load_image(tmp_path / "side.jpg")
+    assert up.size == (20, 40)
+    px = np.asarray(up)
+    assert px[2, 10].argmax() == 0 and px[-3, 10].argmax() == 2  # red on top, blue below
+
+
+def test_skip_bad_decodes_and_skips_a_truncated_jpeg(train_root):
+    p = train_root / F1 / "mask1.jpg"
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(p, quality=95)
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])  # header intact, pixels cut off
+    assert len(data.read_train(train_root)) == N_IMAGES  # without skip_bad: headers only, fast
+    with pytest.warns(UserWarning, match=r"skipped 1 bad: 0 folder\(s\), 1 image\(s\); first: .*mask1\.jpg") as rec:
+        df = data.read_train(train_root, skip_bad=True)
+    assert len(rec) == 1
+    assert len(df) == N_IMAGES - 1 and not df["path"].str.endswith(f"{F1}/mask1.jpg").any()

@@ -1,5 +1,10 @@
-"""Inference and REPL: TTA (n=0 is plain prediction), soft and hard votes, the suspect ranking, and a
-short REPL session on the twin that ends in an export the inference code reloads."""
+"""Inference and REPL: TTA (n=0 is plain prediction), soft and hard votes, the suspect ranking, a
+short REPL session on the twin that ends in an export the inference code reloads, and the model file
+that is not code (safetensors + JSON) predicting what the pickle predicts."""
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +43,7 @@ def repl_export(twin, tmp_path_factory):
         interp = ClassificationInterpretation.from_learner(learn)
     cm = interp.confusion_matrix()
     assert cm.shape == (18, 18) and cm.sum() == len(learn.dls.valid_ds)
-    learn.export(tmp / "repl.pkl")
+    r.export(learn, tmp / "repl")  # as the README says: repl.pkl beside repl.safetensors/.json
     return tmp / "repl.pkl"
 
 
@@ -52,7 +57,7 @@ def test_load_recipe_from_the_package():
 
 def test_tta_zero_is_plain_prediction_and_flip_when_no_augmentation(repl_export, eval_paths):
     from fastmask.infer import load, predict_probs, train_only_tfms, tta_dl
-    learn = load(repl_export)
+    learn = load(repl_export, trust_pickle=True)  # learn.export's pickle: written by this test
     dl = learn.dls.test_dl(eval_paths, num_workers=0)
     with learn.no_bar():
         plain, _ = learn.get_preds(dl=dl)
@@ -66,7 +71,7 @@ def test_tta_zero_is_plain_prediction_and_flip_when_no_augmentation(repl_export,
 
 def test_tta_with_albumentations_is_deterministic(run, eval_paths):
     from fastmask.infer import load, predict_probs, train_only_tfms
-    learn = load(run / "fold0.pkl")  # kfold_light: albumentations on the training side
+    learn = load(run / "fold0.safetensors")  # kfold_light: albumentations on the training side
     assert [type(t).__name__ for t in train_only_tfms(learn.dls.test_dl(eval_paths[:2]))] == ["Albumentations"]
     plain = predict_probs(learn, eval_paths)
     a, b = predict_probs(learn, eval_paths, tta=3), predict_probs(learn, eval_paths, tta=3)
@@ -75,14 +80,14 @@ def test_tta_with_albumentations_is_deterministic(run, eval_paths):
 
 def test_two_model_soft_vote_is_the_mean_of_their_tables(run, eval_paths):
     from fastmask.infer import load_models, predict, predict_probs, soft_vote
-    models = load_models([run / "fold0.pkl", run / "fold1.pkl"])
+    models = load_models([run / "fold0.safetensors", run / "fold1.json"])
     t0, t1 = (predict_probs(m.learn, eval_paths) for m in models)
     out = predict(models, eval_paths, progress=False)
     assert np.allclose(out.tables[0], t0) and np.allclose(out.tables[1], t1)
     assert np.allclose(soft_vote([t0, t1]), (t0 + t1) / 2)
     assert np.array_equal(out.ans, ((t0 + t1) / 2).argmax(1))
     # weights: a run folder's folds share its weight; 3:1 between two sources
-    w = load_models([run / "fold0.pkl", run], weights=[3, 1])
+    w = load_models([run / "fold0.safetensors", run], weights=[3, 1])
     assert [m.weight for m in w] == pytest.approx([3, 1 / 3, 1 / 3, 1 / 3])
 
 
@@ -132,3 +137,138 @@ def test_suspect_ranking_finds_planted_flips(tmp_path):
     shuffled[cols] = oof[cols].to_numpy()[np.random.default_rng(1).permutation(len(oof))]
     assert suspects.precision(suspects.rank(shuffled), noisy)[0] <= 0.2
     assert suspects.noise_log(tmp_path / "nowhere") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The model file that is not code, and the pickle beside it
+# ---------------------------------------------------------------------------------------------
+FRESH_PREDICT = """
+import json, sys
+from fastmask.infer import load, predict_probs
+paths = json.loads(sys.stdin.read())
+learn = load(sys.argv[1], trust_pickle=sys.argv[1].endswith(".pkl"))
+print(json.dumps({"cbs": [type(c).__name__ for c in learn.cbs],
+                  **{str(n): predict_probs(learn, paths, tta=n).tolist() for n in (0, 3)}}))
+"""
+
+
+def fresh_predict(model, paths):
+    """{tta: probabilities} and the callback names of `model` loaded in a new process."""
+    p = subprocess.run([sys.executable, "-c", FRESH_PREDICT, str(model)], input=json.dumps(paths),
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_safe_model_predicts_what_the_pickle_predicts_in_a_fresh_process(run, eval_paths):
+    """fold0 of kfold_light (albumentations on the training side): plain and TTA probabilities of the
+    safetensors + JSON model, rebuilt in a new process, match the pickled learner's."""
+    paths = eval_paths[:16]
+    safe, pickled = fresh_predict(run / "fold0.safetensors", paths), fresh_predict(run / "fold0.pkl", paths)
+    for n in ("0", "3"):
+        assert np.abs(np.array(safe[n]) - np.array(pickled[n])).max() < 1e-5, n
+    assert not np.allclose(safe["0"], safe["3"])  # TTA did run its augmented passes
+    assert sorted(safe["cbs"]) == sorted(pickled["cbs"]) == sorted(
+        ["TrainEvalCallback", "Recorder", "CastToTensor", "ProgressCallback"])  # no training callback
+
+
+@pytest.mark.parametrize("change", [{"heads": "multi", "crop": 0.8}, {"heads": "separate", "augment": "strong"}])
+def test_safe_model_rebuilds_heads_crop_and_augmentation(change, twin, eval_paths, tmp_path):
+    """Untrained learners (the weights need not be good to be the same) of the other heads, a centre
+    crop and the strong preset: the rebuilt learner predicts what the exported pickle predicts."""
+    from fastmask.infer import export_pickle, load, predict_probs, train_only_tfms
+    from fastmask.recipe import load_recipe, parse_sets
+    from fastmask.safe_model import save
+    from fastmask.train import build_dls, build_learner, load_data
+    r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2])).but(**change)
+    learn = build_learner(r, build_dls(r, load_data(twin, progress=False).train), notify=lambda *a: None)
+    save(learn, r, tmp_path / "model")
+    export_pickle(learn, tmp_path / "model.pkl")
+    safe, pickled = load(tmp_path / "model.json"), load(tmp_path / "model.pkl", trust_pickle=True)
+    assert json.loads((tmp_path / "model.json").read_text())["crop"] == change.get("crop")
+    paths = eval_paths[:8]
+    for n in (0, 2):
+        assert np.abs(predict_probs(safe, paths, tta=n) - predict_probs(pickled, paths, tta=n)).max() < 1e-5
+    dl = safe.dls.test_dl(paths)
+    assert [type(t).__name__ for t in train_only_tfms(dl)] == (["Albumentations"] if "augment" in change else [])
+
+
+def test_a_mixed_up_pair_and_a_foreign_json_are_refused_by_name(run, tmp_path):
+    import shutil
+
+    from fastmask.errors import FastmaskError
+    from fastmask.infer import load
+    shutil.copyfile(run / "fold1.json", tmp_path / "m.json")
+    shutil.copyfile(run / "fold0.safetensors", tmp_path / "m.safetensors")
+    with pytest.raises(FastmaskError, match=r"m\.safetensors: not the weights m\.json was saved with"):
+        load(tmp_path / "m.safetensors")
+    (tmp_path / "m.safetensors").unlink()
+    with pytest.raises(FastmaskError, match=r"m\.json: its weights m\.safetensors are not beside it"):
+        load(tmp_path / "m.json")
+    with pytest.raises(FastmaskError, match=r"config\.json: not a fastmask model file"):
+        load(run / "config.json")
+
+
+BARE_LOAD = """
+import sys
+sys.modules["fastmask"] = None  # as in an environment without fastmask installed
+from fastai.learner import load_learner
+load_learner(sys.argv[1])
+"""
+
+
+def test_bare_load_learner_without_fastmask_says_so(run):
+    """fastai's own load_learner, where fastmask is not importable: one sentence saying so, not fastai
+    2.8.12's UnboundLocalError."""
+    p = subprocess.run([sys.executable, "-c", BARE_LOAD, str(run / "fold0.pkl")], capture_output=True, text=True,
+                       timeout=300, cwd="/")
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and "fastmask is not installed" in last and "load_learner needs fastmask" in last, last
+    assert "UnboundLocalError" not in p.stderr
+
+
+def test_a_trusted_pickle_missing_a_module_names_it(tmp_path, monkeypatch):
+    """A pickle whose class lives in a module this process cannot import: the module is named, where
+    fastai alone would say UnboundLocalError."""
+    import torch
+
+    from fastmask.errors import FastmaskError
+    from fastmask.infer import load
+    (tmp_path / "gone_module.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gone_module
+    torch.save(gone_module.Thing(), tmp_path / "thing.pkl")
+    monkeypatch.delitem(sys.modules, "gone_module")
+    (tmp_path / "gone_module.py").unlink()
+    with pytest.raises(FastmaskError, match=r"thing\.pkl: needs the Python module 'gone_module', which is not"):
+        load(tmp_path / "thing.pkl", trust_pickle=True)
+
+
+@pytest.mark.parametrize("fails", ["pickle", "weights"])
+def test_a_full_disk_during_export_leaves_no_temp_file(fails, run, tmp_path, monkeypatch):
+    """run.export on a disk that fills up: the error is raised and no temp file is left to keep it full."""
+    import errno
+
+    import fastmask.record
+    import torch
+    from fastmask.infer import load
+    from fastmask.recipe import Recipe
+    from fastmask.run import export
+    learn = load(run / "fold0.safetensors")
+    real_save = torch.save
+
+    def full_save(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)  # a partly written file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    def full_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    if fails == "pickle":
+        monkeypatch.setattr(torch, "save", full_save)
+    else:
+        monkeypatch.setattr(fastmask.record.os, "replace", full_replace)
+    with pytest.raises(OSError, match="No space left"):
+        export(learn, tmp_path / "model.pkl", Recipe(arch="test_resnet", size=(32, 24)))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == (["model.json", "model.safetensors"] if fails == "pickle" else []), left

@@ -272,3 +272,100 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop():
 
     with pytest.raises(FastmaskError, match="3 trials in a row failed; the last: always"):
         drive(optuna.create_study(direction="maximize"), broken, 10)
+
+
+# --- the best recipe is written from checked values, never from stored text ---------------------
+
+EVIL = "__import__('os').system('touch MARKER')"
+LR = optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)
+CUTMIX = optuna.distributions.CategoricalDistribution([None, "halves"])
+
+
+def tiny_base(tmp_path):
+    from fastmask.recipe import load_recipe
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    (tmp_path / "recipes" / "__init__.py").write_text("")
+    (tmp_path / "recipes" / "tiny_search.py").write_text(TINY_RECIPE)
+    base = load_recipe(tmp_path / "recipes" / "tiny_search.py")
+    return base, parse_space(base.search)
+
+
+def add(study, value, params, distributions, **attrs):
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value,
+                                              user_attrs=attrs))
+
+
+def imports_cleanly(path, cwd):
+    """Load the recipe in a fresh process; True when it ran no code of its own (no MARKER file)."""
+    code = "import sys\nfrom fastmask.recipe import load_recipe\nprint(load_recipe(sys.argv[1]).lr)\n"
+    p = subprocess.run([sys.executable, "-c", code, str(path)], cwd=cwd, capture_output=True, text=True,
+                       timeout=120, env=env())
+    assert p.returncode == 0, p.stderr[-2000:]
+    return not (cwd / "MARKER").exists()
+
+
+def only_literals(text):
+    """The file is a docstring, one `from ... import`, and `recipe = parent.but(k=<literal>, ...)`."""
+    import ast
+    tree = ast.parse(text)
+    doc, imp, assign = tree.body
+    call = assign.value
+    return (isinstance(doc.value, ast.Constant) and isinstance(imp, ast.ImportFrom)
+            and isinstance(call, ast.Call) and ast.unparse(call.func) == "parent.but" and not call.args
+            and all(isinstance(k.value, (ast.Constant, ast.Tuple)) for k in call.keywords))
+
+
+def test_best_recipe_ignores_a_stored_source_attr(tmp_path):
+    base, dims = tiny_base(tmp_path)
+    name = 'tiny"""\n' + EVIL + '\n"""\\'  # a study name that tries to end the docstring
+    study = optuna.create_study(direction="maximize", study_name=name)
+    add(study, 0.7, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX},
+        source={"lr": "0.004", "cutmix": f"'halves'); {EVIL}; (0"})
+    p = write_best(study, base, dims, tmp_path / "recipes" / "tiny_best.py", tmp_path, None, None, "python -m ...", [])
+    text = p.read_text()
+    assert "recipe = parent.but(lr=0.004, cutmix='halves')" in text and only_literals(text)
+    assert "system" not in text.split('"""')[-1]  # the study name stays inside the docstring
+    assert imports_cleanly(p, tmp_path)
+
+
+def test_best_recipe_passes_over_trials_outside_the_space(tmp_path, capsys):
+    base, dims = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    evil_choice = optuna.distributions.CategoricalDistribution([None, "halves", EVIL])
+    add(study, 0.9, {"lr": 4e-3, "cutmix": EVIL}, {"lr": LR, "cutmix": evil_choice})
+    add(study, 0.8, {"lr": 0.5, "cutmix": "halves"},
+        {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0), "cutmix": CUTMIX})
+    add(study, 0.75, {"lr": EVIL, "cutmix": None},
+        {"lr": optuna.distributions.CategoricalDistribution([EVIL]), "cutmix": CUTMIX})
+    add(study, 0.6, {"lr": 2e-3, "cutmix": None}, {"lr": LR, "cutmix": CUTMIX})
+    p = write_best(study, base, dims, None, tmp_path, None, None, "python -m ...", [])
+    out = capsys.readouterr()
+    warnings = out.err.strip().splitlines()
+    assert len(warnings) == 3 and all("passes it over" in w for w in warnings), out.err
+    assert "trial 0" in warnings[0] and "not one of the searched choices" in warnings[0]
+    assert "trial 1" in warnings[1] and "outside the searched float range" in warnings[1]
+    text = p.read_text()
+    assert "recipe = parent.but(lr=0.002)" in text and "trial 3 scoring 0.600" in " ".join(text.split())
+    assert "system" not in text and only_literals(text) and imports_cleanly(p, tmp_path)
+
+
+def test_no_best_recipe_when_no_trial_is_in_the_space(tmp_path, capsys):
+    base, dims = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, 0.9, {"lr": 0.5}, {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0)})
+    assert write_best(study, base, dims, None, tmp_path, None, None, "python -m ...", []) is None
+    assert "no best recipe" in capsys.readouterr().out
+    assert not list((tmp_path / "recipes").glob("*_best.py"))
+
+
+def test_stored_values_map_back_to_recipe_values():
+    d = {x.field: x for x in parse_space({"lr": ("log", 1e-4, 1e-2), "epochs": ("int", 2, 8, 2),
+                                          "size": ["64,48", (128, 96)], "cutmix": [None, "box"],
+                                          "patience": [1, 2]})}
+    assert d["lr"].value_of(0.0012345678) == 0.001235  # what the trial trained, 4 significant digits
+    assert d["epochs"].value_of(4) == 4 and d["size"].value_of("128,96") == (128, 96)
+    assert d["cutmix"].value_of(None) is None
+    for field, bad in [("lr", True), ("lr", float("nan")), ("lr", "0.001"), ("epochs", 3), ("epochs", 4.0),
+                       ("epochs", 10), ("size", (64, 48)), ("cutmix", "halves"), ("patience", True)]:
+        with pytest.raises(FastmaskError):
+            d[field].value_of(bad)

@@ -124,6 +124,14 @@ def test_eval_files_answers_and_ids(twin, persons):
     assert len(set(eval_ids)) == N_EVAL and not train_ids & set(eval_ids)
 
 
+def test_eval_rows_are_unsorted_like_the_real_info_csv(twin):
+    # A submission written in sorted order, or answers paired by position after a sort, must fail
+    # on the twin as it would on the real set: so neither file is in ImageID order.
+    ids = [i for i, _ in read_csv(twin / "eval" / "info.csv")[1]]
+    assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
+    assert ids == [i for i, _ in read_csv(twin / "eval" / "answers.csv")[1]]
+
+
 def test_same_seed_same_bytes_and_pixels(twin, twin_again):
     for rel in ("train/train.csv", "eval/info.csv", "eval/answers.csv", "noise.csv"):
         assert (twin / rel).read_bytes() == (twin_again / rel).read_bytes(), rel
