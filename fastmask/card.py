@@ -12,7 +12,7 @@ import pandas as pd
 from .labels import N_CLASSES, decode, describe
 from .metrics import TASKS
 from .record import STATUS, finished_runs, read_json
-from .verdict import compare, fold_scores, sentence
+from .verdict import compare, fold_scores, sentence, still_improving
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
@@ -61,9 +61,10 @@ def headline(metrics, name=None, status=None):
     return line
 
 
-def write_card(run, cfg, metrics, status, runs_dir):
+def write_card(run, cfg, metrics, status, runs_dir, history=None):
     """card.md's Markdown for `run` (a record.Run or a run folder). Also writes top_losses.png beside it
-    and sets metrics["verdict"] (with the parent run's folder name) when the parent has a run."""
+    and sets metrics["verdict"] (with the parent run's folder name) when the parent has a run.
+    `history`: this run's per-epoch history (read from history.csv when not given)."""
     d = _dir(run)
     par = parent_run(runs_dir, cfg)
     pcfg = read_json(par / "config.json", {}) if par else {}
@@ -73,9 +74,12 @@ def write_card(run, cfg, metrics, status, runs_dir):
     except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
         warnings.warn(f"verdict against {par.name}: {type(e).__name__}: {e}")
         v = None
+    rising = [who for who, h in (("this run", history if history is not None else _history(d)),
+                                 ("the parent's run", _history(par) if par else None)) if still_improving(h)]
     if par:
-        metrics["verdict"] = {**(v or {"verdict": "cannot compare"}), "parent_run": par.name}
-    vp = _read_preds(d / "valid_preds.csv")
+        metrics["verdict"] = {**(v or {"verdict": "cannot compare"}), "parent_run": par.name,
+                              **({"provisional": True} if rising and v else {})}
+    vp = _first_seed(_read_preds(d / "valid_preds.csv"))
     lines = [f"# {cfg['name']}  ({status})", "", f"**Hypothesis.** {cfg.get('hypothesis') or '(no docstring)'}", ""]
     if cfg.get("parent"):
         change = ", ".join(f"`{k}`: {a!r} → {b!r}" for k, (a, b) in (cfg.get("changed") or {}).items()) or "none"
@@ -89,8 +93,12 @@ def write_card(run, cfg, metrics, status, runs_dir):
     lines += _result_table(_flat(metrics, _minutes(run)), _flat(pm, read_json(par / STATUS, {}).get("minutes")) if par else None, par)
     lines += _folds_table(fold_scores(d, metrics), fold_scores(par) if par else None,
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
+    lines += _seed_noise(metrics)
     if par:
-        lines += [sentence(v), ""]
+        lines += [sentence(v, provisional=bool(rising)), ""]
+        if rising:
+            lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
+                      "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
     elif cfg.get("parent"):
         lines += _no_parent(runs_dir, cfg)
     notes = _comparability(cfg, pcfg) if par else []
@@ -139,6 +147,30 @@ def _read_preds(path):
     except (OSError, ValueError):
         return None
     return vp if {"path", "label", "pred"} <= set(vp.columns) and len(vp) else None
+
+
+def _history(d):
+    try:
+        return pd.read_csv(Path(d) / "history.csv")
+    except (OSError, ValueError):
+        return None
+
+
+def _first_seed(vp):
+    """With replicates, valid_preds.csv holds every image once per seed: the analyses read the first seed."""
+    if vp is None or "seed" not in vp:
+        return vp
+    return vp[vp["seed"] == vp["seed"].iloc[0]]
+
+
+def _seed_noise(m):
+    rep = m.get("replicates")
+    if not rep:
+        return []
+    scores = ", ".join(f"{x:.3f}" for x in rep["macro_f1"])
+    return [f"**Seeds.** {len(rep['seeds'])} seeds on one split (validation macro F1 {scores}): "
+            f"mean {m['macro_f1']:.3f}, standard deviation {m['seed_std']:.3f} — differences smaller than "
+            "that are training noise.", ""]
 
 
 def _flat(m, minutes):

@@ -8,7 +8,7 @@ builds the same DataLoaders and fits inside `learn.distrib_ctx()`: fastai's Dist
 its slice of every batch, so `bs` is per GPU and the effective batch is bs x processes (the lr is not
 scaled). Validation metrics are gathered over all ranks, so early stopping and the best epoch agree.
 Rank 0 alone makes the run folder and writes the records, the card and the export; the other ranks train
-beside it, load its best epoch and write nothing.
+beside it, keep the same best epoch (the metrics are gathered over all ranks) and write nothing.
 
 A plain `python -m fastmask.run` (or accelerate with one process) is the single-process path: nothing here
 imports accelerate or fastai.distributed unless WORLD_SIZE > 1."""
@@ -92,7 +92,7 @@ def context(learn):
 
 
 class Follower:
-    """A rank > 0's stand-in for `record.Run`: rank 0's folder (to load its best epoch from), no writes."""
+    """A rank > 0's stand-in for `record.Run`: rank 0's folder, no writes."""
     def __init__(self, run_dir):
         if run_dir is None:
             raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")
@@ -107,11 +107,10 @@ class Follower:
 
 def follow(recipe, data, cbs=()):
     """A rank > 0 of `train_and_record`: fit every fold beside rank 0 and write nothing. Returns None."""
-    from .kfold import folds
-    from .run import train_part
+    from .run import train_part, units
     run = Follower(share(None))
-    for fold in folds(recipe):
-        part = train_part(recipe, data, run, fold, None, cbs)
+    for fold, seed in units(recipe):
+        part = train_part(recipe, data, run, fold, None, cbs, seed=seed)
         if part.status == "interrupted":
             raise KeyboardInterrupt
         if part.status == "failed" and not part.keep_going:

@@ -53,7 +53,11 @@ class _Paste(MixHandler):
             self.learn.yb = (torch.lerp(y1.float(), self.y.float(), self.lam),)
 
     def _shuffled(self):
-        idx = torch.randperm(self.x.shape[0], device=self.x.device)
+        # Partners in one random cycle: every image gets another image of the batch (a plain randperm
+        # leaves about one image per batch paired with itself, i.e. unmixed). A batch of one can't be helped.
+        order = torch.randperm(self.x.shape[0], device=self.x.device)
+        idx = torch.empty_like(order)
+        idx[order] = order.roll(1)
         return self.x[idx], self.y[idx]
 
 

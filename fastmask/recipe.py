@@ -8,6 +8,7 @@ A recipe file is a module with a docstring (the hypothesis) and a `recipe` objec
 """
 import dataclasses
 import difflib
+import math
 import importlib.util
 import sys
 import traceback
@@ -25,7 +26,9 @@ class Recipe:
     size: tuple = (64, 48)          # height, width fed to the model (128,96 is the official baseline's; 4x slower on CPU)
     split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K"
     valid_pct: float = 0.2
-    seed: int = 0
+    split_seed: int = 0             # which people validate; apart from `seed`, so seeds compare on one split
+    seed: int = 0                   # initialisation, sampling, augmentation and batch order
+    replicates: int = 1             # seeds seed, seed+1, ... trained on the same split in one run folder
     epochs: int = 6
     lr: Any = 5e-3                  # a float, or "find" for lr_find's valley suggestion
     bs: int = 32
@@ -75,6 +78,14 @@ class Recipe:
         child._place(1)
         return child
 
+    def variant(self, **changes):
+        """This same recipe (name, file, hypothesis, parent) with `changes`: one fold or seed of a run,
+        not a new hypothesis."""
+        out = dataclasses.replace(self, **coerce_all(changes))
+        out.name, out.file, out.hypothesis, out.parent, out.search = (
+            self.name, self.file, self.hypothesis, self.parent, self.search)
+        return out
+
     def fields(self):
         """The fields a recipe file or `--set` may change, with their values."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
@@ -98,8 +109,16 @@ class Recipe:
         return build_dls(self, load_data(data).train)
 
     def learner(self, data=None, dls=None):
+        """The Learner `python -m fastmask.run` trains: the recipe's callbacks (CutMix, precision,
+        keep-best, early stopping, ...) are on `learn.cbs` and its lr is `learn.lr`."""
         from .train import build_learner
         return build_learner(self, dls if dls is not None else self.dls(data))
+
+    def export(self, learn, path):
+        """`learn` as a run exports it: PATH.pkl (fastai's load_learner) beside PATH.safetensors and
+        PATH.json (what `fastmask.predict` opens without unpickling), without training callbacks."""
+        from .run import export
+        export(learn, Path(path).with_suffix(".pkl"), self)
 
 
 def _plain(v):
@@ -154,19 +173,19 @@ def coerce(key, value):
                     float(arg)
             return v
         if key in ("crop", "mixup"):
-            v = None if value is None or (text and value.lower() in ("none", "null")) else float(value)
+            v = None if value is None or (text and value.lower() in ("none", "null")) else _finite(float(value))
             if v is not None and not (0 < v <= (1 if key == "crop" else 100)):
                 raise ValueError
             return v
         if key == "task_weights":
             if value is None or (text and value.lower() in ("none", "null")):
                 return None
-            v = tuple(float(x) for x in (value.split(",") if text else value))
+            v = tuple(_finite(float(x)) for x in (value.split(",") if text else value))
             if len(v) != 3:
                 raise ValueError
             return v
         if key == "loss" and text and ("," in value or ":" in value and not value.split(":")[0] in ("focal", "smooth")):
-            return {k.strip(): float(w) for k, w in (part.split(":") for part in value.split(","))}
+            return {k.strip(): _finite(float(w)) for k, w in (part.split(":") for part in value.split(","))}
         if key == "augment" and text and value not in ("none", "light", "strong"):
             raise ValueError
         if isinstance(default, bool):
@@ -174,17 +193,17 @@ def coerce(key, value):
         if isinstance(default, int):
             if isinstance(value, bool) or (not text and not isinstance(value, int)):
                 raise ValueError
-            return _at_least(int(value), 1 if key in ("epochs", "bs") else 0)
+            return _at_least(int(value), 1 if key in ("epochs", "bs", "replicates") else 0)
         if isinstance(default, float):
-            v = float(value)
+            v = _finite(float(value))
             if key == "valid_pct" and not (0 < v < 1 and abs(1 / v - round(1 / v)) < 0.02):
                 raise ValueError  # person_split holds out 1/K of the people
             return v
         return value
     except (ValueError, KeyError, TypeError, AttributeError):
         want = {"size": "height,width", "task_weights": "mask,gender,age weights", "crop": "fraction in (0, 1]",
-                "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "epochs": "int >= 1", "bs": "int >= 1",
-                "seed": "int >= 0", "num_workers": "int >= 0", "lr": "positive number or 'find'",
+                "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "mixup": "alpha in (0, 100]", "epochs": "int >= 1", "bs": "int >= 1",
+                "seed": "int >= 0", "split_seed": "int >= 0", "replicates": "int >= 1", "num_workers": "int >= 0", "lr": "positive number or 'find'",
                 "wd": "non-negative number", "patience": "int >= 1 or none",
                 "loss": "loss (ce, smooth, focal, f1, or ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
                 **{k: f"choice ({', '.join(str(c) for c in v)})" for k, v in CHOICES.items()}}.get(key, type(default).__name__)
@@ -194,6 +213,13 @@ def coerce(key, value):
 CHOICES = {"split": ("person", "random", "kfold"), "sampler": (None, "weighted", "oversample"),
            "cutmix": (None, "box", "halves", "rare", "rare-box"), "heads": ("single", "multi", "separate"),
            "precision": ("auto", "fp32", "bf16", "fp16")}
+
+
+def _finite(v):
+    # nan and inf parse as floats but only ever make a run fail later, or silently train on nothing
+    if not math.isfinite(v):
+        raise ValueError
+    return v
 
 
 def _at_least(v, low):
@@ -214,6 +240,8 @@ def _loose(key, value):
         if key != "lr" and low in ("none", "null"):
             return None
         value = int(value) if key == "patience" else float(value)
+    if isinstance(value, float):
+        _finite(value)
     if value is None and key != "lr":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (key == "patience" and not isinstance(value, int)):

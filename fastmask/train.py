@@ -1,5 +1,6 @@
 """recipe -> DataLoaders -> Learner -> fit. Everything here is what a REPL user gets too."""
 import signal
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.callback.schedule import ParamScheduler
+from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
 from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
 from fastai.learner import Learner
@@ -71,7 +73,7 @@ def build_dls(recipe, df):
     the end) stay on the training side and validation keeps the true labels."""
     set_seed(recipe.seed, reproducible=True)
     df = df.reset_index(drop=True)
-    train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.seed)(df)
+    train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
     df = df.assign(y=df["label"])
     if recipe.age_threshold != AGE_THRESHOLD:  # a training-time choice: validation keeps the true labels
         moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
@@ -111,12 +113,18 @@ def preflight(recipe):
     build_loss(recipe.loss, "multi" if recipe.heads != "single" else "single", recipe.task_weights)
     mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES))
     precision_callbacks(recipe.precision)
+    if recipe.replicates > 1 and recipe.split.startswith("kfold") and "/" not in recipe.split:
+        raise FastmaskError("recipe field replicates: k-fold already trains one model per fold; "
+                            "use replicates with a single split (person or random)")
 
 
-def build_learner(recipe, dls, notify=print):
+def build_learner(recipe, dls, notify=print, train=True):
+    """The recipe's Learner. With `train` (the default), the recipe's training callbacks are on
+    `learn.cbs` and its lr is `learn.lr`, so `fit_one_cycle`, `fine_tune` and `lr_find` in a REPL train
+    the hypothesis exactly as `python -m fastmask.run` does; `train=False` builds a bare predictor."""
     check_arch(recipe.arch)
-    weights, notice = resolve_weights(recipe.arch, recipe.pretrained)
-    if notice:
+    weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
+    if notice and train:
         notify(notice)
     extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
     loss = build_loss(recipe.loss, "multi" if recipe.heads != "single" else "single", recipe.task_weights)
@@ -133,55 +141,132 @@ def build_learner(recipe, dls, notify=print):
     if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
         # fastai normalises only for pretrained models; from scratch we still want centred inputs
         dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
+    if train:
+        learn.add_cbs(training_callbacks(recipe, learn, notify))
+        learn.lr = pick_lr(recipe, learn)
     return learn
 
 
 def pick_lr(recipe, learn):
+    """The recipe's lr; for `lr="find"`, lr_find's valley, found once when the learner is built."""
     if recipe.lr != "find":
         return float(recipe.lr)
-    try:
-        return float(learn.lr_find(show_plot=False).valley)
-    except (IndexError, ValueError):  # too few batches for a curve on tiny data
-        return 1e-3
+    # lr_find saves the weights to learn.path/models and restores them: keep that out of the user's folder
+    path = learn.path
+    with tempfile.TemporaryDirectory(prefix="fastmask-lr-find-") as tmp:
+        learn.path = Path(tmp)
+        try:
+            return float(learn.lr_find(show_plot=False).valley)
+        except (IndexError, ValueError):  # too few batches for a curve on tiny data
+            return 1e-3
+        finally:
+            learn.path = path
 
 
 def training_callbacks(recipe, learn, notify=print):
-    """The recipe's training-only callbacks: mixing and precision (passed to fit, so not exported)."""
+    """The recipe's training callbacks, all marked `recipe_cb` so an export can leave them behind:
+    mixing, precision, keep-best and early stopping on macro F1, the NaN guard and clean Ctrl-C/SIGTERM."""
     train_y = np.asarray(learn.dls.train.items["y"])
     prec, line = precision_callbacks(recipe.precision, learn.dls.device)
     notify(line)
-    return [*mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
+    cbs = [KeepBest(), NanGuard(), StopOnInterrupt(),
+           *mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
+    if recipe.patience:
+        cbs.append(PeakAwareEarlyStopping(monitor="macro_f1", comp=np.greater, patience=recipe.patience))
+    for cb in cbs:
+        cb.recipe_cb = True
+    return cbs
+
+
+def recipe_cbs(learn):
+    return [cb for cb in learn.cbs if getattr(cb, "recipe_cb", False)]
 
 
 class NanGuard(Callback):
     "Stop at the first non-finite training loss with a message naming the epoch and the likely cause"
     order = 100
 
+    def before_fit(self):
+        # lr_find drives the lr up until the loss diverges on purpose: not a fault there
+        self.active = not hasattr(self.learn, "lr_finder")
+
     def after_loss(self):
-        if self.training and not torch.isfinite(self.loss).all():
+        if self.active and self.training and not torch.isfinite(self.loss).all():
             lr = self.opt.hypers[-1]["lr"] if self.opt else float("nan")
             raise FastmaskError(f"training loss became {self.loss.item()} at epoch {self.epoch + 1}, batch "
                                 f"{self.iter + 1} (lr {lr:.2g}): the learning rate is likely too high; "
                                 f"try --set lr={lr / 10:.1g}")
 
 
-class KeepBest(SaveModelCallback):
-    "SaveModelCallback that tolerates a fit cancelled before its first saved epoch"
-    def after_fit(self, **kwargs):
-        if (self.path / self.model_dir / f"{self.fname}.pth").exists():
-            super().after_fit(**kwargs)
+class KeepBest(TrackerCallback):
+    """The weights of the best epoch by validation macro F1, kept in memory and put back at the end of
+    fit (also when it is cancelled, e.g. by Ctrl-C). In memory rather than in models/best.pth: nothing
+    left beside the export, and nothing written into a REPL's working folder."""
+    order = TrackerCallback.order + 1
+
+    def __init__(self, monitor="macro_f1", comp=np.greater):
+        super().__init__(monitor=monitor, comp=comp)
+        self.state, self.best_epoch = None, None
+
+    def before_fit(self):
+        super().before_fit()
+        self.state, self.best_epoch = None, None
+
+    def after_epoch(self):
+        super().after_epoch()
+        if self.new_best:
+            self.best_epoch = self.epoch
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.learn.model.state_dict().items()}
+            print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best:.4f}.")
+
+    def after_fit(self):
+        self.restore()
+
+    def restore(self):
+        """Put the best epoch's weights back (once: the copy is dropped, so an export does not carry it);
+        False when no epoch finished."""
+        if self.state is not None:
+            self.learn.model.load_state_dict(self.state)
+            self.state = None
+        return self.best_epoch is not None
+
+
+class PeakAwareEarlyStopping(EarlyStoppingCallback):
+    """Early stopping that only counts epochs after one-cycle's lr peak: before it the lr is still
+    rising and validation scores are at their noisiest, so a dip there says nothing about the plateau."""
+    def after_epoch(self):
+        TrackerCallback.after_epoch(self)
+        sched = next((cb for cb in self.learn.cbs if isinstance(cb, ParamScheduler)), None)
+        peak = 0.25 if sched is None else _peak(sched)
+        if self.new_best or (self.epoch + 1) / self.n_epoch <= peak:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            print(f"No improvement since epoch {self.epoch - self.wait}: early stopping")
+            raise CancelFitException()
+
+
+def _peak(sched):
+    """Where the lr schedule peaks, as a fraction of training (one-cycle's pct_start)."""
+    f = sched.scheds.get("lr")
+    if f is None:
+        return 0.0
+    xs = np.linspace(0, 0.999, 200)
+    return float(xs[int(np.argmax([np.max(np.atleast_1d(f(x))) for x in xs]))])
 
 
 class StopOnInterrupt(Callback):
-    """Ctrl-C ends training at the next batch through fastai's cancel path, so every callback cleans
-    up (CutMix restores the loss, CSVLogger closes its file, KeepBest reloads the best epoch) before
-    `fit` raises KeyboardInterrupt. A second Ctrl-C interrupts at once."""
+    """Ctrl-C or SIGTERM ends training at the next batch through fastai's cancel path, so every callback
+    cleans up (CutMix restores the loss, CSVLogger closes its file, KeepBest reloads the best epoch)
+    before `fit` raises KeyboardInterrupt. A second signal interrupts at once."""
     order = 0
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def before_fit(self):
-        self.hit, self.old = False, None
+        self.hit, self.old = False, {}
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._handler)
+            self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
 
     def _handler(self, signum, frame):
         if self.hit:
@@ -193,24 +278,20 @@ class StopOnInterrupt(Callback):
             raise CancelFitException
 
     def after_fit(self):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        for s, old in self.old.items():
+            signal.signal(s, old)
+        if self.hit:  # raising here would skip the cleanup of later callbacks: `fit` raises instead
+            print("interrupted: the learner holds its best epoch so far")
 
 
-def fit(recipe, learn, cbs=(), notify=print):
-    """fit_one_cycle with the best epoch by validation macro F1 kept (and early stopping if asked).
-
-    Ctrl-C: the learner is left clean at its best epoch so far, then KeyboardInterrupt is raised."""
-    stop = StopOnInterrupt()
-    cbs = [KeepBest(monitor="macro_f1", comp=np.greater, fname="best"), NanGuard(), stop,
-           *training_callbacks(recipe, learn, notify), *cbs]
-    if recipe.patience:
-        cbs.append(EarlyStoppingCallback(monitor="macro_f1", comp=np.greater, patience=recipe.patience))
-    lr = pick_lr(recipe, learn)
-    learn.fit_one_cycle(recipe.epochs, lr, cbs=cbs)
-    if stop.hit:
+def fit(recipe, learn, cbs=()):
+    """fit_one_cycle over the recipe's epochs at `learn.lr`, with the recipe's callbacks already on
+    `learn` (see build_learner). Ctrl-C: the learner is left clean at its best epoch so far, then
+    KeyboardInterrupt is raised. Returns the lr used."""
+    learn.fit_one_cycle(recipe.epochs, learn.lr, cbs=list(cbs))
+    if any(getattr(cb, "hit", False) for cb in learn.cbs if isinstance(cb, StopOnInterrupt)):
         raise KeyboardInterrupt
-    return lr
+    return learn.lr
 
 
 def valid_frame(learn):

@@ -1,7 +1,8 @@
 """Did the hypothesis beat its parent?
 
-One split: a paired bootstrap over validation *people* of the macro-F1 difference, so one lucky person
-(7 correlated photos) cannot decide it. K folds: the per-fold paired differences, judged by a paired t-test
+One split: a paired bootstrap of the macro-F1 difference over seeds (training noise) and validation
+*people* (so one lucky person's 7 correlated photos cannot decide it); when the runs validated on other
+people (a random split against a person split), the same test on the holdout predictions. K folds: the per-fold paired differences, judged by a paired t-test
 (the sign test beside it as a second opinion). Both give a dict with `verdict` in supported / refuted /
 inconclusive, `delta`, an interval `low`..`high` and the evidence behind it; `sentence` writes it out."""
 import math
@@ -10,33 +11,76 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import macro_f1
+from .labels import N_CLASSES
 
 ALPHA = 0.05
 
 
-def paired_bootstrap(child, parent, n=1000, seed=0, level=0.95):
-    """{'delta', 'low', 'high', 'p_better', 'people', 'verdict'} from two valid_preds frames
-    (path, person, label, pred) over the same images; None when they do not cover the same images."""
-    a = child.set_index("path")[["person", "label", "pred"]]
-    b = parent.set_index("path")[["pred"]]
-    if len(a) != len(b) or not a.index.sort_values().equals(b.index.sort_values()):
+def _counts(y, p, groups, n_groups):
+    """Per group, per class: true positives, false positives, false negatives, as (n_groups, 3, 18)."""
+    out = np.zeros((n_groups, 3, N_CLASSES))
+    hit = y == p
+    np.add.at(out, (groups[hit], 0, y[hit]), 1)
+    np.add.at(out, (groups[~hit], 1, p[~hit]), 1)
+    np.add.at(out, (groups[~hit], 2, y[~hit]), 1)
+    return out
+
+
+def _macro_f1(c):
+    """Macro F1 from summed counts (..., 3, 18): classes seen in labels or predictions, zero_division 0,
+    as `metrics.macro_f1` (scikit-learn's f1_score, average="macro") computes it."""
+    tp, fp, fn = c[..., 0, :], c[..., 1, :], c[..., 2, :]
+    seen = (tp + fp + fn) > 0
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=seen)
+    return f1.sum(-1) / np.maximum(seen.sum(-1), 1)
+
+
+def _by_seed(frame):
+    return [frame] if "seed" not in frame else [g for _, g in sorted(frame.groupby("seed"), key=lambda x: x[0])]
+
+
+def paired_bootstrap(child, parent, n=1000, seed=0, level=0.95, key="path", group="person"):
+    """The macro-F1 difference child - parent with a two-level paired bootstrap: resample the seeds
+    (training noise), then the people (7 correlated photos each), and compare both runs on the same
+    draw. `child`/`parent` are prediction frames (`key`, `group`, label, pred and, for replicates, a
+    `seed` column); seeds pair in order (seed i of the child with seed i of the parent). None when the
+    runs did not predict the same images. A dict with the verdict (supported when the whole interval is
+    above 0, refuted when below), the interval, the bootstrap standard error and the smallest effect it
+    can detect (80 % power at the two-sided level)."""
+    pa, pb = _by_seed(child), _by_seed(parent)
+    k = min(len(pa), len(pb))
+    if k == 0:
         return None
-    b = b.loc[a.index]
-    y, pa, pb = a["label"].to_numpy(), a["pred"].to_numpy(), b["pred"].to_numpy()
-    people = pd.factorize(a["person"])[0]
-    rows_of = [np.flatnonzero(people == i) for i in range(people.max() + 1)]
+    units = pd.factorize(pd.concat([f[group] for f in pa[:k]]).astype(str))[1]
+    code = {u: i for i, u in enumerate(units)}
+    ca, cb = np.zeros((k, len(units), 3, N_CLASSES)), np.zeros((k, len(units), 3, N_CLASSES))
+    for i in range(k):
+        a, b = pa[i].set_index(key), pb[i].set_index(key)
+        if len(a) != len(b) or not a.index.sort_values().equals(b.index.sort_values()):
+            return None
+        b = b.loc[a.index]
+        g = (a.index.to_series() if group == key else a[group]).astype(str).map(code).to_numpy()
+        y = a["label"].to_numpy(int)
+        ca[i] = _counts(y, a["pred"].to_numpy(int), g, len(units))
+        cb[i] = _counts(y, b["pred"].to_numpy(int), g, len(units))
     rng = np.random.default_rng(seed)
     deltas = np.empty(n)
-    for k in range(n):
-        idx = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of), len(rows_of))])
-        deltas[k] = macro_f1(y[idx], pa[idx]) - macro_f1(y[idx], pb[idx])
+    for r in range(n):
+        s = rng.integers(0, k, k)
+        m = np.bincount(rng.integers(0, len(units), len(units)), minlength=len(units))
+        ta, tb = np.tensordot(m, ca[s], axes=(0, 1)), np.tensordot(m, cb[s], axes=(0, 1))
+        deltas[r] = float(np.mean(_macro_f1(ta) - _macro_f1(tb)))
     tail = (1 - level) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail])
     verdict = "supported" if low > 0 else "refuted" if high < 0 else "inconclusive"
-    return {"method": "bootstrap", "delta": macro_f1(y, pa) - macro_f1(y, pb), "low": float(low),
-            "high": float(high), "p_better": float((deltas > 0).mean()), "people": len(rows_of), "n": n,
-            "level": level, "verdict": verdict}
+    se = float(deltas.std(ddof=1))
+    per_seed = _macro_f1(ca.sum(1)) - _macro_f1(cb.sum(1))
+    from scipy import stats
+    mde = float((stats.norm.ppf(1 - tail) + stats.norm.ppf(0.8)) * se)
+    return {"method": "bootstrap", "delta": float(per_seed.mean()), "low": float(low), "high": float(high),
+            "p_better": float((deltas > 0).mean()), "people": len(units), "units": group, "seeds": k, "n": n,
+            "level": level, "se": se, "mde": mde, "seed_deltas": [float(x) for x in per_seed],
+            "verdict": verdict}
 
 
 def fold_test(child, parent, alpha=ALPHA):
@@ -99,7 +143,7 @@ def _complete(metrics):
 
 def same_folds(child_dir, parent_dir):
     """Whether the two runs' fold i validated the same people: by the `fold` column of their valid_preds
-    when both have one, else by equal split and seed fields in their config.json."""
+    when both have one, else by equal split and split_seed fields in their config.json."""
     from .record import read_json
     cols = ["path", "fold"]
     try:
@@ -111,7 +155,7 @@ def same_folds(child_dir, parent_dir):
         return len(a) == len(b) and a.set_index("path")["fold"].sort_index().equals(b.set_index("path")["fold"].sort_index())
     fa = (read_json(Path(child_dir) / "config.json", {}) or {}).get("fields") or {}
     fb = (read_json(Path(parent_dir) / "config.json", {}) or {}).get("fields") or {}
-    return all(fa.get(k) == fb.get(k) for k in ("split", "seed"))
+    return all(fa.get(k, 0) == fb.get(k, 0) for k in ("split", "split_seed"))
 
 
 def compare(child_dir, parent_dir, child_metrics=None, n=1000, seed=0):
@@ -128,25 +172,64 @@ def compare(child_dir, parent_dir, child_metrics=None, n=1000, seed=0):
         v = fold_test(cf, pf)
         if v is not None:
             return v
-    mine, theirs = child_dir / "valid_preds.csv", parent_dir / "valid_preds.csv"
-    if not (mine.is_file() and theirs.is_file()):
+    for name, key, on in (("valid_preds.csv", "path", "validation"), ("holdout_preds.csv", "ImageID", "holdout")):
+        a, b = _preds(child_dir / name), _preds(parent_dir / name)
+        if a is None or b is None:
+            continue
+        # the holdout is grouped by person where the answers name them (the twin's do), else by image
+        group = "person" if "person" in a and "person" in b else key
+        v = paired_bootstrap(a, b, n=n, seed=seed, key=key, group=group)
+        if v is not None:
+            return {**v, "on": on}
+    return None
+
+
+def _preds(path):
+    if not path.is_file():
         return None
-    return paired_bootstrap(pd.read_csv(mine, dtype={"person": str}), pd.read_csv(theirs, dtype={"person": str}),
-                            n=n, seed=seed)
+    try:
+        return pd.read_csv(path, dtype={"person": str, "ImageID": str})
+    except (OSError, ValueError):
+        return None
 
 
-def sentence(v):
+def still_improving(history, tol=0.005):
+    """True when validation macro F1 was still rising at the last epoch (the mean curve over folds or
+    seeds): the best epoch is the last and it beats every earlier one by more than `tol`."""
+    if history is None or "macro_f1" not in history or len(history) < 2:
+        return False
+    groups = [c for c in ("fold", "seed") if c in history]
+    curve = (history.groupby("epoch")["macro_f1"].mean() if groups and "epoch" in history
+             else history["macro_f1"]).to_numpy(float)
+    return bool(len(curve) >= 2 and curve[-1] > curve[:-1].max() + tol)
+
+
+def sentence(v, provisional=False):
     if v is None or "delta" not in v:
-        return ("**Verdict: cannot compare** — the parent's run validated on other images "
-                "(another split, seed or data), so no paired test is possible.")
+        return ("**Verdict: cannot compare** — the runs validated on other images (another split, seed or "
+                "data) and have no shared holdout predictions, so no paired test is possible.")
+    tail = (" *Provisional*: a model was still improving at its last epoch, so this verdict holds for "
+            "this training budget only." if provisional else "")
     if v.get("method") == "folds":
         deltas = ", ".join(f"{x:+.3f}" for x in v["deltas"])
         return (f"**Verdict: {v['verdict']}** — mean macro F1 {v['delta']:+.3f} against the parent over "
                 f"{v['folds']} folds (per fold: {deltas}); paired t-test p = {v['p']:.3g}, "
                 f"{v['level']:.0%} interval [{v['low']:+.3f}, {v['high']:+.3f}] (supported when p < {v['alpha']:g} "
                 f"and the mean is above 0, refuted when p < {v['alpha']:g} and below); the child won "
-                f"{v['wins']} of {v['folds']} folds and lost {v['losses']} (sign test p = {v['sign_p']:.3g}).")
-    return (f"**Verdict: {v['verdict']}** — macro F1 {v['delta']:+.3f} against the parent; "
-            f"{v['level']:.0%} bootstrap interval over {v['people']} validation people "
-            f"[{v['low']:+.3f}, {v['high']:+.3f}] ({v['n']} resamples; supported when the whole interval is "
-            f"above 0, refuted when below); the child was better in {v['p_better']:.0%} of resamples.")
+                f"{v['wins']} of {v['folds']} folds and lost {v['losses']} (sign test p = {v['sign_p']:.3g})." + tail)
+    on = v.get("on", "validation")
+    where = ("on the holdout, since the runs validated on different images" if on == "holdout"
+             else "on validation")
+    units = "people" if v.get("units", "person") == "person" else "images"
+    seeds = v.get("seeds", 1)
+    resample = (f"{seeds} paired seeds, then {v['people']} {units}" if seeds > 1
+                else f"{v['people']} {units} (one seed: training noise is not in this interval; "
+                     f"`--replicates 3` measures it)")
+    out = (f"**Verdict: {v['verdict']}** — macro F1 {v['delta']:+.3f} against the parent {where}; "
+           f"{v['level']:.0%} bootstrap interval [{v['low']:+.3f}, {v['high']:+.3f}] from {v['n']} resamples of "
+           f"{resample} (supported when the whole interval is above 0, refuted when below); "
+           f"the child was better in {v['p_better']:.0%} of resamples.")
+    if "mde" in v:
+        out += (f" The smallest effect this setup detects (80 % power) is about {v['mde']:.3f} "
+                f"(bootstrap standard error {v['se']:.3f}).")
+    return out + tail

@@ -71,8 +71,9 @@ def test_single_process_trains_and_records_without_accelerate(rank0_run):
     r, data, runs, d, sets = rank0_run
     import json
     assert json.loads((d / "status.json").read_text())["status"] == "finished"
-    for f in ("config.json", "history.csv", "metrics.json", "card.md", "model.pkl", "models/best.pth"):
+    for f in ("config.json", "history.csv", "metrics.json", "card.md", "model.pkl"):
         assert (d / f).is_file(), f
+    assert not (d / "models").exists()  # the best epoch is kept in memory: no second copy of the weights
 
 
 def snapshot(root):
@@ -81,7 +82,7 @@ def snapshot(root):
 
 def test_other_ranks_train_but_write_nothing(rank0_run, monkeypatch):
     """A rank > 0 (RANK=1; WORLD_SIZE stays 1 so fastai does not gather across a process group that
-    does not exist here) trains in rank 0's folder, loads its best epoch and leaves every file as it was."""
+    does not exist here) trains in rank 0's folder and leaves every file as it was."""
     r, data, runs, d, sets = rank0_run
     before = snapshot(runs)
     monkeypatch.setenv("RANK", "1")

@@ -91,7 +91,7 @@ def test_nan_loss_names_epoch_and_lr(twin):
     learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
     learn.path = Path(twin).parent
     with pytest.raises(FastmaskError, match=r"at epoch 1, batch \d+ .*learning rate is likely too high"):
-        fit(r, learn, notify=lambda m: None)
+        fit(r, learn)
 
 
 def test_cli_turns_a_full_disk_into_one_line(capsys):

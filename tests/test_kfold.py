@@ -57,8 +57,16 @@ def test_folds_partition_people_and_every_image_has_one_oof_row(run, train_df):
     assert (oof.set_index("path").label.loc[train_df.path].to_numpy() == train_df.label.to_numpy()).all()
 
 
+def hand_macro_f1(y, p):
+    """Macro F1 written out, independent of the package: per class 2tp / (2tp + fp + fn), averaged over the
+    classes present in the truth or the predictions."""
+    y, p = np.asarray(y), np.asarray(p)
+    f = [2 * ((y == c) & (p == c)).sum() / (2 * ((y == c) & (p == c)).sum() + ((y != c) & (p == c)).sum()
+                                          + ((y == c) & (p != c)).sum()) for c in np.union1d(y, p)]
+    return float(np.mean(f))
+
+
 def test_kfold_run_folder_and_metrics(run):
-    from fastmask.metrics import macro_f1
     for f in ["recipe.py", "config.json", "history.csv", "metrics.json", "confusion.png", "card.md", "model.pkl",
               "oof.csv", "valid_preds.csv", "suspects.csv", *[f"fold{k}.pkl" for k in range(K)]]:
         assert (run / f).is_file(), f
@@ -66,8 +74,8 @@ def test_kfold_run_folder_and_metrics(run):
     m = json.loads((run / "metrics.json").read_text())
     oof = pd.read_csv(run / "oof.csv")
     probs = oof[[f"p{i}" for i in range(18)]].to_numpy()
-    assert m["macro_f1"] == pytest.approx(macro_f1(oof.label, probs.argmax(1)))  # pooled OOF
-    per_fold = [macro_f1(g.label, probs[g.index].argmax(1)) for _, g in oof.groupby("fold")]
+    assert m["macro_f1"] == pytest.approx(hand_macro_f1(oof.label, probs.argmax(1)))  # pooled OOF
+    per_fold = [hand_macro_f1(g.label, probs[g.index].argmax(1)) for _, g in oof.groupby("fold")]
     assert m["folds"] == pytest.approx(per_fold)
     assert m["cv_mean"] == pytest.approx(np.mean(per_fold)) and m["cv_std"] == pytest.approx(np.std(per_fold, ddof=1))
     for k in ("holdout_macro_f1", "holdout_accuracy", "suspect_precision", "suspect_chance"):
@@ -103,7 +111,7 @@ def test_fold_model_reloaded_in_fresh_process_predicts_as_in_process(run):
 import json, sys
 from fastmask.infer import load, predict_probs
 paths = json.loads(sys.stdin.read())
-print(json.dumps(predict_probs(load(r"{run / 'fold1.pkl'}"), paths).tolist()))
+print(json.dumps(predict_probs(load(r"{run / 'fold1.safetensors'}"), paths).tolist()))
 """
     p = subprocess.run([sys.executable, "-c", code], input=json.dumps(mine.path.tolist()), capture_output=True,
                        text=True, timeout=300, cwd=REPO)
@@ -154,3 +162,61 @@ def test_fold_recipes_and_cv_summary():
         r.but(split="kfold:1")
     s = cv_summary([0.5, 0.7])
     assert s["cv_mean"] == pytest.approx(0.6) and s["cv_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+
+
+# --- planted tables: pooled OOF figure, per-fold figures, holdout soft vote --------------------------------------
+
+def one_hot_probs(pred, sure=0.9):
+    """18-column probability rows whose argmax is `pred`."""
+    p = np.full((len(pred), 18), (1 - sure) / 17)
+    p[np.arange(len(pred)), pred] = sure
+    return p
+
+
+def test_pooled_oof_and_per_fold_macro_f1_by_hand():
+    from types import SimpleNamespace
+
+    from fastmask.kfold import oof_frame, probs_of
+    from fastmask.metrics import scores
+    from fastmask.run import fold_figures
+    rows = lambda labels, f: pd.DataFrame({"path": [f"/f{f}/{i}.jpg" for i in range(len(labels))],
+                                           "person": [f"{f}{i:05d}" for i in range(len(labels))], "label": labels})
+    parts = [(0, rows([0, 0, 1], 0), one_hot_probs([0, 0, 1])),  # fold 0 all right: F1 1
+             (1, rows([1, 2, 2], 1), one_hot_probs([1, 2, 1]))]  # fold 1: class 1 tp 1 fp 1 -> 2/3, class 2 tp 1 fn 1 -> 2/3
+    oof = oof_frame(parts)
+    pred = probs_of(oof).argmax(1)
+    # Pooled: truth 0 0 1 1 2 2, pred 0 0 1 1 2 1 -> class 0: 1, class 1: tp 2 fp 1 -> 4/5, class 2: tp 1 fn 1 -> 2/3
+    assert scores(oof["label"].to_numpy(), pred)["macro_f1"] == pytest.approx((1 + 4 / 5 + 2 / 3) / 3, abs=1e-12)
+    figs = fold_figures([SimpleNamespace(fold=0, status="finished"), SimpleNamespace(fold=1, status="finished")],
+                        oof, pred)
+    assert figs["folds"] == pytest.approx([1.0, 2 / 3], abs=1e-12)
+    assert figs["cv_mean"] == pytest.approx(5 / 6, abs=1e-12)  # the fold mean, not the pooled 37/45
+    assert figs["cv_std"] == pytest.approx((1 / 3) / 2 ** 0.5, abs=1e-12)  # ddof 1 over 2 folds: |1 - 2/3| / sqrt 2
+    assert figs["fold_status"] == {"0": "finished", "1": "finished"}
+
+
+def test_holdout_figure_is_the_soft_vote_of_the_finished_folds():
+    from types import SimpleNamespace
+
+    from fastmask.run import holdout
+    ans = [0, 1, 2, 0]
+
+    def table(*rows):
+        p = np.zeros((len(rows), 18))
+        p[:, :3] = rows
+        return p
+    m0 = table([.4, .6, 0], [.1, .8, .1], [0, .45, .55], [.7, .3, 0])  # argmax 1 1 2 0
+    m1 = m0.copy()
+    m2 = table([1, 0, 0], [.1, .8, .1], [0, 1, 0], [.7, .3, 0])  # argmax 0 1 1 0
+    # Soft vote (mean): image 0 [.6 .4 0] -> 0, image 2 [0 .633 .367] -> 1: votes 0 1 1 0.
+    # Hard vote (2 of 3) and fold 0 alone: 1 1 2 0.
+    parts = [SimpleNamespace(fold=k, name=f"fold{k}", eval_probs=p) for k, p in enumerate([m0, m1, m2])]
+    parts.append(SimpleNamespace(fold=3, name="fold3", eval_probs=None))  # a failed fold: not in the vote
+    data = SimpleNamespace(answers=pd.DataFrame({"ImageID": ["a", "b", "c", "d"], "ans": ans}))
+    h = holdout(parts, data, kfold=True)
+    # Soft vote 0 1 1 0 against 0 1 2 0: class 0 tp 2 -> 1; class 1 tp 1 fp 1 -> 2/3; class 2 fn 1 -> 0.
+    assert h["holdout_macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-12)  # 5/9; hard vote: 7/9
+    assert h["holdout_accuracy"] == pytest.approx(3 / 4)
+    # 1 1 2 0 -> class 0 tp 1 fn 1 -> 2/3, class 1 tp 1 fp 1 -> 2/3, class 2 -> 1: 7/9; fold 2 is the soft vote's 5/9
+    assert h["holdout_folds"] == pytest.approx([7 / 9, 7 / 9, 5 / 9], abs=1e-12)
+    assert h["holdout_models"] == ["fold0", "fold1", "fold2"]

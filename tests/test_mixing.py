@@ -37,12 +37,12 @@ class Spy(Callback):
         return dict(lam=cb.lam, y1=cb.yb1[0].clone())
 
 
-def tiny_learner(ys, cbs, factorised=False, bs=8, seed=0):
+def tiny_learner(ys, cbs, factorised=False, bs=8, seed=0, w=12):
     torch.manual_seed(seed)
-    xs = torch.randn(len(ys), 3, 16, 12)
+    xs = torch.randn(len(ys), 3, 16, w)  # every pixel distinct: a pasted pixel never equals the own one
     train = list(zip(xs, torch.as_tensor(ys)))
     dls = DataLoaders(DataLoader(train, bs=bs), DataLoader(train[:bs], bs=bs))
-    head = [nn.Linear(3 * 16 * 12, 8), FactorisedHead()] if factorised else [nn.Linear(3 * 16 * 12, 18)]
+    head = [nn.Linear(3 * 16 * w, 8), FactorisedHead()] if factorised else [nn.Linear(3 * 16 * w, 18)]
     loss = build_loss("ce", heads="multi") if factorised else CrossEntropyLossFlat()
     return Learner(dls, nn.Sequential(nn.Flatten(), *head), loss_func=loss, cbs=cbs)
 
@@ -157,3 +157,79 @@ def test_mixing_callbacks_from_recipe_fields():
         mixing_callbacks("halves", 0.4)
     with pytest.raises(FastmaskError, match="halves"):
         mixing_callbacks("circle")
+
+
+# --- lam is the kept share, partners are other images, halves are halves --------------------------------------
+
+def pasted_columns(rec, i):
+    """Columns of image i that no longer hold its own pixels (in any row or channel)."""
+    return torch.nonzero((rec["mixed"][i] != rec["x"][i]).any(dim=0).any(dim=0)).flatten().tolist()
+
+
+def test_halves_on_an_odd_width_paste_exactly_one_edge_half_and_keep_lam_at_the_kept_share():
+    spy = Spy()
+    recs = fit(tiny_learner(torch.arange(48) % 18, [spy, CutMixHalves()], w=13), spy)
+    for rec in recs:
+        for i in range(len(rec["x"])):
+            cols = pasted_columns(rec, i)
+            # 13 columns: the pasted half is 13 // 2 = 6 columns at the left (0..5) or right (7..12) edge
+            assert cols in (list(range(0, 6)), list(range(7, 13))), cols
+        assert rec["mixer"]["lam"] == pytest.approx(7 / 13)  # kept share: 7 of 13 columns, not 6/13 or 1/2
+        pred, y, y1 = rec["pred"], rec["y"], rec["mixer"]["y1"]
+        want = 7 / 13 * F.cross_entropy(pred, y) + 6 / 13 * F.cross_entropy(pred, y1)
+        assert rec["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_box_lam_is_the_kept_area():
+    from types import SimpleNamespace
+
+    from torch.distributions.beta import Beta
+
+    from fastmask.mixing import _paste_box
+    torch.manual_seed(0)
+    x, x1 = torch.zeros(2, 3, 16, 12), torch.ones(2, 3, 16, 12)
+    cb = SimpleNamespace(distrib=Beta(torch.tensor(1.0), torch.tensor(1.0)), x=x)
+    shares = []
+    for _ in range(40):
+        out, lam = _paste_box(cb, x, x1)
+        pasted = out[0, 0].mean().item()  # share of the 16 x 12 pixels that now hold the partner's ones
+        assert (out[:, :, :, :] == out[0]).all()  # one box for the batch
+        assert lam == pytest.approx(1 - pasted, abs=1e-6)  # the kept area, not the pasted one
+        shares.append(pasted)
+    assert min(shares) < 0.3 and max(shares) > 0.55  # boxes of many sizes, on both sides of a half
+
+
+def test_rare_box_lam_matches_the_pixels_kept_in_training():
+    spy = Spy()
+    ys = torch.tensor([8, 14, 0, 1, 3, 4, 4, 3] * 4)
+    recs = fit(tiny_learner(ys, [spy, CutMixRare(rare=(8, 14), mode="box")], factorised=True), spy)
+    sizes = set()
+    for rec in recs:
+        x, m = rec["x"], rec["mixed"]
+        changed = (m != x).any(dim=1)  # (bs, h, w): pixels holding another image
+        box = changed.any(dim=0)  # the batch's box (a partner equal to the image itself changes nothing)
+        kept = 1 - box.float().mean().item()
+        assert rec["mixer"]["lam"] == pytest.approx(kept, abs=1e-6)
+        sizes.add(round(kept, 3))
+    assert len(sizes) > 1 and sizes != {1.0}
+
+
+def test_rare_partners_are_never_the_image_itself():
+    # Every image is rare and the buffer holds exactly one batch: partners must come from earlier batches
+    # (or, in the first batch, from another image of the batch), never from the image being mixed.
+    spy = Spy()
+    ys = torch.tensor([8, 14] * 32)
+    recs = fit(tiny_learner(ys, [spy, CutMixRare(rare=(8, 14), size=8)], factorised=True), spy)
+    assert len(recs) == 8
+    for k, rec in enumerate(recs):
+        for i in range(len(rec["x"])):
+            assert len(pasted_columns(rec, i)) == 6, f"batch {k} image {i} was mixed with itself"
+
+
+def test_halves_partners_are_other_images():
+    # bs 4: a plain randperm would leave an image unmixed in 1 - 9/24 = 62% of batches
+    spy = Spy()
+    recs = fit(tiny_learner(torch.arange(64) % 18, [spy, CutMixHalves()], bs=4), spy)
+    for rec in recs:
+        for i in range(len(rec["x"])):
+            assert len(pasted_columns(rec, i)) == 6  # a half of 12 columns came from another image

@@ -23,7 +23,7 @@ def test_recipe_trains_one_tiny_epoch(path, data, tmp_path):
     assert r.hypothesis, f"{path.name} has no docstring hypothesis"
     learn = build_learner(r, build_dls(r, data.train), notify=lambda m: None)
     learn.path = tmp_path
-    fit(r, learn, notify=lambda m: None)
+    fit(r, learn)
     rows, probs = valid_frame(learn)
     assert probs.shape == (len(rows), 18) and np.allclose(probs.sum(1), 1, atol=1e-3)
 

@@ -47,6 +47,15 @@ def test_run_folder_contract(finished):
     assert json.loads((d / "status.json").read_text())["status"] == "finished"
 
 
+def test_the_leak_hypothesis_gets_a_verdict_on_the_holdout(finished):
+    """person_split validated on other people than baseline's random split: the verdict compares their
+    holdout predictions, by person, and the card says so."""
+    d = sorted(finished.iterdir())[1]
+    v = json.loads((d / "metrics.json").read_text())["verdict"]
+    assert v["on"] == "holdout" and v["units"] == "person" and v["verdict"] in ("supported", "refuted", "inconclusive")
+    assert "on the holdout, since the runs validated on different images" in (d / "card.md").read_text()
+
+
 def test_valid_preds_are_person_grouped(finished, twin):
     base, person = sorted(finished.iterdir())
     vp = pd.read_csv(person / "valid_preds.csv", dtype={"person": str})
@@ -67,6 +76,8 @@ import sys, numpy as np
 from fastai.learner import load_learner
 from fastmask.data import locate, read_eval
 learn = load_learner(r"{d / 'model.pkl'}")
+names = {{type(c).__name__ for c in learn.cbs}}
+assert not names & {{"KeepBest", "NanGuard", "StopOnInterrupt", "PeakAwareEarlyStopping", "CSVLogger"}}, names
 ev = read_eval(locate(r"{twin}")[1])
 dl = learn.dls.test_dl(list(ev.path[:5]))
 p, _ = learn.get_preds(dl=dl)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from fastmask.errors import FastmaskError
 from fastmask.sampling import class_counts, class_weights, oversample
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Images per class in the real training set (dataset-facts.md): the skew the sampler must undo.
 REAL = np.array([2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109])
@@ -21,8 +25,9 @@ def test_weighted_draws_reach_the_set_rate(power):
     y = skewed()
     w = class_weights(y, power)
     assert w.shape == y.shape and np.isclose(w.sum(), 1)
-    counts = class_counts(y)
-    want = counts ** (1 - power) / (counts ** (1 - power)).sum()  # class share of draws
+    counts = np.bincount(y, minlength=18)
+    # class share of draws: rows of class c weigh counts_c ** -power, so the class draws counts_c ** (1 - power)
+    want = counts ** (1 - power) / (counts ** (1 - power)).sum()
     torch.manual_seed(0)
     draws = y[torch.multinomial(torch.tensor(w), 4000, replacement=True).numpy()]
     got = np.bincount(draws, minlength=18) / len(draws)
@@ -111,3 +116,50 @@ def test_classes_missing_from_training_get_weight_zero():
     labels = np.array([0, 0, 1, 5, 5, 11])
     w = class_weights(labels, idx=[0, 1, 2])  # classes 5 and 11 sit only in validation
     assert w[3] == w[4] == w[5] == 0 and np.isclose(w[:3].sum(), 1) and np.isclose(w[2], 2 * w[0])
+
+
+# --- hand-computed weights; the recipe's sampler field as the DataLoaders draw it ---------------------------------
+
+def test_class_weights_by_hand():
+    y = np.array([0] * 8 + [1] * 2 + [2])
+    # power 1: a row weighs 1 / (rows of its class): 1/8, 1/2, 1, summing to 3 -> 1/24, 1/6, 1/3; each class 1/3.
+    w = class_weights(y, power=1.0)
+    assert w == pytest.approx([1 / 24] * 8 + [1 / 6] * 2 + [1 / 3], abs=1e-12)
+    # power 0.5: 1/sqrt 8, 1/sqrt 2, 1; class totals 2 sqrt 2, sqrt 2, 1 -> shares 2√2 : √2 : 1 over 3√2 + 1.
+    w = class_weights(y, power=0.5)
+    total = 3 * 2 ** 0.5 + 1
+    assert [w[y == c].sum() for c in range(3)] == pytest.approx([2 * 2 ** 0.5 / total, 2 ** 0.5 / total, 1 / total])
+    assert class_weights(y, power=0.0) == pytest.approx(np.full(11, 1 / 11))  # power 0: uniform rows
+
+
+def test_weighted_sampler_field_draws_training_classes_equally(twin):
+    from fastmask.recipe import load_recipe
+    r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="weighted", size=(32, 24), bs=16, augment="none")
+    dls = r.dls(twin)
+    items = dls.train.items
+    present = np.flatnonzero(np.bincount(items["y"], minlength=18))
+    np.random.seed(0)
+    drawn = np.concatenate([dls.train.get_idxs() for _ in range(50)])  # 50 epochs of training draws
+    share = np.bincount(items["y"].to_numpy()[drawn], minlength=18) / len(drawn)
+    # power 1: every class present in training drawn 1 / (classes present) of the time; ~10^4 draws put the sd
+    # of a share near sqrt(1/15 * 14/15 / 10^4) = 0.0025, so 0.015 is six of them. Unweighted draws would give
+    # the natural shares (the largest class near 0.2).
+    assert share[present] == pytest.approx(np.full(len(present), 1 / len(present)), abs=0.015)
+    assert share[np.setdiff1d(np.arange(18), present)].sum() == 0
+    assert not set(items.person) & set(dls.valid.items.person)
+
+
+def test_oversample_field_copies_stay_on_the_training_side(twin):
+    from fastmask.recipe import load_recipe
+    from fastmask.train import load_data
+    r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="oversample", size=(32, 24), bs=16, augment="none")
+    dls = r.dls(twin)
+    train, valid = dls.train.items, dls.valid.items
+    n = len(load_data(twin).train)
+    assert (train["copy"] > 0).any() and (valid["copy"] == 0).all()
+    assert len(train) + len(valid) > n and len(valid) + (train["copy"] == 0).sum() == n  # copies added to train only
+    assert not set(train.person) & set(valid.person)  # copies keep their person, a training one
+    share_before = np.bincount(train.loc[train["copy"] == 0, "y"], minlength=18) / (train["copy"] == 0).sum()
+    share_after = np.bincount(train["y"], minlength=18) / len(train)
+    rare = (share_before > 0) & (share_before < 0.5 / 18)
+    assert rare.any() and (share_after[rare] > share_before[rare]).all()

@@ -81,3 +81,77 @@ def test_splitter_kinds():
         Splitter("nope")(df)
     with pytest.raises(FastmaskError, match="cannot fill"):
         person_kfold(roster(3), 5)
+
+
+# --- strata are gender x age group; duplicated ids stay together; k-fold parts partition the people --------
+
+# People per (gender, age) in a planted roster; every stratum is a multiple of 5, so a 20% split that is
+# stratified by gender x age group can hold out exactly a fifth of each.
+STRATA = {("male", 22): 60, ("male", 45): 50, ("male", 60): 15,
+          ("female", 19): 80, ("female", 55): 70, ("female", 60): 25}
+
+
+def planted(strata=STRATA, photos=7, seed=0, dup=True):
+    rows, i = [], 0
+    for (gender, age), n in strata.items():
+        for _ in range(n):
+            i += 1
+            pid = f"{i:06d}"
+            rows += [dict(person=pid, folder=f"{pid}_{gender}_Asian_{age}", gender=gender, age=age)] * photos
+    if dup:  # the real set's quirk: one id in two folders; person 000001 (male, 22) again at 20, same stratum
+        rows += [dict(person="000001", folder="000001_male_Asian_20", gender="male", age=20)] * photos
+    return pd.DataFrame(rows).sample(frac=1, random_state=seed).reset_index(drop=True)  # rows in no order
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_each_gender_age_stratum_is_split_at_valid_pct(seed):
+    df = planted(dup=False)
+    t, v = person_split(df, 0.2, seed)
+    held = set(df.person.iloc[v])
+    roster = df.drop_duplicates("person")
+    for (gender, group), people in roster.groupby([roster.gender, age_group(roster.age.to_numpy())]):
+        n_valid = people.person.isin(held).sum()
+        # StratifiedGroupKFold deals each stratum's people (one stratum each, 7 photos each) round the 5 folds,
+        # so a fold gets floor or ceil of n/5: here exactly n/5. Strata by gender only would leave the age
+        # groups to chance: e.g. 15 men >= 60 -> 3 +- 1.5 held out (hypergeometric sd), off by 2+ on some seed.
+        assert abs(n_valid - 0.2 * len(people)) < 1, (gender, group, n_valid, len(people))
+    assert len(held) == 60
+
+
+def test_duplicated_ids_in_two_folders_stay_on_one_side():
+    # Five people photographed twice (two folders, one id): grouping by folder would split some of them.
+    df = planted(dup=False)
+    twins = df.drop_duplicates("person").head(5)
+    extra = pd.concat([df[df.person == p].assign(folder=lambda d: d.folder + "_2", age=lambda d: d.age + 1)
+                       for p in twins.person])
+    df = pd.concat([df, extra], ignore_index=True)
+    assert (df.groupby("person").folder.nunique() == 2).sum() == 5
+    splits = [person_split(df, 0.2, s) for s in range(3)] + person_kfold(df, 5, 0)
+    for t, v in splits:
+        for p in twins.person:
+            rows = set(np.flatnonzero(df.person.to_numpy() == p))
+            assert rows <= set(t) or rows <= set(v), p  # all 14 photos on one side
+
+
+def test_check_leak_names_a_straddling_person():
+    df = planted(dup=False)
+    p = df.person.to_numpy()
+    t = np.flatnonzero(p != "000002")
+    v = np.flatnonzero(p == "000002")
+    check_leak(df, t, v)  # clean: no error
+    with pytest.raises(LeakError, match="000002"):
+        check_leak(df, np.append(t, v[0]), v[1:])
+
+
+def test_kfold_validation_parts_partition_people_and_train_is_the_rest():
+    df = planted(seed=4)
+    folds = person_kfold(df, 5, 0)
+    owner = {}
+    for k, (t, v) in enumerate(folds):
+        assert np.array_equal(np.sort(np.concatenate([t, v])), np.arange(len(df)))  # train = everything else
+        for person in set(df.person.iloc[v]):
+            assert person not in owner, f"{person} validated in folds {owner[person]} and {k}"
+            owner[person] = k
+    assert set(owner) == set(df.person)  # every person validated once
+    # 300 people over 5 folds: 60 each, give or take the one person with 14 photos (folds balance photos too)
+    assert all(abs(c - 60) <= 1 for c in np.bincount(list(owner.values())))
