@@ -4,7 +4,7 @@ A recipe file is a module with a docstring (the hypothesis) and a `recipe` objec
 
     \"\"\"Person-grouped splits give validation scores that hold on the holdout.\"\"\"
     from recipes.baseline import recipe as parent
-    recipe = parent.but(split="person", patience=2)
+    recipe = parent.but(split="person", patience=3)
 """
 import dataclasses
 import difflib
@@ -21,7 +21,7 @@ from .errors import FastmaskError
 
 @dataclass(eq=False)
 class Recipe:
-    arch: str = "resnet18"          # any timm model name
+    arch: str = "resnet10t"         # any timm model name (resnet10t: 0.6x resnet18's CPU time per batch)
     pretrained: Any = "auto"        # "auto", True, False, or a path to a local weights file
     size: tuple = (64, 48)          # height, width fed to the model (128,96 is the official baseline's; 4x slower on CPU)
     split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K"
@@ -29,11 +29,11 @@ class Recipe:
     split_seed: int = 0             # which people validate; apart from `seed`, so seeds compare on one split
     seed: int = 0                   # initialisation, sampling, augmentation and batch order
     replicates: int = 1             # seeds seed, seed+1, ... trained on the same split in one run folder
-    epochs: int = 6
+    epochs: int = 15                # from scratch on the twin, validation macro F1 levels off by ~12
     lr: Any = 5e-3                  # a float, or "find" for lr_find's valley suggestion
     bs: int = 32
     wd: Optional[float] = None
-    patience: Optional[int] = None  # early stopping on validation macro F1; None trains every epoch
+    patience: Optional[int] = None  # early stopping on validation macro F1 after the lr peak; None: every epoch
     num_workers: int = 0            # on 2 cores, workers were slower than none for small images
     cache: bool = True              # decode and resize each image once into a shared cache (cache.py)
     # Imbalance: None, "weighted" (fastai weighted_dataloaders; "weighted:0.5" sets the power) or

@@ -1,4 +1,4 @@
-"""A resnet18 on a random image-level split scores high on validation (the retrospective's first attempt)."""
+"""A small resnet on a random image-level split scores higher on validation than on the holdout (the retrospective's first attempt)."""
 from fastmask.recipe import Recipe
 
-recipe = Recipe(arch="resnet18", split="random")
+recipe = Recipe(arch="resnet10t", split="random")

@@ -17,7 +17,7 @@ def test_child_names_parent_and_diff():
     r = load_recipe(REPO / "recipes" / "person_split.py")
     assert r.name == "person_split" and r.parent.name == "baseline"
     assert r.hypothesis.startswith("Splitting by person")
-    assert r.diff() == {"split": ["random", "person"], "patience": [None, 2]}
+    assert r.diff() == {"split": ["random", "person"], "patience": [None, 3]}
     assert r.config()["changed"] == r.diff()
 
 

@@ -35,7 +35,7 @@ def test_run_folder_contract(finished):
     for f in ("recipe.py", "config.json", "history.csv", "metrics.json", "confusion.png", "card.md", "model.pkl"):
         assert (d / f).is_file(), f
     cfg = json.loads((d / "config.json").read_text())
-    assert cfg["changed"] == {"split": ["random", "person"], "patience": [None, 2]}
+    assert cfg["changed"] == {"split": ["random", "person"], "patience": [None, 3]}
     assert cfg["fields"]["arch"] == "test_resnet" and cfg["overrides"]["epochs"] == 1
     m = json.loads((d / "metrics.json").read_text())
     for k in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy"):
