@@ -60,7 +60,7 @@ def test_layout_and_headers(twin):
     assert sorted(os.listdir(twin / "train")) == ["images", "train.csv"]
     assert sorted(os.listdir(twin / "eval")) == ["answers.csv", "images", "info.csv"]
     assert read_csv(twin / "eval" / "info.csv")[0] == ["ImageID", "ans"]
-    assert read_csv(twin / "eval" / "answers.csv")[0] == ["ImageID", "ans"]
+    assert read_csv(twin / "eval" / "answers.csv")[0] == ["ImageID", "ans", "person"]
     assert tuple(read_csv(twin / "noise.csv")[0]) == synth.NOISE_COLUMNS
     # Nothing half-written is left beside the twin.
     assert [p.name for p in twin.parent.iterdir()] == ["twin"]
@@ -109,16 +109,20 @@ def test_eval_files_answers_and_ids(twin, persons):
     _, info = read_csv(twin / "eval" / "info.csv")
     _, answers = read_csv(twin / "eval" / "answers.csv")
     assert len(info) == 7 * N_EVAL
-    assert [i for i, _ in info] == [i for i, _ in answers]
+    assert [i for i, _ in info] == [i for i, _, _ in answers]
     assert {a for _, a in info} == {"0"}
-    assert all(0 <= int(a) <= 17 for _, a in answers)
+    assert all(0 <= int(a) <= 17 for _, a, _ in answers)
     assert sorted(os.listdir(twin / "eval" / "images")) == sorted(i for i, _ in info)
     assert all(len(i) == 44 and i.endswith(".jpg") for i, _ in info)
     # Answers are the drawn truth: eval carries no label noise.
     truth = {synth.eval_image_id(p, photo, SEED): label_of(synth.PHOTO_MASK[photo], p.gender,
                                                            p.age)
              for p in persons if p.split == "eval" for photo in synth.PHOTOS}
-    assert {i: int(a) for i, a in answers} == truth
+    assert {i: int(a) for i, a, _ in answers} == truth
+    # each answer names its person (so a holdout verdict can resample people), 7 photos each
+    person_of = {synth.eval_image_id(p, photo, SEED): p.id for p in persons if p.split == "eval"
+                 for photo in synth.PHOTOS}
+    assert {i: who for i, _, who in answers} == person_of
     train_ids = {p.id for p in persons if p.split == "train"}
     eval_ids = [p.id for p in persons if p.split == "eval"]
     assert len(set(eval_ids)) == N_EVAL and not train_ids & set(eval_ids)
@@ -129,7 +133,7 @@ def test_eval_rows_are_unsorted_like_the_real_info_csv(twin):
     # on the twin as it would on the real set: so neither file is in ImageID order.
     ids = [i for i, _ in read_csv(twin / "eval" / "info.csv")[1]]
     assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
-    assert ids == [i for i, _ in read_csv(twin / "eval" / "answers.csv")[1]]
+    assert ids == [i for i, _, _ in read_csv(twin / "eval" / "answers.csv")[1]]
 
 
 def test_same_seed_same_bytes_and_pixels(twin, twin_again):
