@@ -9,8 +9,7 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 
 from fastmask.recipe import Recipe, load_recipe, parse_sets
-from fastmask.train import (KeepBest, NanGuard, PeakAwareEarlyStopping, StopOnInterrupt, build_dls,
-                            build_learner, fit, load_data, recipe_cbs)
+from fastmask.train import NanGuard, PeakAwareEarlyStopping, build_dls, build_learner, fit, load_data, recipe_cbs
 
 from conftest import TINY
 
