@@ -205,7 +205,7 @@ def train_part(recipe, data, run, fold, trk=None, cbs=(), seed=None):
     from .errors import FastmaskError
     from .kfold import fold_recipe
     from .infer import predict_probs
-    from .train import KeepBest, build_dls, build_learner, fit, recipe_cbs, valid_frame
+    from .train import KeepBest, build_dls, build_learner, fit, valid_frame
 
     r = fold_recipe(recipe, fold)
     seed = r.seed if seed is None else seed
@@ -234,7 +234,6 @@ def train_part(recipe, data, run, fold, trk=None, cbs=(), seed=None):
             part.rows, part.probs = valid_frame(learn)
             if data.eval is not None and data.answers is not None and part.status == "finished":
                 part.eval_probs = predict_probs(learn, data.eval["path"])
-            learn.remove_cbs(recipe_cbs(learn))  # an export carries no training-only callbacks
             if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
                 part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
                 export(learn, part.model, r)
