@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from fastmask.recipe import Recipe
-from fastmask.train import build_dls, build_learner, load_data
+from fastmask.learn.build import build_dls, build_learner
+from fastmask.data.load import load_data
 
 
 def model_rate(learn, dtype, steps=30):

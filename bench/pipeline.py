@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from fastmask.recipe import Recipe
-from fastmask.train import build_dls, build_learner, load_data
+from fastmask.learn.build import build_dls, build_learner
+from fastmask.data.load import load_data
 
 
 class TrainTimer(Callback):

@@ -28,7 +28,7 @@ def parse(argv):
 
 
 def parse_weights(text):
-    from .errors import FastmaskError
+    from fastmask.errors import FastmaskError
     if text is None:
         return None
     try:
@@ -39,9 +39,9 @@ def parse_weights(text):
 
 def main(argv):
     args = parse(argv)
-    from .data import read_answers, read_eval
-    from .errors import FastmaskError
-    from .infer import check_out, eval_root, load_models, predict, write_submission
+    from fastmask.data.layout import read_answers, read_eval
+    from fastmask.errors import FastmaskError
+    from fastmask.runs.infer import check_out, eval_root, load_models, predict, write_submission
     if args.tta < 0:
         raise FastmaskError(f"--tta: {args.tta} is negative")
     check_out(args.out)  # a bad --out fails now, not after every model has run
@@ -56,12 +56,12 @@ def main(argv):
     print(f"wrote {out} ({len(ev)} rows, {args.vote} vote of {len(models)} model(s)"
           + (f", TTA {args.tta}" if args.tta else "") + ")")
     if answers is not None:
-        from .metrics import scores
+        from fastmask.learn.metrics import scores
         s = scores(answers["ans"].to_numpy(), pred.ans)
         print(f"answers.csv: macro F1 {s['macro_f1']:.4f}, accuracy {s['accuracy']:.4f}")
     return 0
 
 
 if __name__ == "__main__":
-    from .errors import cli
+    from fastmask.errors import cli
     sys.exit(cli(main)())

@@ -8,15 +8,15 @@ A recipe file is a module with a docstring (the hypothesis) and a `recipe` objec
 """
 import dataclasses
 import difflib
-import math
 import importlib.util
+import math
 import sys
 import traceback
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 
 @dataclass(eq=False)
@@ -24,7 +24,9 @@ class Recipe:
     arch: str = "resnet10t"         # any timm model name (resnet10t: ~0.6x resnet18's CPU time per epoch)
     pretrained: Any = "auto"        # "auto", True, False, or a path to a local weights file
     size: tuple = (64, 48)          # height, width fed to the model (128,96 is the official baseline's; 4x slower on CPU)
-    split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K"
+    # Choice fields (CHOICE_FIELDS: split, sampler, cutmix, heads, precision) take names registered beside
+    # their code, the one list of them; the comments give examples.
+    split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K" (K models; "kfold:K/F": fold F's)
     valid_pct: float = 0.2
     split_seed: int = 0             # which people validate; apart from `seed`, so seeds compare on one split
     seed: int = 0                   # initialisation, sampling, augmentation and batch order
@@ -46,45 +48,33 @@ class Recipe:
     heads: str = "single"           # "single" 18-way; "multi": mask/gender/age heads factorised into 18;
                                     # "separate": three whole models, one per task, trained side by side
     loss: Any = "ce"                # "ce", "smooth", "focal", "f1", "focal:3", or weights {"ce": .6, "f1": .4}
-    task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi"
+    task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi" or "separate"
     age_threshold: int = 60         # training labels only: people >= this are "old"; metrics use true labels
     precision: str = "auto"         # "auto" (CUDA autocast when a GPU is present, else fp32), "fp32", "bf16", "fp16"
-    # Who this recipe is; set from the module that made it, never compared or overridden.
+    # Who this recipe is: `load_recipe` sets these from the recipe module that assigns it to `recipe`
+    # (its name, file and docstring); never compared or overridden.
     name: str = field(default="recipe", compare=False, repr=False)
     hypothesis: str = field(default="", compare=False, repr=False)
     file: Optional[str] = field(default=None, compare=False, repr=False)
     parent: Optional["Recipe"] = field(default=None, compare=False, repr=False)
-    # What `python -m fastmask.search` explores: {field: spec}, from the file's module-level `search`.
-    search: Optional[dict] = field(default=None, compare=False, repr=False)
+    # What `python -m fastmask.search` explores: the recipe file's `space(trial)` (optuna's own calls).
+    space: Optional[Callable] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         for f in fields(self):  # Recipe(...) in a file is checked like --set and .but()
             if f.compare:
                 setattr(self, f.name, coerce(f.name, getattr(self, f.name)))
-        self._place(2)
-
-    def _place(self, depth):
-        # The module that built this recipe names it and states its hypothesis.
-        g = sys._getframe(depth + 1).f_globals
-        f = g.get("__file__")
-        if f and Path(f).resolve().parent.name == "recipes" or (f and g.get("__name__", "").startswith("recipes")):
-            self.file, self.name = str(Path(f).resolve()), Path(f).stem
-            self.hypothesis = (g.get("__doc__") or "").strip()
 
     def but(self, **changes):
-        """A child recipe: this one with `changes`, remembering this one as its parent."""
-        child = dataclasses.replace(self, **coerce_all(changes))
-        child.parent, child.search = self, None  # a child is one hypothesis, not its parent's search
-        child._place(1)
-        return child
+        """A child recipe: this one with `changes`, remembering this one as its parent. It is nameless
+        until `load_recipe` names it after the recipe module that assigns it to `recipe`."""
+        return dataclasses.replace(self, **coerce_all(changes), parent=self, name="recipe", file=None, hypothesis="",
+                                   space=None)
 
     def variant(self, **changes):
         """This same recipe (name, file, hypothesis, parent) with `changes`: one fold or seed of a run,
         not a new hypothesis."""
-        out = dataclasses.replace(self, **coerce_all(changes))
-        out.name, out.file, out.hypothesis, out.parent, out.search = (
-            self.name, self.file, self.hypothesis, self.parent, self.search)
-        return out
+        return dataclasses.replace(self, **coerce_all(changes))
 
     def fields(self):
         """The fields a recipe file or `--set` may change, with their values."""
@@ -105,19 +95,20 @@ class Recipe:
 
     # REPL entry points: the same objects `python -m fastmask.run` trains.
     def dls(self, data=None):
-        from .train import build_dls, load_data
+        from fastmask.learn.build import build_dls
+        from fastmask.data.load import load_data
         return build_dls(self, load_data(data).train)
 
     def learner(self, data=None, dls=None):
         """The Learner `python -m fastmask.run` trains: the recipe's callbacks (CutMix, precision,
         keep-best, early stopping, ...) are on `learn.cbs` and its lr is `learn.lr`."""
-        from .train import build_learner
+        from fastmask.learn.build import build_learner
         return build_learner(self, dls if dls is not None else self.dls(data))
 
     def export(self, learn, path):
         """`learn` as a run exports it: PATH.pkl (fastai's load_learner) beside PATH.safetensors and
         PATH.json (what `fastmask.predict` opens without unpickling), without training callbacks."""
-        from .run import export
+        from fastmask.runs.export import export
         export(learn, Path(path).with_suffix(".pkl"), self)
 
 
@@ -158,19 +149,16 @@ def coerce(key, value):
             return v
         if key in ("lr", "pretrained", "wd", "patience"):
             return _loose(key, value)
-        if key in CHOICES:
-            v = None if text and value.lower() in ("none", "null") else value
-            base = v.split(":")[0] if isinstance(v, str) else v
-            if base not in CHOICES[key]:
+        if key in CHOICE_FIELDS:  # the names are checked against the field's registry (check_choices)
+            v = None if default is None and (value is None or text and value.lower() in ("none", "null")) else value
+            if v is None:
+                return v
+            if not isinstance(v, str) or not v.partition(":")[0]:
                 raise ValueError
-            if isinstance(v, str) and ":" in v:
-                arg = v.split(":", 1)[1]
-                if base == "kfold":
-                    k, _, f = arg.partition("/")
-                    if int(k) < 2 or (f and not 0 <= int(f) < int(k)):
-                        raise ValueError
-                else:
-                    float(arg)
+            if key == "split":
+                parse_split(v)
+            elif ":" in v:
+                _finite(float(v.partition(":")[2]))
             return v
         if key in ("crop", "mixup"):
             v = None if value is None or (text and value.lower() in ("none", "null")) else _finite(float(value))
@@ -184,7 +172,7 @@ def coerce(key, value):
             if len(v) != 3:
                 raise ValueError
             return v
-        if key == "loss" and text and ("," in value or ":" in value and not value.split(":")[0] in ("focal", "smooth")):
+        if key == "loss" and text and "," in value:  # weights; one "name:value" is for the loss to read
             return {k.strip(): _finite(float(w)) for k, w in (part.split(":") for part in value.split(","))}
         if key == "augment" and text and value not in ("none", "light", "strong"):
             raise ValueError
@@ -205,14 +193,113 @@ def coerce(key, value):
                 "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "mixup": "alpha in (0, 100]", "epochs": "int >= 1", "bs": "int >= 1",
                 "seed": "int >= 0", "split_seed": "int >= 0", "replicates": "int >= 1", "num_workers": "int >= 0", "lr": "positive number or 'find'",
                 "wd": "non-negative number", "patience": "int >= 1 or none",
-                "loss": "loss (ce, smooth, focal, f1, or ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
-                **{k: f"choice ({', '.join(str(c) for c in v)})" for k, v in CHOICES.items()}}.get(key, type(default).__name__)
+                "loss": "loss (a name, name:value, or weights as ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
+                "split": "split (a name, or kfold:K / kfold:K/F with K >= 2 and 0 <= F < K)",
+                **{k: "choice (a name, or name:number)" for k in CHOICE_FIELDS if k != "split"}}.get(key, type(default).__name__)
         raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None
 
 
-CHOICES = {"split": ("person", "random", "kfold"), "sampler": (None, "weighted", "oversample"),
-           "cutmix": (None, "box", "halves", "rare", "rare-box"), "heads": ("single", "multi", "separate"),
-           "precision": ("auto", "fp32", "bf16", "fp16")}
+# Fields whose value is a name from a registry (`Choices`) kept beside the code that implements the
+# name: that registry is the one list of the names. Only the shape is checked here, so a recipe file
+# and `import fastmask` import no library; `check_choices` (run by preflight, before any data work)
+# checks the names once the implementing modules are imported.
+CHOICE_FIELDS = ("split", "sampler", "cutmix", "heads", "precision")
+_REGISTRIES = {}
+
+
+class Choices:
+    """The names a recipe field takes, each registered on the code that does it (as timm registers
+    its models), so the registry is the one list of them:
+
+        CUTMIX = Choices("cutmix")
+
+        @CUTMIX.register("halves")
+        def halves(...): ...
+
+    `CUTMIX["halves"]` is that code; a name the registry lacks is a FastmaskError naming the field and
+    every registered name. `register(name, value="power")` lets the name take "name:value" (the code
+    reads the text after the colon); `needs_value=True` makes the value required."""
+
+    def __init__(self, field):
+        if field not in CHOICE_FIELDS:
+            raise ValueError(f"{field!r} is not a choice field of Recipe")
+        self.field, self._entries = field, {}
+        _REGISTRIES[field] = self
+
+    def register(self, name, value=None, needs_value=False, **attrs):
+        def add(fn):
+            for k, v in attrs.items():
+                setattr(fn, k, v)
+            self._entries[name] = (fn, value, needs_value)
+            return fn
+        return add
+
+    def names(self):
+        return list(self._entries)
+
+    def describe(self):
+        """The names as the error lists them: none, weighted[:power], kfold:K[/F], ..."""
+        def one(name, value, needs):
+            text = "none" if name is None else name
+            return text if value is None else f"{text}:{value}" if needs else f"{text}[:{value}]"
+        return ", ".join(one(n, v, needs) for n, (_, v, needs) in self._entries.items())
+
+    def lookup(self, choice):
+        """(code, text after the colon or None) for a field value; FastmaskError when the registry lacks it."""
+        name, colon, value = (None, "", "") if choice is None else str(choice).partition(":")
+        fn, takes, needs = self._entries.get(name, (None, None, False))
+        if fn is None or (colon and takes is None) or (needs and not colon):
+            raise FastmaskError(f"recipe field {self.field}: {choice!r} is not a valid choice ({self.describe()})")
+        return fn, value if colon else None
+
+    def __getitem__(self, choice):
+        return self.lookup(choice)[0]
+
+
+def check_choices(recipe):
+    """Every choice field's value against its registry (the modules implementing them imported first,
+    as preflight does); FastmaskError naming the first bad field and its valid choices."""
+    for key in CHOICE_FIELDS:
+        if key not in _REGISTRIES:
+            raise RuntimeError(f"no registry for recipe field {key}: import the module that implements it")
+        _REGISTRIES[key].lookup(getattr(recipe, key))
+
+
+class Split(NamedTuple):
+    """A recipe's `split` parsed: "person" -> Split("person"); "kfold:5" -> Split("kfold", 5), a run of five
+    models; "kfold:5/2" -> Split("kfold", 5, 2), the model validating on fold 2 of 5."""
+    kind: str
+    k: Optional[int] = None
+    fold: Optional[int] = None
+
+    @property
+    def n_folds(self):
+        """K when a run trains one model per fold, else None (one split, or one fold's model)."""
+        return self.k if self.fold is None else None
+
+    def folds(self):
+        """The fold numbers a run trains: 0..K-1, or [None] for a single split."""
+        return list(range(self.k)) if self.n_folds else [None]
+
+    def one(self, fold):
+        """The split text of fold `fold`'s model ("kfold:5/2")."""
+        return str(self._replace(fold=fold))
+
+    def __str__(self):
+        return self.kind + ("" if self.k is None else f":{self.k}") + ("" if self.fold is None else f"/{self.fold}")
+
+
+def parse_split(text):
+    """The one parser of the `split` field: "NAME", "NAME:K" or "NAME:K/F" -> Split. ValueError when K < 2 or
+    F is outside 0..K-1 (which names take folds is the split registry's to say)."""
+    kind, colon, arg = str(text).partition(":")
+    if not colon:
+        return Split(kind)
+    k, slash, f = arg.partition("/")
+    k, fold = int(k), int(f) if slash else None
+    if k < 2 or (fold is not None and not 0 <= fold < k):
+        raise ValueError(f"split {text!r}: needs K >= 2 folds and 0 <= F < K")
+    return Split(kind, k, fold)
 
 
 def _finite(v):
@@ -295,11 +382,39 @@ def load_recipe(path, overrides=None):
     r = getattr(mod, "recipe", None)
     if not isinstance(r, Recipe):
         raise FastmaskError(f"{path}: defines no `recipe = Recipe(...)` or `parent.but(...)`")
-    r.file, r.name = str(path), path.stem
-    r.hypothesis = (mod.__doc__ or "").strip()
-    if getattr(mod, "search", None) is not None:
-        r.search = mod.search
+    if any(m is not mod for m in _recipe_modules().get(id(r), ())):  # `recipe = parent`: a child that changes nothing
+        r = mod.recipe = r.but()
+    name_recipes(r, mod)
+    if getattr(mod, "space", None) is not None:
+        r.space = mod.space
     return with_overrides(r, coerce_all(overrides)) if overrides else r
+
+
+def _recipe_modules():
+    """{id(recipe object): [modules assigning it to `recipe`]} over the imported recipe modules."""
+    out = {}
+    for key, m in list(sys.modules.items()):
+        if (key == "recipes" or key.startswith("recipes.")) and isinstance(getattr(m, "recipe", None), Recipe):
+            out.setdefault(id(m.recipe), []).append(m)
+    return out
+
+
+def name_recipes(r, top):
+    """Name `r` and its ancestors after the recipe modules that assign them to `recipe` (`top` for `r`):
+    the module's stem, file and docstring. Each named recipe's parent becomes its nearest named ancestor,
+    so a helper that calls `.but()` on the way names nothing and is nobody's parent."""
+    homes = {k: ms[0] for k, ms in _recipe_modules().items()}
+    homes[id(r)] = top
+    named, x = [], r
+    while x is not None:
+        m = homes.get(id(x))
+        if m is not None:
+            x.name, x.file, x.hypothesis = Path(m.__file__).stem, str(Path(m.__file__).resolve()), (m.__doc__ or "").strip()
+        if x.file is not None:  # named now, or by an earlier load
+            named.append(x)
+        x = x.parent
+    for child, parent in zip(named, named[1:] + [None]):
+        child.parent = parent
 
 
 def with_overrides(r, overrides):
@@ -307,10 +422,7 @@ def with_overrides(r, overrides):
     recipe's own (`--set epochs=1` on a child compares against the parent at one epoch too)."""
     if r is None:
         return None
-    out = dataclasses.replace(r, **overrides)
-    out.file, out.name, out.hypothesis = r.file, r.name, r.hypothesis
-    out.parent = with_overrides(r.parent, overrides)
-    return out
+    return dataclasses.replace(r, **overrides, parent=with_overrides(r.parent, overrides))
 
 
 def _where(e, path):

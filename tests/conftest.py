@@ -15,7 +15,7 @@ TINY = ["--set", "arch=test_resnet", "--set", "size=32,24", "--set", "epochs=1",
 @pytest.fixture(scope="session")
 def twin(tmp_path_factory):
     """A tiny synthetic twin (train + eval with answers), made once per test session."""
-    from fastmask.synth import make_twin
+    from fastmask.twin import make_twin
     root = tmp_path_factory.mktemp("twin") / "twin"
     make_twin(root, people=40, eval_people=10, seed=1, size=(48, 64), progress=False)
     return root

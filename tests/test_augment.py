@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastai.vision.core import PILImage
 
-from fastmask.augment import PRESETS, Albumentations, augmentation, preset
+from fastmask.data.augment import PRESETS, Albumentations, augmentation, preset
 from fastmask.errors import FastmaskError
 
 
@@ -79,7 +79,7 @@ def test_item_tfms_run_in_order_on_a_datablock(tmp_path):
     # transform, then albumentations on training only.
     from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
     from fastai.data.transforms import IndexSplitter, IntToFloatTensor
-    from fastmask.cache import Prepare, prepare
+    from fastmask.data.cache import Prepare, prepare
     paths = []
     for i in range(4):
         p = tmp_path / f"{i}.png"
@@ -102,7 +102,7 @@ def test_item_tfms_run_in_order_on_a_datablock(tmp_path):
 def test_each_worker_draws_its_own_stream(monkeypatch):
     # DataLoader workers hold copies of one generator; without reseeding they would repeat each other.
     import types
-    import fastmask.augment as aug
+    import fastmask.data.augment as aug
     img = photo()
     def draws(worker_seed):
         tfm = pickle.loads(pickle.dumps(Albumentations(preset("strong", (32, 24)), seed=0)))

@@ -4,8 +4,8 @@ import threading
 import numpy as np
 from PIL import Image
 
-from fastmask import cache
-from fastmask.cache import Prepare, build, prepare
+from fastmask.data import cache
+from fastmask.data.cache import Prepare, build, prepare
 
 
 def photos(folder, n=5, size=(40, 30)):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastmask import cache
-from fastmask.cache import build, prepare
+from fastmask.data import cache
+from fastmask.data.cache import build, prepare
 
 SIZE = (8, 6)
 
@@ -120,7 +120,7 @@ def test_stale_temps_removed_live_ones_kept(tmp_path, monkeypatch):
 KILLED_BUILDER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from fastmask import cache
+    from fastmask.data import cache
 
     def slow(args):  # a worker that would take a long time: its builder is killed meanwhile
         open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()

@@ -9,9 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fastmask.card import headline, write_card
+from dataclasses import replace
+
+from fastmask.runs.card import headline
+from fastmask.runs.outputs import card_and_verdict
+from fastmask.runs.records import read_run
 from fastmask.labels import N_CLASSES, describe, label_of
-from fastmask.metrics import scores
+from fastmask.learn.metrics import scores
 
 REPO = Path(__file__).resolve().parent.parent
 AGES = [20, 29, 30, 45, 58, 59, 60, 25, 31, 57, 40, 60, 22, 35]
@@ -81,6 +85,15 @@ def pair(tmp_path):
                              parent_fields=pcfg["fields"], env={**ENV, "dirty": True})
     (child / "metrics.json").unlink()  # run.py writes metrics.json after the card
     return runs, par, child, cfg, m
+
+
+def write_card(d, cfg, m, status, runs):
+    """What the session does at the end of a run: the card, and the verdict entry put into its metrics."""
+    this = replace(read_run(d), config=cfg, metrics=m)
+    md, entry = card_and_verdict(this, runs, status, [n for n in ("confusion.png", "curves.png") if (d / n).exists()])
+    if entry is not None:
+        m["verdict"] = entry
+    return md
 
 
 def tables(md):
@@ -206,7 +219,8 @@ def test_headline_carries_verdict():
 def test_same_recipe_and_seed_reproduce_split_and_metrics(twin, tmp_path):
     from conftest import TINY
     from fastmask.recipe import load_recipe, parse_sets
-    from fastmask.train import build_dls, build_learner, fit, load_data, valid_frame
+    from fastmask.learn.build import build_dls, build_learner, fit, valid_frame
+    from fastmask.data.load import load_data
     data = load_data(twin, progress=False)
     recipe = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
 

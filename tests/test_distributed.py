@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fastmask import distributed
+from fastmask.learn import distributed
 from fastmask.errors import FastmaskError
 
 from conftest import TINY
@@ -55,8 +55,8 @@ def rank0_run(twin, tmp_path_factory):
             mp.delenv(k, raising=False)
         mp.setitem(sys.modules, "accelerate", None)
         from fastmask.recipe import load_recipe, parse_sets
-        from fastmask.run import train_and_record
-        from fastmask.train import load_data
+        from fastmask.runs.session import train_and_record
+        from fastmask.data.load import load_data
         sets = parse_sets(TINY[1::2])
         r = load_recipe(REPO / "recipes" / "person_split.py", sets)
         runs = tmp_path_factory.mktemp("runs")
@@ -87,7 +87,7 @@ def test_other_ranks_train_but_write_nothing(rank0_run, monkeypatch):
     before = snapshot(runs)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setattr(distributed, "share", lambda obj: d)  # rank 0's broadcast of its run folder
-    from fastmask.run import train_and_record
+    from fastmask.runs.session import train_and_record
     fits = []
     from fastai.callback.core import Callback
 

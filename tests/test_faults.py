@@ -9,7 +9,7 @@ import pytest
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe, load_recipe, parse_sets
-from fastmask.record import Run, atomic_write
+from fastmask.runs.folder import Run, atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
         def write(self, data):
             self.f.write(data[:3])  # part of it lands, then the disk is full
             raise OSError(28, "No space left on device")
-    monkeypatch.setattr("fastmask.record.os.fdopen", Full)
+    monkeypatch.setattr("fastmask.runs.folder.os.fdopen", Full)
     with pytest.raises(OSError, match="No space"):
         atomic_write(target, "new content")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
@@ -62,7 +62,7 @@ def test_pretrained_offline_fails_fast_and_says_how():
 
 def test_pretrained_auto_falls_back_with_a_notice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from fastmask.model import resolve_weights
+    from fastmask.learn.model import resolve_weights
     t = time.time()
     weights, notice = resolve_weights("test_resnet", "auto")
     assert weights is None and "training from scratch" in notice and time.time() - t < 2
@@ -73,7 +73,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
     import torch
     f = tmp_path / "w.pth"
     torch.save(timm.create_model("test_resnet").state_dict(), f)
-    from fastmask.train import build_dls, build_learner, load_data
+    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(["arch=test_resnet", "size=32,24",
                                                                      f"pretrained={f}"]))
     learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
@@ -85,7 +86,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
 
 
 def test_nan_loss_names_epoch_and_lr(twin):
-    from fastmask.train import build_dls, build_learner, fit, load_data
+    from fastmask.learn.build import build_dls, build_learner, fit
+    from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py",
                     parse_sets(["arch=test_resnet", "size=32,24", "epochs=1", "pretrained=false", "lr=1e30"]))
     learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
@@ -115,8 +117,8 @@ def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
     from fastai.callback.core import Callback
     from fastai.learner import load_learner
 
-    from fastmask.run import train_and_record
-    from fastmask.train import load_data
+    from fastmask.runs.session import train_and_record
+    from fastmask.data.load import load_data
 
     class CtrlC(Callback):
         def after_batch(self):

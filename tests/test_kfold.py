@@ -45,7 +45,7 @@ def train_df(twin):
 
 
 def test_folds_partition_people_and_every_image_has_one_oof_row(run, train_df):
-    from fastmask.kfold import check_partition
+    from fastmask.runs.folds import check_partition
     oof = pd.read_csv(run / "oof.csv", dtype={"person": str})
     assert list(oof.columns) == ["path", "person", "label", "age", *[f"p{i}" for i in range(18)], "fold"]
     assert check_partition(oof, train_df) == []
@@ -85,7 +85,7 @@ def test_kfold_run_folder_and_metrics(run):
     hist = pd.read_csv(run / "history.csv")
     assert sorted(hist.fold.unique()) == list(range(K))
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["fields"]["split"] == f"kfold:{K}" and len(cfg["lr_used"]) == K
+    assert cfg["fields"]["split"] == f"kfold:{K}" and len(m["lr_used"]) == K  # an outcome: metrics.json
     assert (run / "model.pkl").read_bytes() == (run / "fold0.pkl").read_bytes()
 
 
@@ -109,7 +109,7 @@ def test_fold_model_reloaded_in_fresh_process_predicts_as_in_process(run):
     mine = oof[oof.fold == 1].head(12)
     code = f"""
 import json, sys
-from fastmask.infer import load, predict_probs
+from fastmask.runs.infer import load, predict_probs
 paths = json.loads(sys.stdin.read())
 print(json.dumps(predict_probs(load(r"{run / 'fold1.safetensors'}"), paths).tolist()))
 """
@@ -122,10 +122,11 @@ print(json.dumps(predict_probs(load(r"{run / 'fold1.safetensors'}"), paths).toli
 
 def test_crashed_fold_keeps_the_finished_ones(twin, tmp_path, monkeypatch, capsys):
     """Fold 1 of 2 crashes: the run is 'partial', fold 0 is recorded and exported, fold 1 is named."""
-    import fastmask.train
+    import fastmask.data.load
+    import fastmask.runs.session
     from fastmask.recipe import load_recipe, parse_sets
-    from fastmask.run import train_and_record
-    real_fit, calls = fastmask.train.fit, []
+    from fastmask.runs.session import train_and_record
+    real_fit, calls = fastmask.runs.session.fit, []
 
     def flaky_fit(recipe, learn, *a, **k):
         calls.append(recipe.split)
@@ -133,9 +134,9 @@ def test_crashed_fold_keeps_the_finished_ones(twin, tmp_path, monkeypatch, capsy
             raise RuntimeError("CUDA out of memory (simulated)")
         return real_fit(recipe, learn, *a, **k)
 
-    monkeypatch.setattr(fastmask.train, "fit", flaky_fit)
+    monkeypatch.setattr(fastmask.runs.session, "fit", flaky_fit)
     r = load_recipe(REPO / "recipes" / "kfold.py", parse_sets([*TINY[1::2], "split=kfold:2"]))
-    d = train_and_record(r, fastmask.train.load_data(twin), tmp_path / "runs")
+    d = train_and_record(r, fastmask.data.load.load_data(twin), tmp_path / "runs")
     assert calls == ["kfold:2/0", "kfold:2/1"]
     st = json.loads((d / "status.json").read_text())
     assert st["status"] == "partial" and "CUDA out of memory" in st["failed_folds"]["1"]
@@ -149,7 +150,7 @@ def test_crashed_fold_keeps_the_finished_ones(twin, tmp_path, monkeypatch, capsy
 
 def test_fold_recipes_and_cv_summary():
     from fastmask.errors import FastmaskError
-    from fastmask.kfold import cv_summary, fold_recipe, folds, n_folds
+    from fastmask.runs.folds import cv_summary, fold_recipe, folds, n_folds
     from fastmask.recipe import load_recipe
     r = load_recipe(REPO / "recipes" / "kfold.py")
     assert n_folds(r) == 5 and folds(r) == [0, 1, 2, 3, 4]
@@ -176,9 +177,9 @@ def one_hot_probs(pred, sure=0.9):
 def test_pooled_oof_and_per_fold_macro_f1_by_hand():
     from types import SimpleNamespace
 
-    from fastmask.kfold import oof_frame, probs_of
-    from fastmask.metrics import scores
-    from fastmask.run import fold_figures
+    from fastmask.runs.folds import oof_frame, probs_of
+    from fastmask.learn.metrics import scores
+    from fastmask.runs.outputs import fold_figures
     rows = lambda labels, f: pd.DataFrame({"path": [f"/f{f}/{i}.jpg" for i in range(len(labels))],
                                            "person": [f"{f}{i:05d}" for i in range(len(labels))], "label": labels})
     parts = [(0, rows([0, 0, 1], 0), one_hot_probs([0, 0, 1])),  # fold 0 all right: F1 1
@@ -198,7 +199,7 @@ def test_pooled_oof_and_per_fold_macro_f1_by_hand():
 def test_holdout_figure_is_the_soft_vote_of_the_finished_folds():
     from types import SimpleNamespace
 
-    from fastmask.run import holdout
+    from fastmask.runs.outputs import holdout
     ans = [0, 1, 2, 0]
 
     def table(*rows):

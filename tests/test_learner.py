@@ -9,7 +9,9 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 
 from fastmask.recipe import Recipe, load_recipe, parse_sets
-from fastmask.train import NanGuard, PeakAwareEarlyStopping, build_dls, build_learner, fit, load_data, recipe_cbs
+from fastmask.learn.callbacks import NanGuard, PeakAwareEarlyStopping, recipe_cbs
+from fastmask.learn.build import build_dls, build_learner, fit
+from fastmask.data.load import load_data
 
 from conftest import TINY
 
@@ -211,7 +213,7 @@ def _num_workers(r, data):
 
 
 def _cache(r, data):
-    from fastmask.cache import Prepare
+    from fastmask.data.cache import Prepare
 
     def array(rr):
         dls = rr.dls(data=data.root)
@@ -236,7 +238,7 @@ def _augment(r, data):
 
 
 def _crop(r, data):
-    from fastmask.cache import prepare
+    from fastmask.data.cache import prepare
     dls = r.but(crop=0.5).dls(data=data.root)
     item = dls.valid.items.iloc[0]
     got = np.asarray(dls.valid.dataset[0][0])
@@ -253,7 +255,7 @@ def _mixup(r, data):
 
 
 def _heads(r, data):
-    from fastmask.heads import SeparateModels
+    from fastmask.learn.heads import SeparateModels
     single, multi = learner(r, data).model, learner(r.but(heads="multi"), data).model
     sep = learner(r.but(heads="separate"), data).model
     out = lambda m: m.eval()(torch.randn(2, 3, *r.size))  # noqa: E731

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from fastmask.errors import FastmaskError
-from fastmask.heads import FactorisedHead, multi_head, multi_head_for, task_logprobs
+from fastmask.learn.heads import FactorisedHead, multi_head, multi_head_for, task_logprobs
 from fastmask.labels import N_CLASSES, decode, encode
-from fastmask.losses import (CrossEntropy, Focal, LabelSmoothing, MixedLoss, SoftF1, build_loss,
+from fastmask.learn.losses import (CrossEntropy, Focal, LabelSmoothing, MixedLoss, SoftF1, build_loss,
                              mixed_loss)
 
 
@@ -114,14 +114,17 @@ def test_build_loss_specs():
     assert isinstance(build_loss({"ce": .6, "f1": .4}), MixedLoss)
     mine = torch.nn.CrossEntropyLoss()
     assert build_loss(mine) is mine
-    for bad in ("cross", {"ce": 1, "dice": 1}, "f1:2", "focal:x", {}, 3):
+    f1 = build_loss("f1:0.4")  # a loss that takes no value: the value is its weight, as {"f1": 0.4}
+    assert isinstance(f1, MixedLoss) and f1.weights == [0.4] and isinstance(f1.parts[0], SoftF1)
+    for bad in ("cross", {"ce": 1, "dice": 1}, "f1:x", "focal:x", "smooth:nan", "ce:inf", {}, 3):
         with pytest.raises(FastmaskError):
             build_loss(bad)
-    with pytest.raises(FastmaskError, match="multi"):
+    with pytest.raises(FastmaskError, match=r"needs factorised heads \(multi, separate\)"):
         build_loss("ce", task_weights=(1, 1, 1))
+    assert build_loss("ce", heads="separate", task_weights=(1, 1, 1)).task_weights == (1, 1, 1)
     with pytest.raises(FastmaskError):
         build_loss("f1", heads="multi", task_weights=(1, 1, 1))
-    with pytest.raises(FastmaskError):
+    with pytest.raises(FastmaskError, match=r"heads: 'three' is not a valid choice \(single, multi, separate\)"):
         build_loss("ce", heads="three")
 
 

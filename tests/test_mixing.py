@@ -11,9 +11,9 @@ from fastai.losses import CrossEntropyLossFlat
 from torch import nn
 
 from fastmask.errors import FastmaskError
-from fastmask.heads import FactorisedHead
-from fastmask.losses import build_loss
-from fastmask.mixing import CutMixHalves, CutMixRare, _paste_half, mixing_callbacks, rare_classes
+from fastmask.learn.heads import FactorisedHead
+from fastmask.learn.losses import build_loss
+from fastmask.learn.mixing import CutMixHalves, CutMixRare, _paste_half, mixing_callbacks, rare_classes
 
 
 class Spy(Callback):
@@ -185,7 +185,7 @@ def test_box_lam_is_the_kept_area():
 
     from torch.distributions.beta import Beta
 
-    from fastmask.mixing import _paste_box
+    from fastmask.learn.mixing import _paste_box
     torch.manual_seed(0)
     x, x1 = torch.zeros(2, 3, 16, 12), torch.ones(2, 3, 16, 12)
     cb = SimpleNamespace(distrib=Beta(torch.tensor(1.0), torch.tensor(1.0)), x=x)

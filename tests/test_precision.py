@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fastmask.errors import FastmaskError
-from fastmask.precision import CPUAutocast, precision_callbacks
+from fastmask.learn.precision import CPUAutocast, precision_callbacks
 
 CPU = torch.device("cpu")
 

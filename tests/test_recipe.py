@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from fastmask.errors import FastmaskError
@@ -62,3 +64,147 @@ def test_broken_recipe_files(tmp_path):
         load_recipe(p)
     with pytest.raises(FastmaskError, match="no such recipe file"):
         load_recipe(tmp_path / "missing.py")
+
+
+# --- who a recipe is: the module that assigns it to `recipe`, never whoever called .but() ---------------
+
+@pytest.fixture
+def tmp_recipes(tmp_path, monkeypatch):
+    """A second recipes folder, importable as `recipes.<name>` beside the repository's."""
+    import sys
+    load_recipe(REPO / "recipes" / "person_split.py")  # `recipes` is the repository's package
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    monkeypatch.setattr(sys.modules["recipes"], "__path__", [*sys.modules["recipes"].__path__, str(folder)])
+    before = set(sys.modules)
+    yield folder
+    for k in set(sys.modules) - before:
+        if k.startswith("recipes."):
+            del sys.modules[k]
+
+
+def test_a_helper_calling_but_is_no_parent_and_lends_no_docstring(tmp_recipes):
+    (tmp_recipes / "_helper.py").write_text(
+        '"""Helper: not a hypothesis."""\n\ndef tuned(r):\n    return r.but(lr=1e-3).but(wd=0.1)\n')
+    (tmp_recipes / "mid.py").write_text(
+        '"""Mid: a lower lr with weight decay helps."""\nfrom recipes.person_split import recipe as parent\n'
+        'from recipes._helper import tuned\n\nrecipe = tuned(parent)\n')
+    (tmp_recipes / "top.py").write_text(
+        '"""Top: two epochs."""\nfrom recipes.mid import recipe as parent\n\nrecipe = parent.but(epochs=2)\n')
+    r = load_recipe(tmp_recipes / "top.py")
+    chain = []
+    x = r
+    while x is not None:
+        chain.append((x.name, x.hypothesis[:9], Path(x.file).name))
+        x = x.parent
+    assert chain == [("top", "Top: two ", "top.py"), ("mid", "Mid: a lo", "mid.py"),
+                     ("person_split", "Splitting", "person_split.py"), ("baseline", "A small C", "baseline.py")]
+    assert r.parent.diff() == {"lr": [5e-3, 1e-3], "wd": [None, 0.1]}  # against the recipe file it imports
+    assert r.diff() == {"epochs": [15, 2]}
+
+
+def test_a_recipe_made_outside_a_recipe_module_is_nameless():
+    base = load_recipe(REPO / "recipes" / "person_split.py")
+    child = base.but(lr=1e-3)
+    assert (child.name, child.file, child.hypothesis, child.parent) == ("recipe", None, "", base)
+    same = child.variant(seed=3)  # a fold or seed of the same recipe keeps who it is
+    assert (same.name, same.parent, same.seed) == ("recipe", base, 3)
+    assert base.name == "person_split" and base.hypothesis.startswith("Splitting by person")
+
+
+def test_loading_again_keeps_every_ancestor_named_and_linked():
+    first = load_recipe(REPO / "recipes" / "oversample_cutmix.py")
+    load_recipe(REPO / "recipes" / "person_split.py")  # a fresh recipes.person_split; recipes.oversample stays cached
+    again = load_recipe(REPO / "recipes" / "oversample_cutmix.py")
+    for r in (first, again):
+        assert [r.name, r.parent.name, r.parent.parent.name, r.parent.parent.parent.name] == \
+            ["oversample_cutmix", "oversample", "person_split", "baseline"]
+        assert r.parent.diff() == {"sampler": [None, "oversample"], "augment": ["none", "light"]}
+
+
+def test_recipe_equal_to_its_parent_names_itself_not_the_parent(tmp_recipes):
+    (tmp_recipes / "same.py").write_text('"""Same: nothing changes."""\nfrom recipes.person_split import recipe\n')
+    r = load_recipe(tmp_recipes / "same.py")
+    assert r.name == "same" and r.parent.name == "person_split" and r.diff() == {}
+    assert load_recipe(REPO / "recipes" / "kfold.py").parent.name == "person_split"
+
+
+# --- choices come from the registries beside their code; `split` is parsed in one place -----------------
+
+@pytest.mark.parametrize("field, value, names", [
+    ("split", "kfold", "person, random, kfold:K[/F]"), ("sampler", "uniform", "none, weighted[:power], oversample[:share]"),
+    ("heads", "double", "single, multi, separate"), ("precision", "half", "auto, fp32, bf16, fp16")])
+def test_preflight_checks_every_choice_field(field, value, names):
+    from fastmask.learn.build import preflight
+    with pytest.raises(FastmaskError) as e:
+        preflight(Recipe(**{field: value}))
+    assert str(e.value) == f"recipe field {field}: {value!r} is not a valid choice ({names})"
+
+
+def test_a_bad_choice_fails_at_preflight_listing_the_registry_names(monkeypatch):
+    from fastmask.learn.mixing import CUTMIX
+    from fastmask.learn.build import preflight
+    r = Recipe(cutmix="circle")  # recipe.py checks the shape only: it imports no library
+    with pytest.raises(FastmaskError) as e:
+        preflight(r)
+    assert str(e.value) == f"recipe field cutmix: 'circle' is not a valid choice ({CUTMIX.describe()})"
+    assert CUTMIX.describe() == ", ".join(["none", *CUTMIX.names()[1:]]) == "none, box, halves, rare, rare-box"
+    monkeypatch.setitem(CUTMIX._entries, "circle", CUTMIX._entries["halves"])  # registered: now valid and listed
+    preflight(r)
+    with pytest.raises(FastmaskError, match=r"\(none, box, halves, rare, rare-box, circle\)"):
+        preflight(Recipe(cutmix="square"))
+
+
+@pytest.mark.parametrize("field, value", [("split", "nope"), ("split", "kfold"), ("split", "person:3"),
+                                          ("sampler", "weighted2"), ("sampler", "oversample:0.1"), ("cutmix", "halves:2"),
+                                          ("heads", "two"), ("precision", "fp8")])
+def test_every_choice_field_is_checked_by_its_registry(field, value):
+    from fastmask.recipe import _REGISTRIES, CHOICE_FIELDS, check_choices
+    import fastmask.learn.build  # noqa: F401  (imports every module that implements a choice)
+    assert set(_REGISTRIES) == set(CHOICE_FIELDS)
+    check_choices(Recipe())
+    r = Recipe(**{field: value})
+    if value == "oversample:0.1":  # a value the sampler takes
+        return check_choices(r)
+    with pytest.raises(FastmaskError, match=rf"^recipe field {field}: '{value}' is not a valid choice \(.*\)$"):
+        check_choices(r)
+
+
+def test_set_of_an_unknown_choice_exits_2_in_one_line_before_data(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", "--set", "cutmix=foo",
+                        "--data", str(tmp_path / "no_data_needed"), "--runs", str(tmp_path / "runs")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr[-2000:]
+    assert p.stderr == ("fastmask: error: recipe field cutmix: 'foo' is not a valid choice "
+                        "(none, box, halves, rare, rare-box)\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text, want", [
+    ("person", ("person", None, None, None, [None])), ("random", ("random", None, None, None, [None])),
+    ("kfold:5", ("kfold", 5, None, 5, [0, 1, 2, 3, 4])), ("kfold:5/2", ("kfold", 5, 2, None, [None])),
+    ("kfold:2/1", ("kfold", 2, 1, None, [None]))])
+def test_split_is_parsed_in_one_place(text, want):
+    from fastmask.recipe import parse_split
+    s = parse_split(text)
+    assert (s.kind, s.k, s.fold, s.n_folds, s.folds()) == want and str(s) == text
+    if s.n_folds:
+        assert s.one(3) == "kfold:5/3"
+
+
+@pytest.mark.parametrize("text", ["kfold:1", "kfold:5/5", "kfold:5/-1", "kfold:x", "kfold:5/", ":3"])
+def test_bad_split_text_fails_at_set(text):
+    with pytest.raises(FastmaskError, match=rf"recipe field split: '{text}' is not a valid split"):
+        parse_sets([f"split={text}"])
+
+
+def test_recipes_and_import_stay_free_of_libraries():
+    import subprocess
+    import sys
+    code = ("import sys, fastmask\nr = fastmask.load_recipe('recipes/oversample_cutmix.py')\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'pandas', 'fastai', 'timm') if m in sys.modules)\n"
+            "print(r.name, r.parent.name, heavy)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "oversample_cutmix oversample []", p.stderr[-2000:]

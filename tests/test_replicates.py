@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from fastmask.verdict import compare, paired_bootstrap, sentence, still_improving
+from fastmask.runs.verdict import compare, paired_bootstrap, sentence, still_improving
 
 from conftest import TINY
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from fastmask.errors import FastmaskError
-from fastmask.sampling import class_counts, class_weights, oversample
+from fastmask.data.sampling import class_counts, class_weights, oversample
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_oversample_rejects_impossible_share():
 
 
 def test_classes_missing_from_training_get_weight_zero():
-    from fastmask.sampling import class_weights
+    from fastmask.data.sampling import class_weights
     labels = np.array([0, 0, 1, 5, 5, 11])
     w = class_weights(labels, idx=[0, 1, 2])  # classes 5 and 11 sit only in validation
     assert w[3] == w[4] == w[5] == 0 and np.isclose(w[:3].sum(), 1) and np.isclose(w[2], 2 * w[0])
@@ -151,7 +151,7 @@ def test_weighted_sampler_field_draws_training_classes_equally(twin):
 
 def test_oversample_field_copies_stay_on_the_training_side(twin):
     from fastmask.recipe import load_recipe
-    from fastmask.train import load_data
+    from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="oversample", size=(32, 24), bs=16, augment="none")
     dls = r.dls(twin)
     train, valid = dls.train.items, dls.valid.items
@@ -163,3 +163,21 @@ def test_oversample_field_copies_stay_on_the_training_side(twin):
     share_after = np.bincount(train["y"], minlength=18) / len(train)
     rare = (share_before > 0) & (share_before < 0.5 / 18)
     assert rare.any() and (share_after[rare] > share_before[rare]).all()
+
+
+def test_sampler_field_values_come_from_the_registry():
+    from fastmask.data.sampling import SAMPLERS, resample
+    df = frame()
+    train = np.arange(0, len(df), 2)
+    same, t, w = resample(None, df, train)
+    assert same is df and t is train and w is None
+    _, t, w = resample("weighted:0.5", df, train, label_col="label")
+    assert np.array_equal(t, train) and np.allclose(w, class_weights(df["label"], power=0.5, idx=train))
+    assert np.allclose(resample("weighted", df, train)[2], class_weights(df["label"], power=1.0, idx=train))
+    out, t, w = resample("oversample:0.04", df, train, seed=2)
+    want, want_t = oversample(df, train, target_share=0.04, seed=2)
+    pd.testing.assert_frame_equal(out, want)
+    assert np.array_equal(t, want_t) and w is None
+    assert SAMPLERS.describe() == "none, weighted[:power], oversample[:share]"
+    with pytest.raises(FastmaskError, match=r"^recipe field sampler: 'uniform' is not a valid choice \(none, weighted"):
+        resample("uniform", df, train)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.train import load_data
+from fastmask.data.load import load_data
 
 from conftest import TINY
 
@@ -69,7 +69,7 @@ def tiny_recipe():
 
 
 def test_ctrl_c_right_after_the_export_is_interrupted_not_running(twin, tmp_path, tiny_recipe, monkeypatch):
-    import fastmask.run as run
+    import fastmask.runs.session as run
     real = run.export
 
     def export_then_ctrl_c(*a, **k):
@@ -84,7 +84,7 @@ def test_ctrl_c_right_after_the_export_is_interrupted_not_running(twin, tmp_path
 
 @pytest.mark.parametrize("exc,want", [(KeyboardInterrupt, "interrupted"), (RuntimeError("disk gone"), "failed")])
 def test_an_end_while_recording_is_recorded_truly(twin, tmp_path, tiny_recipe, monkeypatch, exc, want):
-    import fastmask.run as run
+    import fastmask.runs.session as run
 
     def broken(*a, **k):
         raise exc

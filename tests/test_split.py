@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group
-from fastmask.split import LeakError, Splitter, check_leak, person_kfold, person_split, random_split
+from fastmask.data.split import LeakError, Splitter, check_leak, person_kfold, person_split, random_split
 
 
 def roster(n_people, seed=0, photos=7):
@@ -77,8 +77,10 @@ def test_splitter_kinds():
     df = roster(50)
     assert np.array_equal(Splitter("person", 0.2, 0)(df)[1], person_split(df, 0.2, 0)[1])
     assert np.array_equal(Splitter("kfold:5/2", 0.2, 0)(df)[1], person_kfold(df, 5, 0)[2][1])
-    with pytest.raises(FastmaskError, match="unknown kind"):
+    with pytest.raises(FastmaskError, match=r"split: 'nope' is not a valid choice \(person, random, kfold:K\[/F\]\)"):
         Splitter("nope")(df)
+    with pytest.raises(FastmaskError, match="'person:5' is not a valid choice"):
+        Splitter("person:5")(df)
     with pytest.raises(FastmaskError, match="cannot fill"):
         person_kfold(roster(3), 5)
 

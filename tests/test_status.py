@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fastmask import record
+from fastmask.runs import folder as record
+from fastmask.runs import index
 from fastmask.board import board
 from fastmask.recipe import Recipe
-from fastmask.record import Run, effective_status, lost_reason
+from fastmask.runs.folder import Run, effective_status, lost_reason
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -258,8 +259,9 @@ def test_readers_of_all_runs_skip_json_that_is_not_an_object(tmp_path):
         (runs / name).mkdir(parents=True)
         (runs / name / "status.json").write_text(st)
         (runs / name / "config.json").write_text(cfg)
-    assert [d.name for d in record.finished_runs(runs)] == ["num", "good"]
-    assert [d.name for d in record.finished_runs(runs, name="good")] == ["good"]
+    # one rule for every reader: a folder whose config.json is not an object is skipped, not half-read
+    assert [e.dir.name for e in index.finished(runs)] == ["good"]
+    assert [e.dir.name for e in index.finished(runs, name="good")] == ["good"]
     assert effective_status(runs / "list") == "?"
 
 

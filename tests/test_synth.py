@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 
 from fastmask import synth
+from fastmask.twin import people as twin_people, write
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group, label_of
 
 REPO = Path(__file__).resolve().parents[1]
 PEOPLE, SIZE, SEED = 40, (48, 64), 0
-N_EVAL = synth.default_eval_people(PEOPLE)
+N_EVAL = twin_people.default_eval_people(PEOPLE)
 
 
 def read_csv(path):
@@ -32,20 +33,20 @@ def pixels(path):
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory):
-    return synth.make_twin(tmp_path_factory.mktemp("a") / "twin", people=PEOPLE, seed=SEED,
+    return write.make_twin(tmp_path_factory.mktemp("a") / "twin", people=PEOPLE, seed=SEED,
                            size=SIZE, progress=False, workers=1)
 
 
 @pytest.fixture(scope="module")
 def twin_again(tmp_path_factory):
     # Same seed through the process pool: pixels must not depend on who drew them.
-    return synth.make_twin(tmp_path_factory.mktemp("b") / "twin", people=PEOPLE, seed=SEED,
+    return write.make_twin(tmp_path_factory.mktemp("b") / "twin", people=PEOPLE, seed=SEED,
                            size=SIZE, progress=False, workers=2)
 
 
 @pytest.fixture(scope="module")
 def persons():
-    return synth.sample_people(PEOPLE, seed=SEED)
+    return twin_people.sample_people(PEOPLE, seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_layout_and_headers(twin):
     assert sorted(os.listdir(twin / "eval")) == ["answers.csv", "images", "info.csv"]
     assert read_csv(twin / "eval" / "info.csv")[0] == ["ImageID", "ans"]
     assert read_csv(twin / "eval" / "answers.csv")[0] == ["ImageID", "ans", "person"]
-    assert tuple(read_csv(twin / "noise.csv")[0]) == synth.NOISE_COLUMNS
+    assert tuple(read_csv(twin / "noise.csv")[0]) == write.NOISE_COLUMNS
     # Nothing half-written is left beside the twin.
     assert [p.name for p in twin.parent.iterdir()] == ["twin"]
 
@@ -73,9 +74,9 @@ def test_every_folder_is_a_row_with_seven_photos(twin, train_rows):
     for r in train_rows:
         assert r["path"] == f"{r['id']}_{r['gender']}_Asian_{r['age']}"
         assert r["race"] == "Asian" and r["gender"] in ("male", "female")
-        assert len(r["id"]) == 6 and 1 <= int(r["id"]) <= synth.ID_MAX
+        assert len(r["id"]) == 6 and 1 <= int(r["id"]) <= twin_people.ID_MAX
         files = os.listdir(twin / "train" / "images" / r["path"])
-        assert sorted(f.split(".")[0] for f in files) == sorted(synth.PHOTOS)
+        assert sorted(f.split(".")[0] for f in files) == sorted(write.PHOTOS)
     with Image.open(twin / "train" / "images" / folders[0] / os.listdir(
             twin / "train" / "images" / folders[0])[0]) as im:
         assert im.size == SIZE and im.mode == "RGB"
@@ -115,13 +116,13 @@ def test_eval_files_answers_and_ids(twin, persons):
     assert sorted(os.listdir(twin / "eval" / "images")) == sorted(i for i, _ in info)
     assert all(len(i) == 44 and i.endswith(".jpg") for i, _ in info)
     # Answers are the drawn truth: eval carries no label noise.
-    truth = {synth.eval_image_id(p, photo, SEED): label_of(synth.PHOTO_MASK[photo], p.gender,
+    truth = {write.eval_image_id(p, photo, SEED): label_of(write.PHOTO_MASK[photo], p.gender,
                                                            p.age)
-             for p in persons if p.split == "eval" for photo in synth.PHOTOS}
+             for p in persons if p.split == "eval" for photo in write.PHOTOS}
     assert {i: int(a) for i, a, _ in answers} == truth
     # each answer names its person (so a holdout verdict can resample people), 7 photos each
-    person_of = {synth.eval_image_id(p, photo, SEED): p.id for p in persons if p.split == "eval"
-                 for photo in synth.PHOTOS}
+    person_of = {write.eval_image_id(p, photo, SEED): p.id for p in persons if p.split == "eval"
+                 for photo in write.PHOTOS}
     assert {i: who for i, _, who in answers} == person_of
     train_ids = {p.id for p in persons if p.split == "train"}
     eval_ids = [p.id for p in persons if p.split == "eval"]
@@ -149,7 +150,7 @@ def test_same_seed_same_bytes_and_pixels(twin, twin_again):
 
 
 def test_other_seed_differs(twin, tmp_path):
-    other = synth.make_twin(tmp_path / "t", people=PEOPLE, seed=SEED + 1, size=SIZE,
+    other = write.make_twin(tmp_path / "t", people=PEOPLE, seed=SEED + 1, size=SIZE,
                             progress=False, workers=1)
     assert (other / "train/train.csv").read_bytes() != (twin / "train/train.csv").read_bytes()
     assert (other / "eval/info.csv").read_bytes() != (twin / "eval/info.csv").read_bytes()
@@ -157,9 +158,9 @@ def test_other_seed_differs(twin, tmp_path):
 
 def test_render_does_not_depend_on_order(persons):
     a, b = persons[0], persons[1]
-    first = np.asarray(synth.render_photo(a, "mask1", SEED, SIZE))
-    synth.render_photo(b, "normal", SEED, SIZE)
-    assert np.array_equal(first, np.asarray(synth.render_photo(a, "mask1", SEED, SIZE)))
+    first = np.asarray(write.render_photo(a, "mask1", SEED, SIZE))
+    write.render_photo(b, "normal", SEED, SIZE)
+    assert np.array_equal(first, np.asarray(write.render_photo(a, "mask1", SEED, SIZE)))
 
 
 def test_noise_log_matches_what_was_drawn(twin, persons, train_rows):
@@ -190,20 +191,20 @@ def test_swapped_files_really_show_the_other_mask(twin, persons):
     folder = twin / "train" / "images" / person.folder
     stored = next(f for f in os.listdir(folder) if f.startswith("incorrect_mask."))
     got = pixels(folder / stored)
-    shows_normal = np.asarray(synth.render_photo(person, "normal", SEED, SIZE), dtype=np.int16)
-    shows_incorrect = np.asarray(synth.render_photo(person, "incorrect_mask", SEED, SIZE),
+    shows_normal = np.asarray(write.render_photo(person, "normal", SEED, SIZE), dtype=np.int16)
+    shows_incorrect = np.asarray(write.render_photo(person, "incorrect_mask", SEED, SIZE),
                                  dtype=np.int16)
     assert np.abs(got - shows_normal).mean() < np.abs(got - shows_incorrect).mean()
 
 
 def test_noise_share_near_one_percent_of_images():
-    train = [p for p in synth.sample_people(2700, eval_people=0, seed=3)]
+    train = [p for p in twin_people.sample_people(2700, eval_people=0, seed=3)]
     images = sum(7 if p.noise == "gender_flip" else 2 if p.noise else 0 for p in train)
     assert 0.007 < images / (7 * len(train)) < 0.013
 
 
 def test_sampling_matches_published_proportions():
-    people = [p for p in synth.sample_people(3000, eval_people=0, seed=1)]
+    people = [p for p in twin_people.sample_people(3000, eval_people=0, seed=1)]
     ages = np.array([p.age for p in people])
     female = np.array([p.gender == "female" for p in people])
     groups = age_group(ages)
@@ -232,33 +233,33 @@ def test_parse_size():
         with pytest.raises(FastmaskError, match="--size"):
             synth.parse_size(bad)
     with pytest.raises(FastmaskError, match="--size"):
-        synth.make_twin("unused", size=(0, 5), progress=False)
+        write.make_twin("unused", size=(0, 5), progress=False)
 
 
 def test_refuses_to_overwrite_a_real_data_set(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "train.csv").write_text("id,gender,race,age,path\n")
     with pytest.raises(FastmaskError, match="not a synthetic twin"):
-        synth.make_twin(tmp_path, people=2, size=SIZE, progress=False)
+        write.make_twin(tmp_path, people=2, size=SIZE, progress=False)
     assert (tmp_path / "train" / "train.csv").read_text() == "id,gender,race,age,path\n"
 
 
 def test_interrupted_generation_leaves_no_twin(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(synth, "write_preview", boom)
+    monkeypatch.setattr(write, "write_preview", boom)
     with pytest.raises(KeyboardInterrupt):
-        synth.make_twin(tmp_path / "t", people=2, size=SIZE, progress=False)
+        write.make_twin(tmp_path / "t", people=2, size=SIZE, progress=False)
     assert not (tmp_path / "t" / "train" / "train.csv").exists()
     assert [p.name for p in tmp_path.iterdir()] in ([], ["t"])
 
 
 def test_ensure_twin_generates_once_and_make_twin_replaces(tmp_path):
-    out = synth.ensure_twin(tmp_path / "t", people=3, size=SIZE, progress=False)
+    out = write.ensure_twin(tmp_path / "t", people=3, size=SIZE, progress=False)
     first = (out / "train" / "train.csv").read_bytes()
-    assert synth.ensure_twin(out, people=3, seed=5, progress=False) == out
+    assert write.ensure_twin(out, people=3, seed=5, progress=False) == out
     assert (out / "train" / "train.csv").read_bytes() == first  # kept, not regenerated
-    synth.make_twin(out, people=3, seed=5, size=SIZE, progress=False)
+    write.make_twin(out, people=3, seed=5, size=SIZE, progress=False)
     assert (out / "train" / "train.csv").read_bytes() != first
     assert sorted(os.listdir(tmp_path)) == ["t"]
 
@@ -266,7 +267,7 @@ def test_ensure_twin_generates_once_and_make_twin_replaces(tmp_path):
 def test_preview_shows_an_old_person(twin, persons):
     with Image.open(twin / "preview.png") as im:
         assert im.width > 7 * 60 and im.height > 6 * 60
-    shown = synth._preview_people(persons)
+    shown = write._preview_people(persons)
     assert len(shown) == 6 and len({(p.gender, age_group(p.age)) for p in shown}) >= 4
     if any(p.age == 60 and not p.noise for p in persons if p.split == "train"):
         assert any(p.age == 60 for p in shown)

@@ -1,20 +1,21 @@
-"""MLflow tracking (optional extra): off by default, on by FASTMASK_MLFLOW or uri=; a fastai Callback logs
-params, per-epoch metrics, artifacts and the hypothesis / parent / verdict tags to a local sqlite store."""
+"""MLflow tracking (optional extra): off by default, on by FASTMASK_MLFLOW or uri=; each run folder is logged
+once (params, every epoch of history.csv as steps, final figures, artifacts, hypothesis / parent / verdict
+tags) to a local sqlite store, by the session at the end of a run or afterwards as a back-fill."""
 import json
 import sys
 
 import pytest
 
 from fastmask.errors import FastmaskError
-from fastmask.tracking import ENV, resolve_uri, tracker
-from test_card import fake_preds, make_run
+from fastmask.runs.tracking import ENV, log_run, resolve_uri, track, tracking_uri
+from test_card import REPO, fake_preds, make_run
 
 
 def test_off_unless_asked(monkeypatch, tmp_path):
     monkeypatch.delenv(ENV, raising=False)
-    assert resolve_uri(None, tmp_path) is None and tracker(tmp_path) is None
+    assert resolve_uri(None, tmp_path) is None and tracking_uri(tmp_path) is None
     monkeypatch.setenv(ENV, "0")
-    assert tracker(tmp_path) is None
+    assert tracking_uri(tmp_path) is None
 
 
 def test_uri_forms(monkeypatch, tmp_path):
@@ -26,8 +27,9 @@ def test_uri_forms(monkeypatch, tmp_path):
 
 def test_asking_without_mlflow_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
     with pytest.raises(FastmaskError, match=r"mlflow is not installed: pip install 'fastmask\[mlflow\]'"):
-        tracker(tmp_path, uri="1")
+        tracking_uri(tmp_path, uri="1")
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +38,10 @@ def store(tmp_path_factory):
     return tmp_path_factory.mktemp("mlflow")
 
 
-def tiny_learner(path):
-    """A fastai Learner on random tensors: the callback sees real fastai events in a second."""
-    import torch
-    from fastai.data.core import DataLoaders
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
-    from fastai.metrics import accuracy
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    ds = list(zip(x, (x[:, 0] > 0).long()))
-    dls = DataLoaders.from_dsets(ds, ds[:32], bs=16)
-    return Learner(dls, torch.nn.Linear(4, 2), loss_func=CrossEntropyLossFlat(), metrics=[accuracy], path=path)
+HISTORY = "epoch,train_loss,valid_loss,macro_f1,accuracy,time\n0,2.1,2.0,0.1,0.2,00:03\n1,1.8,1.9,0.2,0.3,00:03\n"
 
 
-def test_callback_logs_params_epochs_artifacts_and_tags(store, tmp_path, monkeypatch):
+def test_a_run_logs_params_epochs_final_figures_artifacts_and_tags(store, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
     monkeypatch.chdir(tmp_path)  # nothing may land in the working folder
     runs = tmp_path / "runs"
@@ -60,12 +51,9 @@ def test_callback_logs_params_epochs_artifacts_and_tags(store, tmp_path, monkeyp
                          metrics={"verdict": {"verdict": "supported", "delta": 0.04, "low": 0.01, "high": 0.07,
                                               "parent_run": "20260101T000000Z-person_split"}})
     (d / "card.md").write_text("# oversample\n")
+    (d / "history.csv").write_text(HISTORY)
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    cb = tracker(runs, uri=uri)
-    learn = tiny_learner(d)
-    learn.fit(2, 1e-2, cbs=[cb])
-    assert cb not in learn.cbs  # passed to fit: never exported with the learner
-    run_id = cb.finish(d, "finished")
+    run_id = log_run(d, uri)
 
     c = MlflowClient(uri)
     run = c.get_run(run_id)
@@ -75,34 +63,33 @@ def test_callback_logs_params_epochs_artifacts_and_tags(store, tmp_path, monkeyp
     assert tags["verdict"] == "supported" and tags["parent_run"] == "20260101T000000Z-person_split"
     assert tags["mlflow.source.git.commit"] == "abc1234" and tags["version.fastai"] == "2.8.12"
     assert run.data.params["arch"] == "test_resnet" and run.data.params["split"] == "person"
-    for key in ("train_loss", "valid_loss", "accuracy", "lr"):
-        assert [m.step for m in c.get_metric_history(run_id, key)] == [0, 1], key
+    for key, values in (("train_loss", [2.1, 1.8]), ("valid_loss", [2.0, 1.9]), ("macro_f1", [0.1, 0.2])):
+        hist = sorted(c.get_metric_history(run_id, key), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in hist] == [(0, values[0]), (1, values[1])], key
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])
     assert run.data.metrics["verdict_delta"] == pytest.approx(0.04)
     arts = {a.path for a in c.list_artifacts(run_id)}
-    assert {"card.md", "confusion.png", "curves.png", "metrics.json", "config.json", "valid_preds.csv"} <= arts
+    assert {"card.md", "confusion.png", "curves.png", "metrics.json", "config.json", "valid_preds.csv", "history.csv"} <= arts
     assert not (tmp_path / "mlruns").exists() and (store / "mlartifacts").is_dir()
 
 
 def test_env_var_default_store_and_backfill(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
-    from fastmask.tracking import log_run
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(ENV, "1")
     runs = tmp_path / "runs"
     d, _, _ = make_run(runs, "20260101T000000Z", "baseline", vp=fake_preds(tmp_path), status="interrupted")
-    (d / "history.csv").write_text("epoch,train_loss,valid_loss,macro_f1,accuracy,time\n0,2.1,2.0,0.1,0.2,00:03\n"
-                                   "1,1.8,1.9,0.2,0.3,00:03\n")
-    assert tracker(runs).uri == f"sqlite:///{(runs / 'mlflow.db').resolve()}"
+    (d / "history.csv").write_text(HISTORY)
+    assert tracking_uri(runs) == f"sqlite:///{(runs / 'mlflow.db').resolve()}"
     run_id = log_run(d)  # a run made before tracking was on
     c = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     run = c.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["verdict"] == "root"
-    assert [m.value for m in c.get_metric_history(run_id, "macro_f1")] == [0.1, 0.2]
+    assert [m.value for m in sorted(c.get_metric_history(run_id, "macro_f1"), key=lambda m: m.step)] == [0.1, 0.2]
     assert (runs / "mlflow.db").is_file() and (runs / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
-    from fastmask.board import collect
-    assert [r["name"] for r in collect(runs)] == ["baseline"]  # the store is not taken for a run
+    from fastmask.runs.index import entries
+    assert [e.name for e in entries(runs)] == ["baseline"]  # the store is not taken for a run
 
 
 def test_folds_log_apart_and_a_broken_store_only_warns(store, tmp_path):
@@ -111,18 +98,29 @@ def test_folds_log_apart_and_a_broken_store_only_warns(store, tmp_path):
     d, _, _ = make_run(tmp_path / "runs", "20260101T000000Z", "kfold", vp=fake_preds(tmp_path),
                        metrics={"folds": [0.3, 0.4], "cv_mean": 0.35, "cv_std": 0.07,
                                 "fold_status": {"0": "finished", "1": "failed"}}, status="partial")
-    cb = tracker(tmp_path / "runs", uri=uri)
-    for fold in (0, 1):
-        tiny_learner(d).fit(1, 1e-2, cbs=[cb.for_fold(fold)])
-    run_id = cb.finish(d, "partial")
-    c = MlflowClient(uri)
-    run = c.get_run(run_id)
-    assert {"fold0/valid_loss", "fold1/valid_loss", "final_cv_mean"} <= set(run.data.metrics)
+    (d / "history.csv").write_text("epoch,train_loss,valid_loss,fold\n0,2.0,1.5,0\n0,2.2,1.7,1\n")
+    run_id = log_run(d, uri)
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.metrics["fold0/valid_loss"] == 1.5 and run.data.metrics["fold1/valid_loss"] == 1.7
+    assert run.data.metrics["final_cv_mean"] == 0.35
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "partial"
 
     (tmp_path / "a_file").write_text("")
-    broken = tracker(tmp_path, uri=f"sqlite:///{tmp_path / 'a_file' / 'x.db'}")  # can never be created
-    learn = tiny_learner(d)
-    with pytest.warns(UserWarning, match="MLflow tracking stopped"):
-        learn.fit(1, 1e-2, cbs=[broken])
-    assert len(learn.recorder.values) == 1 and broken.finish(d) is None  # the training itself went on
+    with pytest.warns(UserWarning, match="MLflow tracking skipped"):
+        assert track(d, f"sqlite:///{tmp_path / 'a_file' / 'x.db'}") is None  # can never be created
+
+
+def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from fastmask.data.load import load_data
+    from fastmask.recipe import load_recipe, parse_sets
+    from fastmask.runs.session import train_and_record
+    monkeypatch.setenv(ENV, "1")
+    r = load_recipe(REPO / "recipes" / "baseline.py", parse_sets(["epochs=2", "arch=test_resnet", "size=32,24", "lr=1e-3"]))
+    d = train_and_record(r, load_data(twin), tmp_path / "runs")
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    [run] = c.search_runs([c.get_experiment_by_name("fastmask").experiment_id])
+    assert run.info.run_name == d.name and run.info.status == "FINISHED"
+    assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [0, 1]
+    assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])

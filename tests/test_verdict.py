@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastmask.verdict import compare, fold_scores, fold_test, paired_bootstrap, sentence
+from fastmask.runs.verdict import compare, fold_scores, fold_test, paired_bootstrap, sentence
 
 
 def preds(n_people=60, acc=0.5, seed=0):

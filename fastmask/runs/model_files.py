@@ -4,17 +4,34 @@
 tensors and plain values: the recipe's fields, the class vocabulary, the image size and crop, the
 normalisation stats the learner used, and its training-side albumentations pipeline (as
 albumentations' own dict, for TTA). `load` rebuilds the learner with this package's code
-(`fastmask.train.build_learner`, untrained, no pretrained weights) and loads the weights into it, so
-it predicts what the pickled learner predicts, through the same `fastmask.infer` functions.
+(`fastmask.learn.build.build_learner`, untrained, no pretrained weights) and loads the weights into it, so
+it predicts what the pickled learner predicts, through the same `fastmask.runs.infer` functions.
 
 The JSON names no weights file: STEM.json always pairs with STEM.safetensors beside it, so a run
 folder can link fold0.* as model.* and a copied pair keeps working. The JSON does carry the weights'
 sha256, so a pair mixed up from two runs fails by name instead of predicting nonsense."""
 import hashlib
+import importlib.metadata as md
 import json
 from pathlib import Path
 
-from .errors import FastmaskError
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
+from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize, ToTensor
+from fastai.learner import defaults
+from safetensors import SafetensorError
+from safetensors.torch import load as from_bytes
+from safetensors.torch import save as to_bytes
+
+from fastmask.data.augment import Albumentations
+from fastmask.data.cache import Prepare
+from fastmask.errors import FastmaskError
+from fastmask.learn.build import build_learner
+from fastmask.recipe import _FIELD_NAMES, _plain, Recipe
+from fastmask.runs.folder import atomic_write, write_json
 
 FORMAT = "fastmask-safe-model"
 VERSION = 1
@@ -35,9 +52,7 @@ def files(path):
 def save(learn, recipe, stem):
     """Write STEM.safetensors and STEM.json for `learn`, trained from `recipe`. Each file is written
     through a temp name (see record.atomic_write); the weights go first, as the JSON carries their hash."""
-    from safetensors.torch import save as to_bytes
 
-    from .record import atomic_write, write_json
     spec = describe(learn, recipe)  # fails on a pipeline it cannot describe, before writing anything
     spec_path, weights_path = files(stem)
     weights = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
@@ -53,7 +68,6 @@ def save(learn, recipe, stem):
 
 def describe(learn, recipe):
     """The JSON-able description of `learn` that `load` rebuilds it from."""
-    from .recipe import _plain
     prep = _prepare_of(learn.dls)
     _check_pipeline(learn.dls)
     return {"format": FORMAT, "version": VERSION, "recipe_name": recipe.name,
@@ -65,7 +79,6 @@ def describe(learn, recipe):
 
 
 def _prepare_of(dls):
-    from .cache import Prepare
     tfms = dls.valid_ds.tls[0].tfms.fs
     prep = next((t for t in tfms if isinstance(t, Prepare)), None)
     if prep is None:
@@ -77,9 +90,7 @@ def _prepare_of(dls):
 def _check_pipeline(dls):
     """Refuse transforms `load` would not rebuild: a rebuilt learner that silently skipped one would
     predict something else."""
-    from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
 
-    from .augment import Albumentations
     known = (ToTensor, Albumentations, IntToFloatTensor, Normalize)
     odd = [type(t).__name__ for t in (*dls.after_item.fs, *dls.after_batch.fs) if not isinstance(t, known)]
     if odd:
@@ -87,7 +98,6 @@ def _check_pipeline(dls):
 
 
 def _normalize_stats(dls):
-    from fastai.data.transforms import Normalize
     norms = [t for t in dls.after_batch.fs if isinstance(t, Normalize)]
     if len(norms) != 1:
         raise FastmaskError(f"the learner has {len(norms)} Normalize transforms; a fastmask learner has one")
@@ -96,9 +106,7 @@ def _normalize_stats(dls):
 
 def _augment_spec(dls):
     """The training-side albumentations pipeline and its seed (what TTA runs), or None."""
-    import albumentations as A
 
-    from .augment import Albumentations
     albus = [t for t in dls.after_item.fs if isinstance(t, Albumentations)]
     if not albus:
         return None
@@ -112,7 +120,6 @@ def _augment_spec(dls):
 
 
 def _versions():
-    import importlib.metadata as md
     out = {}
     for pkg in ("fastmask", "fastai", "timm", "torch", "albumentations"):
         try:
@@ -157,8 +164,6 @@ def read_spec(spec_path):
 
 def _read_weights(weights_path, spec, spec_path):
     """The state dict in STEM.safetensors, checked against the hash STEM.json recorded."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as from_bytes
     if not weights_path.is_file():
         raise FastmaskError(f"{spec_path}: its weights {weights_path.name} are not beside it")
     blob = weights_path.read_bytes()
@@ -175,7 +180,6 @@ def _read_weights(weights_path, spec, spec_path):
 def _recipe(spec, spec_path):
     """The recipe the JSON records, as a predictor needs it: no pretrained weights to fetch, no cache
     to build, and no augmentation field (the pipeline itself is rebuilt from the JSON's dict)."""
-    from .recipe import Recipe, _FIELD_NAMES
     fields = spec["recipe"] if isinstance(spec["recipe"], dict) else {}
     # Fields this version does not know are left out: loading the weights strictly is what tells
     # whether the model they describe is the one rebuilt here.
@@ -188,7 +192,6 @@ def _recipe(spec, spec_path):
 
 
 def _learner(spec, recipe, spec_path):
-    from .train import build_learner
     dls = _dls(spec, recipe, spec_path)
     return drop_training_cbs(build_learner(recipe, dls, notify=lambda *a: None, train=False))
 
@@ -197,7 +200,6 @@ def drop_training_cbs(learn):
     """`learn` with only fastai's default callbacks. Prediction needs no other: what else a recipe
     puts on a learner (CutMix, precision, early stopping, keep-best, loggers) is for training, and a
     predictor that ran it could write files or change its outputs."""
-    from fastai.learner import defaults
     learn.remove_cbs([cb for cb in learn.cbs if type(cb) not in defaults.callbacks])
     return learn
 
@@ -208,13 +210,7 @@ def _dls(spec, recipe, spec_path):
 
     fastai sets a pipeline up by running one item through it; that item is a black image served from
     a one-row in-memory cache, and both are dropped afterwards, as an export drops its items."""
-    import numpy as np
-    import pandas as pd
-    import torch
-    from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
-    from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
 
-    from .cache import Prepare
     try:
         size, vocab = tuple(int(x) for x in spec["size"]), list(spec["vocab"])
         norm = Normalize.from_stats([float(x) for x in spec["normalize"]["mean"]],
@@ -237,9 +233,7 @@ def _dls(spec, recipe, spec_path):
 def _augment_tfms(aug):
     if aug is None:
         return []
-    import albumentations as A
 
-    from .augment import Albumentations
     # from_dict instantiates only albumentations' registered transform classes with plain values
     return [Albumentations(A.from_dict(aug["albumentations"]), seed=int(aug["seed"]))]
 

@@ -26,9 +26,22 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
+import torch
+from fastai.data.transforms import Transform
+from fastai.learner import Learner, load_learner
+from fastai.torch_core import TensorImage
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import FastmaskError
-from .labels import N_CLASSES
+from fastmask.data import augment  # noqa: F401  (the classes a pickled learner names)
+from fastmask.data.augment import Albumentations, reseed
+from fastmask.errors import FastmaskError
+from fastmask.labels import N_CLASSES
+from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
+from fastmask.runs import model_files as safe_model
+from fastmask.runs.folder import atomic_write
+from fastmask.runs.model_files import drop_training_cbs, files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
 
@@ -65,7 +78,6 @@ def _run_models(folder, fold_glob, single):
 
 
 def is_safe(path):
-    from .safe_model import SUFFIXES
     return Path(path).suffix in SUFFIXES
 
 
@@ -73,13 +85,10 @@ def load(path, device=None, trust_pickle=False):
     """The fastai learner in `path`: a .safetensors/.json pair rebuilt without unpickling, or, only with
     `trust_pickle`, an exported learner (any other file is a pickle). FastmaskError naming the file when
     it is not one, or when it is a pickle not trusted."""
-    import torch
-    from fastai.learner import Learner
     path = Path(path)
     if not path.is_file():
         raise FastmaskError(f"{path}: no such model file")
     if is_safe(path):
-        from . import safe_model
         learn = safe_model.load(path)
     elif trust_pickle:
         learn = load_pickle(path)
@@ -97,7 +106,6 @@ def load(path, device=None, trust_pickle=False):
 
 def refusal(path):
     """Why a pickle is not opened, and what to do instead, in one line."""
-    from .safe_model import files
     safe = files(path.with_suffix(""))[1]
     instead = (f"or use {safe} beside it, which holds no code" if safe.is_file()
                else "or point at the run folder to use its model.safetensors")
@@ -107,8 +115,6 @@ def refusal(path):
 
 def load_pickle(path):
     """fastai's load_learner on a file the caller trusts, with one line naming what went wrong."""
-    from fastai.learner import load_learner
-    from . import heads, losses, augment, metrics  # noqa: F401  (classes pickled inside our exports)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fastai's pickle warning: the caller chose to trust this file
@@ -179,7 +185,6 @@ def needs_fastmask():
 def export_pickle(learn, path):
     """`learn.export` to `path` through a temp name (removed on any failure, e.g. a full disk), without
     training callbacks, with the fastmask check first in the pickled state."""
-    from .safe_model import drop_training_cbs
     path = Path(path)
     drop_training_cbs(learn)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -254,8 +259,6 @@ def load_models(sources, weights=None, device=None, trust_pickle=False):
 # Predicting
 # ---------------------------------------------------------------------------------------------
 def _hflip_transform():
-    from fasttransform import Transform
-    from fastai.torch_core import TensorImage
 
     class HFlip(Transform):
         """Mirror images left-right; training split only, so it runs in TTA's augmented passes."""
@@ -275,7 +278,6 @@ def tta_dl(dl):
     """`dl` ready for TTA: albumentations reseeded (the same call gives the same numbers), and a
     horizontal flip added when the pipeline has no training-only transform (else TTA is a no-op).
     Returns (dl, augmented passes that differ from each other)."""
-    from .augment import Albumentations, reseed
     extra = train_only_tfms(dl)
     for t in extra:
         if isinstance(t, Albumentations):
@@ -341,8 +343,6 @@ class Prediction:
 
 def predict(models, paths, tta=0, how="soft", bs=None, progress=True):
     """Every model's probabilities for `paths` and the ensemble's class ids, with a progress bar over models."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     out = Prediction(models)
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*cols, console=Console(stderr=True), disable=not progress, transient=False) as bar:
@@ -371,7 +371,6 @@ def eval_root(path):
 
 
 def submission_text(ids, ans):
-    import pandas as pd
     ans = np.asarray(ans)
     if len(ids) != len(ans) or not np.issubdtype(ans.dtype, np.integer) or ans.min() < 0 or ans.max() >= N_CLASSES:
         raise ValueError("a submission needs one class id 0..17 per ImageID")
@@ -396,7 +395,6 @@ def check_out(path):
 def write_submission(ids, ans, path):
     """`ImageID,ans` (info.csv order) written atomically: an interrupted write leaves no half file.
     Its folder is made when missing. A failed write names `path`, not the temp file."""
-    from .record import atomic_write
     path = Path(path)
     text = submission_text(ids, ans)
     try:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FastmaskError
-from .labels import AGE_THRESHOLD, GENDERS, label_of
+from fastmask.errors import FastmaskError
+from fastmask.labels import AGE_THRESHOLD, GENDERS, label_of
 
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
 # Photo stem -> mask state; the order is also the row order within a folder.

@@ -14,9 +14,8 @@ A plain `python -m fastmask.run` (or accelerate with one process) is the single-
 imports accelerate or fastai.distributed unless WORLD_SIZE > 1."""
 import contextlib
 import os
-from pathlib import Path
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 
 def rank():
@@ -89,30 +88,3 @@ def context(learn):
         return contextlib.nullcontext(learn)
     import fastai.distributed  # noqa: F401  (patches Learner.distrib_ctx; imports accelerate)
     return learn.distrib_ctx(sync_bn=False)
-
-
-class Follower:
-    """A rank > 0's stand-in for `record.Run`: rank 0's folder, no writes."""
-    def __init__(self, run_dir):
-        if run_dir is None:
-            raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")
-        self.dir = Path(run_dir)
-
-    def path(self, name):
-        return self.dir / name
-
-    def mark(self, *a, **k):
-        pass
-
-
-def follow(recipe, data, cbs=()):
-    """A rank > 0 of `train_and_record`: fit every fold beside rank 0 and write nothing. Returns None."""
-    from .run import train_part, units
-    run = Follower(share(None))
-    for fold, seed in units(recipe):
-        part = train_part(recipe, data, run, fold, None, cbs, seed=seed)
-        if part.status == "interrupted":
-            raise KeyboardInterrupt
-        if part.status == "failed" and not part.keep_going:
-            raise part.exc
-    return None

@@ -3,7 +3,7 @@ import numpy as np
 from fastai.metrics import AccumMetric
 from sklearn.metrics import f1_score
 
-from .labels import N_CLASSES, decode
+from fastmask.labels import N_CLASSES, decode
 
 TASKS = ("mask", "gender", "age")
 

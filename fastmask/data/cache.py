@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 from fastai.vision.core import PILImage
-from fasttransform import Transform
+from fastai.data.transforms import Transform  # fasttransform's, as fastai exports it
 from PIL import Image, ImageOps
+from rich.progress import Progress
 
-from .data import load_image, to_rgb
+from fastmask.data.layout import load_image, to_rgb
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
 SAMPLE_ROWS = 16  # rows hashed into the manifest: enough to catch a zeroed or swapped file, cheap to read
@@ -276,7 +277,6 @@ class _bar:
     def __enter__(self):
         if not self.show:
             return lambda n: None
-        from rich.progress import Progress
         self.p = Progress(transient=True)
         self.p.start()
         t = self.p.add_task(self.text, total=self.total)

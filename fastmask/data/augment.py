@@ -11,10 +11,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwi
 import albumentations as A
 import numpy as np
 from fastai.vision.core import PILImage
-from fasttransform import Transform
+from fastai.data.transforms import Transform  # fasttransform's, as fastai exports it
 from torch.utils.data import get_worker_info
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 
 def _base(shift, zoom, degrees, p_affine, light):

@@ -4,9 +4,8 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from .errors import FastmaskError
-
-CHOICES = ("auto", "fp32", "bf16", "fp16")
+from fastmask.errors import FastmaskError
+from fastmask.recipe import Choices
 
 
 class CPUAutocast(Callback):
@@ -25,17 +24,37 @@ class CPUAutocast(Callback):
         self.autocast.__exit__(None, None, None)
 
 
+PRECISIONS = Choices("precision")  # the recipe field's names, registered on what each one runs
+
+
 def precision_callbacks(precision, device=None):
     """(callbacks, one line saying what runs) for a recipe's `precision` field."""
     cuda = (device.type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-    if precision not in CHOICES:
-        raise FastmaskError(f"recipe field precision: {precision!r} is not one of {', '.join(CHOICES)}")
-    if precision == "fp32" or (precision == "auto" and not cuda):
-        return [], "precision: fp32" + (" (auto: no GPU)" if precision == "auto" else "")
+    return PRECISIONS[precision](cuda)
+
+
+@PRECISIONS.register("auto")
+def _auto(cuda):
+    """Autocast on a GPU (bf16 where it has it, else fp16), fp32 elsewhere."""
+    if not cuda:
+        return [], "precision: fp32 (auto: no GPU)"
+    return _bf16(cuda) if torch.cuda.is_bf16_supported() else _fp16(cuda)
+
+
+@PRECISIONS.register("fp32")
+def _fp32(cuda):
+    return [], "precision: fp32"
+
+
+@PRECISIONS.register("bf16")
+def _bf16(cuda):
     if cuda:
-        if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-            return [MixedPrecision(amp_mode="bf16")], "precision: bf16 autocast on CUDA"
-        return [MixedPrecision(amp_mode="fp16")], "precision: fp16 autocast with a grad scaler on CUDA"
-    if precision == "fp16":
-        raise FastmaskError("recipe field precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+        return [MixedPrecision(amp_mode="bf16")], "precision: bf16 autocast on CUDA"
     return [CPUAutocast()], "precision: bf16 autocast on CPU (often slower than fp32 on few cores: measure)"
+
+
+@PRECISIONS.register("fp16")
+def _fp16(cuda):
+    if not cuda:
+        raise FastmaskError("recipe field precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+    return [MixedPrecision(amp_mode="fp16")], "precision: fp16 autocast with a grad scaler on CUDA"

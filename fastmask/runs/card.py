@@ -2,17 +2,13 @@
 the errors are, and how to reproduce it. Plain Markdown (headings, tables, lists, images) that renders on
 any git host and in `fastmask.board`'s index.html."""
 import shlex
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .labels import N_CLASSES, decode, describe
-from .metrics import TASKS
-from .record import STATUS, finished_runs, read_json
-from .verdict import compare, fold_scores, sentence, still_improving
+from fastmask.labels import decode, describe, N_CLASSES
+from fastmask.learn.metrics import TASKS
+from fastmask.runs.verdict import fold_scores, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
@@ -26,16 +22,6 @@ ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation acc
         ("holdout_mask_f1", "holdout mask F1", ".3f"), ("holdout_gender_f1", "holdout gender F1", ".3f"),
         ("holdout_age_f1", "holdout age F1", ".3f"), ("epochs_run", "epochs run", "d"),
         ("minutes", "minutes", ".1f")]
-
-
-def parent_run(runs_dir, cfg):
-    """The parent's newest finished run on the same data with the same fields (this run's parent as
-    run, `--set` overrides included), or None: a verdict against other settings would mislead."""
-    if not cfg.get("parent"):
-        return None
-    found = finished_runs(runs_dir, name=cfg["parent"], fingerprint=cfg.get("data_fingerprint"))
-    same = [d for d in found if read_json(d / "config.json", {}).get("fields") == cfg.get("parent_fields")]
-    return (same or [None])[0]
 
 
 def headline(metrics, name=None, status=None):
@@ -61,25 +47,15 @@ def headline(metrics, name=None, status=None):
     return line
 
 
-def write_card(run, cfg, metrics, status, runs_dir, history=None):
-    """card.md's Markdown for `run` (a record.Run or a run folder). Also writes top_losses.png beside it
-    and sets metrics["verdict"] (with the parent run's folder name) when the parent has a run.
-    `history`: this run's per-epoch history (read from history.csv when not given)."""
-    d = _dir(run)
-    par = parent_run(runs_dir, cfg)
-    pcfg = read_json(par / "config.json", {}) if par else {}
-    pm = read_json(par / "metrics.json", {}) if par else {}
-    try:
-        v = compare(d, par, metrics) if par else None
-    except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
-        warnings.warn(f"verdict against {par.name}: {type(e).__name__}: {e}")
-        v = None
-    rising = [who for who, h in (("this run", history if history is not None else _history(d)),
-                                 ("the parent's run", _history(par) if par else None)) if still_improving(h)]
-    if par:
-        metrics["verdict"] = {**(v or {"verdict": "cannot compare"}), "parent_run": par.name,
-                              **({"provisional": True} if rising and v else {})}
-    vp = _first_seed(_read_preds(d / "valid_preds.csv"))
+def render(this, judgement, status, plots=(), top_losses=None):
+    """card.md's Markdown, a pure function of what it is given: `this` run's RunRecord (config, metrics,
+    history, validation predictions, minutes), its `judgement` against the parent (verdict.judge), the
+    run `status`, the names of the `plots` drawn beside it, and `top_losses` (how many images
+    top_losses.png shows, or why it was not drawn)."""
+    cfg, metrics, j = this.config, this.metrics, judgement
+    par, v, rising = j.parent, j.verdict, j.rising
+    pcfg, pm = (par.config, par.metrics) if par else ({}, {})
+    vp = analysed_rows(this.valid)
     lines = [f"# {cfg['name']}  ({status})", "", f"**Hypothesis.** {cfg.get('hypothesis') or '(no docstring)'}", ""]
     if cfg.get("parent"):
         change = ", ".join(f"`{k}`: {a!r} → {b!r}" for k, (a, b) in (cfg.get("changed") or {}).items()) or "none"
@@ -90,8 +66,8 @@ def write_card(run, cfg, metrics, status, runs_dir, history=None):
         lines += ["**Overrides (--set).** " + ", ".join(f"`{k}={v!r}`" for k, v in cfg["overrides"].items()), ""]
 
     lines += ["## Result", ""]
-    lines += _result_table(_flat(metrics, _minutes(run)), _flat(pm, read_json(par / STATUS, {}).get("minutes")) if par else None, par)
-    lines += _folds_table(fold_scores(d, metrics), fold_scores(par) if par else None,
+    lines += _result_table(_flat(metrics, this.minutes), _flat(pm, par.minutes) if par else None, par)
+    lines += _folds_table(fold_scores(this.dir, metrics), fold_scores(par.dir, pm) if par else None,
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     lines += _seed_noise(metrics)
     if par:
@@ -100,7 +76,7 @@ def write_card(run, cfg, metrics, status, runs_dir, history=None):
             lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
                       "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
     elif cfg.get("parent"):
-        lines += _no_parent(runs_dir, cfg)
+        lines += _no_parent(cfg, j.other_fingerprints)
     notes = _comparability(cfg, pcfg) if par else []
     notes += _own_flags(cfg)
     if notes:
@@ -114,46 +90,23 @@ def write_card(run, cfg, metrics, status, runs_dir, history=None):
     lines += _per_task(metrics, pm if par else None)
     if vp is not None:
         lines += _weakest_classes(metrics, vp) + _confused_pairs(vp) + _age_bands(vp)
-        lines += _top_losses(vp, d)
+        lines += _top_losses(top_losses)
     else:
         lines += ["No valid_preds.csv: the class, pair, age and top-loss analyses need it.", ""]
 
-    plots = [(n, alt) for n, alt in (("confusion.png", "confusion"), ("curves.png", "learning curves"))
-             if (d / n).is_file()]
-    if plots:
-        lines += ["## Plots", ""] + [x for n, alt in plots for x in (f"![{alt}]({n})", "")]
-    lines += _reproducibility(cfg)
+    shown = [(n, alt) for n, alt in (("confusion.png", "confusion"), ("curves.png", "learning curves")) if n in plots]
+    if shown:
+        lines += ["## Plots", ""] + [x for n, alt in shown for x in (f"![{alt}]({n})", "")]
+    lines += _reproducibility(cfg, metrics.get("lr_used", cfg.get("lr_used")))
     return "\n".join(lines)
 
 
 # --- pieces ---------------------------------------------------------------------------------------
 
-def _dir(run):
-    return Path(run.dir) if hasattr(run, "dir") else Path(run)
-
-
-def _minutes(run):
-    started = getattr(run, "started", None)
-    if started is not None:
-        return round((datetime.now(timezone.utc) - started).total_seconds() / 60, 2)
-    return read_json(_dir(run) / STATUS, {}).get("minutes")
-
-
-def _read_preds(path):
-    if not path.is_file():
-        return None
-    try:
-        vp = pd.read_csv(path, dtype={"person": str})
-    except (OSError, ValueError):
-        return None
-    return vp if {"path", "label", "pred"} <= set(vp.columns) and len(vp) else None
-
-
-def _history(d):
-    try:
-        return pd.read_csv(Path(d) / "history.csv")
-    except (OSError, ValueError):
-        return None
+def analysed_rows(vp):
+    """The validation predictions the error analyses read (path, label, pred; with replicates, every image
+    appears once per seed and the analyses read the first seed's), or None."""
+    return _first_seed(vp if vp is not None and {"path", "label", "pred"} <= set(vp.columns) and len(vp) else None)
 
 
 def _first_seed(vp):
@@ -250,14 +203,12 @@ def _rerun_command(cfg, recipe_name):
     return f"python -m fastmask.run recipes/{recipe_name}.py {sets}".strip()
 
 
-def _no_parent(runs_dir, cfg):
+def _no_parent(cfg, other_fingerprints):
     out = [f"**No comparable run of the parent `{cfg['parent']}`** (finished, on this data): no verdict yet. "
            f"Make one with `{_rerun_command(cfg, cfg['parent'])}`, then rerun this recipe.", ""]
-    other = [r for r in finished_runs(runs_dir, name=cfg["parent"])
-             if read_json(r / "config.json", {}).get("data_fingerprint") != cfg.get("data_fingerprint")]
-    if other:
-        fps = sorted({str(read_json(r / "config.json", {}).get("data_fingerprint")) for r in other})
-        out += [f"The parent has {len(other)} finished run(s) on other data (fingerprint {', '.join(fps)}); "
+    if other_fingerprints:
+        out += [f"The parent has {len(other_fingerprints)} finished run(s) on other data (fingerprint "
+                f"{', '.join(sorted(set(other_fingerprints)))}); "
                 "a verdict never compares runs across data sets.", ""]
     return out
 
@@ -352,21 +303,16 @@ def _age_bands(vp):
     return out + [""]
 
 
-def _top_losses(vp, d, k=16):
-    from .plots import save_top_losses
-    if not {f"p{i}" for i in range(N_CLASSES)} <= set(vp.columns):
-        return []
-    try:
-        shown = save_top_losses(vp, d / TOP_LOSSES, k=k)
-    except (OSError, ValueError) as e:
-        return [f"**Top losses:** not drawn ({e}).", ""]
+def _top_losses(shown):
+    if isinstance(shown, str):
+        return [f"**Top losses:** not drawn ({shown}).", ""]
     if not shown:
         return []
     return [f"**Top losses:** the {shown} validation images with the lowest probability of their true label.", "",
             f"![top losses]({TOP_LOSSES})", ""]
 
 
-def _reproducibility(cfg):
+def _reproducibility(cfg, lr_used):
     env, fields = cfg.get("environment") or {}, cfg.get("fields") or {}
     commit = env.get("commit")
     state = "unknown" if commit is None else f"`{commit}`" + (" (uncommitted changes)" if env.get("dirty") else " (clean)")
@@ -377,7 +323,7 @@ def _reproducibility(cfg):
             ("data", f"`{cfg.get('data')}`" if cfg.get("data") else None),
             ("data fingerprint", f"`{cfg.get('data_fingerprint')}`" if cfg.get("data_fingerprint") else None),
             ("images / people", f"{cfg['n_images']} / {cfg.get('n_people')}" if cfg.get("n_images") else None),
-            ("learning rate used", cfg.get("lr_used")),
+            ("learning rate used", lr_used),
             ("versions", ", ".join(f"{k} {env[k]}" for k in VERSIONS if env.get(k)) or None)]
     out = ["## Reproducibility", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in rows if v is not None]
@@ -385,3 +331,4 @@ def _reproducibility(cfg):
     if env.get("command"):
         out += ["Command:", "", "```", env["command"], "```", ""]
     return out
+

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from fastai.callback.mixup import CutMix, MixHandler, MixUp
 
-from .errors import FastmaskError
-from .labels import N_CLASSES
+from fastmask.errors import FastmaskError
+from fastmask.labels import N_CLASSES
+from fastmask.recipe import Choices
 
 
 def _paste_half(x, x1, right):
@@ -130,26 +131,46 @@ class CutMixRare(_Paste):
         self._mix(x1, y1)
 
 
-CUTMIX = ("box", "halves", "rare", "rare-box")
+CUTMIX = Choices("cutmix")  # the recipe field's names, registered on the callbacks each one adds
+
+
+@CUTMIX.register(None)
+def _no_cutmix(labels, rare, alpha, p):
+    return []
+
+
+@CUTMIX.register("box")
+def _box(labels, rare, alpha, p):
+    """fastai's CutMix: a random box from the partner (it often lands on background)."""
+    return [CutMix(alpha)]
+
+
+@CUTMIX.register("halves")
+def _halves(labels, rare, alpha, p):
+    return [CutMixHalves(p)]
+
+
+@CUTMIX.register("rare")
+def _rare(labels, rare, alpha, p):
+    """Halves whose partners come from the rarest classes."""
+    return [CutMixRare(rare, labels, mode="halves", alpha=alpha, p=p)]
+
+
+@CUTMIX.register("rare-box")
+def _rare_box(labels, rare, alpha, p):
+    return [CutMixRare(rare, labels, mode="box", alpha=alpha, p=p)]
 
 
 def mixing_callbacks(cutmix=None, mixup=None, labels=None, rare=None, alpha=1.0, p=1.0):
     """The training callbacks for a recipe's `cutmix` and `mixup` fields (a list, maybe empty).
 
-    cutmix: None, "box" (fastai's CutMix(alpha)), "halves", "rare" (halves with rare partners) or
-    "rare-box"; the rare ones need `rare` class ids or the training `labels`. mixup: None or a
-    Beta alpha for fastai's MixUp. Not both: each MixHandler swaps the learner's loss, and the second
-    then sees the first's wrapper (no `y_int`) and tries to interpolate integer targets."""
-    if cutmix in (None, False, "none") and mixup in (None, False, 0):
-        return []
-    if cutmix not in (None, False, "none") and mixup not in (None, False, 0):
+    cutmix: a name in CUTMIX (None: none); the rare ones need `rare` class ids or the training `labels`.
+    mixup: None or a Beta alpha for fastai's MixUp. Not both: each MixHandler swaps the learner's loss, and
+    the second then sees the first's wrapper (no `y_int`) and tries to interpolate integer targets."""
+    cutmix = None if cutmix in (False, "none") else cutmix
+    mix = CUTMIX[cutmix]  # an unknown name fails here, whatever mixup says
+    if mixup in (None, False, 0):
+        return mix(labels, rare, alpha, p)
+    if cutmix is not None:
         raise FastmaskError("recipe fields cutmix and mixup: use one of them, not both")
-    if mixup not in (None, False, 0):
-        return [MixUp(float(mixup))]
-    if cutmix == "box":
-        return [CutMix(alpha)]
-    if cutmix == "halves":
-        return [CutMixHalves(p)]
-    if cutmix in ("rare", "rare-box"):
-        return [CutMixRare(rare, labels, mode="box" if cutmix == "rare-box" else "halves", alpha=alpha, p=p)]
-    raise FastmaskError(f"recipe field cutmix: unknown {cutmix!r} (choose from {', '.join(CUTMIX)} or None)")
+    return [MixUp(float(mixup))]

@@ -4,44 +4,28 @@ out-of-fold (OOF) table and CV figures their validation predictions make.
 `split="kfold:K"` trains K models; model F validates on fold F of `fastmask.split.person_kfold`
 (the recipe it trains has `split="kfold:K/F"`, which `Splitter` reads). The folds' validation
 parts partition the people, so every training image gets exactly one OOF prediction."""
-import dataclasses
-
 import numpy as np
 import pandas as pd
 
-from .errors import FastmaskError
-from .labels import N_CLASSES
+from fastmask.labels import N_CLASSES
+from fastmask.recipe import parse_split
 
 PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
 
 
 def n_folds(recipe):
     """K for a `kfold:K` recipe, None for a single split. `kfold:K/F` (one fold) is a single split."""
-    kind, _, arg = recipe.split.partition(":")
-    if kind != "kfold" or "/" in arg:
-        return None
-    try:
-        k = int(arg or 5)
-    except ValueError:
-        raise FastmaskError(f"recipe field split: {recipe.split!r} is not kfold:K") from None
-    if k < 2:
-        raise FastmaskError(f"recipe field split: {recipe.split!r} needs at least 2 folds")
-    return k
+    return parse_split(recipe.split).n_folds
 
 
 def folds(recipe):
     """The fold numbers a run trains: [None] for a single split, else 0..K-1."""
-    k = n_folds(recipe)
-    return [None] if k is None else list(range(k))
+    return parse_split(recipe.split).folds()
 
 
 def fold_recipe(recipe, fold):
     """The recipe that trains fold `fold` (itself for a single split); same name, file and parent."""
-    if fold is None:
-        return recipe
-    out = dataclasses.replace(recipe, split=f"kfold:{n_folds(recipe)}/{fold}")
-    out.name, out.file, out.hypothesis, out.parent = recipe.name, recipe.file, recipe.hypothesis, recipe.parent
-    return out
+    return recipe if fold is None else recipe.variant(split=parse_split(recipe.split).one(fold))
 
 
 def oof_frame(parts):

@@ -22,7 +22,7 @@ import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 STATUS = "status.json"
 HEARTBEAT_S = 30.0      # seconds between heartbeats; FASTMASK_HEARTBEAT_S overrides it (tests use less)
@@ -271,6 +271,10 @@ class Run:
     def path(self, name):
         return self.dir / name
 
+    def minutes(self):
+        """Minutes since the run started."""
+        return round((datetime.now(timezone.utc) - self.started).total_seconds() / 60, 2)
+
     @property
     def status(self):
         return self._state.get("status")
@@ -289,7 +293,7 @@ class Run:
 
     def _write(self):
         now = datetime.now(timezone.utc)
-        self._state.update(heartbeat=_now_iso(now), minutes=round((now - self.started).total_seconds() / 60, 2))
+        self._state.update(heartbeat=_now_iso(now), minutes=self.minutes())
         write_json(self.path(STATUS), self._state)
 
     def _start_heartbeat(self):
@@ -345,17 +349,3 @@ def environment():
         env["commit"] = None
     return env
 
-
-def finished_runs(runs_dir, name=None, fingerprint=None):
-    """Finished run folders (newest first), optionally of one recipe name and one data fingerprint."""
-    out = []
-    for d in sorted(Path(runs_dir).glob("*/"), reverse=True):
-        st, cfg = read_json(d / STATUS, {}), read_json(d / "config.json", {})
-        if st.get("status") != "finished":
-            continue
-        if name and cfg.get("name") != name:
-            continue
-        if fingerprint and cfg.get("data_fingerprint") != fingerprint:
-            continue
-        out.append(d)
-    return out

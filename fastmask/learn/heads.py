@@ -6,10 +6,13 @@ and plain cross-entropy on it is the sum of the three per-head cross-entropies."
 import timm
 import torch
 import torch.nn.functional as F
-from fastai.vision.learner import create_head
+from fastai.learner import Learner
+from fastai.vision.learner import create_head, vision_learner
 from torch import nn
+from fastai.vision.learner import create_timm_model
 
-from .labels import AGE_GROUPS, GENDERS, MASKS
+from fastmask.labels import AGE_GROUPS, GENDERS, MASKS, N_CLASSES
+from fastmask.recipe import Choices
 
 SIZES = (len(MASKS), len(GENDERS), len(AGE_GROUPS))  # (3, 2, 3): the order of the class code
 
@@ -63,7 +66,6 @@ class SeparateModels(nn.Module):
 
 def separate_models(arch, pretrained=False, **timm_kwargs):
     """SeparateModels of three fastai timm models (body + fastai head) with 3, 2 and 3 outputs."""
-    from fastai.vision.learner import create_timm_model
     return SeparateModels([create_timm_model(arch, n, pretrained=pretrained, **timm_kwargs)[0] for n in SIZES])
 
 
@@ -72,3 +74,31 @@ def separate_splitter(model):
     bodies = [p for m in model.tasks for p in m[0].parameters()]
     heads = [p for m in model.tasks for p in m[1].parameters()]
     return [bodies, heads]
+
+
+# The recipe field's names, each registered on the Learner it builds: (dls, arch, pretrained, **kw) ->
+# Learner, kw being fastai's Learner arguments (loss_func, metrics, wd) and timm's (pretrained_cfg_overlay).
+# `factorised`: the output is FactorisedHead's joint log-probabilities (task_weights apply to it).
+HEADS = Choices("heads")
+
+
+@HEADS.register("single", factorised=False)
+def single_learner(dls, arch, pretrained=False, **kw):
+    """fastai's vision_learner: the timm body and one 18-way head."""
+    # with weights, vision_learner adds the model's own Normalize (not always ImageNet's)
+    learn = vision_learner(dls, arch, pretrained=pretrained, n_out=N_CLASSES, **kw)
+    learn.unfreeze()  # every recipe trains the whole network, so runs compare like with like
+    return learn
+
+
+@HEADS.register("multi", factorised=True)
+def multi_learner(dls, arch, pretrained=False, **kw):
+    """Mask, gender and age heads on one body, factorised into the 18 classes."""
+    return single_learner(dls, arch, pretrained, custom_head=multi_head_for(arch), **kw)
+
+
+@HEADS.register("separate", factorised=True)
+def separate_learner(dls, arch, pretrained=False, loss_func=None, metrics=None, wd=None, **timm_kwargs):
+    """Three whole models, one per task, trained side by side: one Learner, one export."""
+    return Learner(dls, separate_models(arch, pretrained=pretrained, **timm_kwargs), loss_func=loss_func,
+                   metrics=metrics, wd=wd, splitter=separate_splitter)

@@ -4,9 +4,12 @@ import matplotlib
 matplotlib.use("Agg")  # runs write files; no display is needed or assumed
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from .labels import CLASS_NAMES, N_CLASSES
+
+from fastmask.labels import CLASS_NAMES, describe, N_CLASSES
 
 
 def save_confusion(y, p, path, title="validation"):
@@ -43,7 +46,6 @@ def save_curves(history, path):
 def top_losses(vp, k=16):
     """The `k` rows of a valid_preds frame (label, pred, p0..p17) whose true label got the lowest
     probability, worst first, with `p_true` and `p_pred` added."""
-    import pandas as pd
     probs = vp[[f"p{i}" for i in range(N_CLASSES)]].to_numpy(float)
     idx = np.arange(len(vp))
     out = vp.assign(p_true=probs[idx, vp["label"].to_numpy(int)], p_pred=probs[idx, vp["pred"].to_numpy(int)])
@@ -54,9 +56,7 @@ def save_top_losses(vp, path, k=16, cols=4):
     """A grid of the validation images the model got most wrong (lowest probability of the true label),
     each titled with the true and predicted class in words. No learner needed: images load with PIL.
     Returns how many images the grid shows (0: nothing written)."""
-    from PIL import Image
 
-    from .labels import describe
     worst = top_losses(vp, k)
     if not len(worst):
         return 0

@@ -4,12 +4,14 @@ Every loss here is fixed to the 18-class code and checks the output's width: the
 F1 and smoothing losses silently defaulted to 3 classes. Each has `y_int` (so fastai's MixUp/CutMix
 mix losses, not targets), softmax `activation` and argmax `decodes` like CrossEntropyLossFlat, a
 `reduction` that fastai's NoneReduce can switch, and pickles with an exported learner."""
+import math
+
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FastmaskError
-from .heads import task_logprobs
-from .labels import N_CLASSES
+from fastmask.errors import FastmaskError
+from fastmask.learn.heads import HEADS, task_logprobs
+from fastmask.labels import N_CLASSES
 
 
 def _reduce(loss, reduction):
@@ -129,13 +131,20 @@ def _part(name, task_weights=None):
     if value:
         if key not in _PARAM:
             raise FastmaskError(f"recipe field loss: {key!r} takes no value (got {name!r})")
-        try:
-            kw[_PARAM[key]] = float(value)
-        except ValueError:
-            raise FastmaskError(f"recipe field loss: {name!r}: {value!r} is not a number") from None
+        kw[_PARAM[key]] = _number(name, value)
     if key == "ce" and task_weights is not None:
         kw["task_weights"] = task_weights
     return LOSSES[key](**kw)
+
+
+def _number(name, value):
+    try:
+        v = float(value)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise FastmaskError(f"recipe field loss: {name!r}: {value!r} is not a finite number")
+    return v
 
 
 def mixed_loss(weights, task_weights=None):
@@ -148,19 +157,23 @@ def mixed_loss(weights, task_weights=None):
 def build_loss(spec=None, heads="single", task_weights=None):
     """A loss_func from a recipe value: None ("ce"), a name, a {name: weight} dict, or a ready module.
 
-    `task_weights` (mask, gender, age) weigh the per-head cross-entropies of a factorised
-    (heads="multi") output; they replace "ce" and need heads="multi"."""
-    if heads not in ("single", "multi"):
-        raise FastmaskError(f"recipe field heads: {heads!r} is not 'single' or 'multi'")
+    "name:value" sets a loss's value (smooth:EPS, focal:GAMMA) or, for one that takes none, weighs it
+    (f1:0.4, as in {"f1": 0.4}). `task_weights` (mask, gender, age) weigh the per-head cross-entropies
+    of a factorised output (a `heads` choice registered as factorised); they replace "ce"."""
+    factorised = HEADS[heads].factorised  # an unknown heads name fails here
     if task_weights is not None:
-        if heads != "multi":
-            raise FastmaskError("recipe field task_weights: needs heads='multi'")
+        if not factorised:
+            raise FastmaskError("recipe field task_weights: needs factorised heads "
+                                f"({', '.join(n for n in HEADS.names() if HEADS[n].factorised)})")
         names = [spec] if isinstance(spec, str) or spec is None else list(spec) if isinstance(spec, dict) else []
         if not any(str(n or "ce").partition(":")[0] == "ce" for n in names):
             raise FastmaskError("recipe field task_weights: weighs the 'ce' loss, which the loss field lacks")
     if spec is None:
         spec = "ce"
     if isinstance(spec, str):
+        key, _, value = spec.partition(":")
+        if value and key in LOSSES and key not in _PARAM:
+            return mixed_loss({key: _number(spec, value)}, task_weights)
         return _part(spec, task_weights)
     if isinstance(spec, dict):
         return mixed_loss(spec, task_weights)

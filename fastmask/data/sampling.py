@@ -6,8 +6,9 @@ import fastai.callback.data  # noqa: F401  (defines DataBlock.weighted_dataloade
 import numpy as np
 import pandas as pd
 
-from .errors import FastmaskError
-from .labels import N_CLASSES
+from fastmask.errors import FastmaskError
+from fastmask.labels import N_CLASSES
+from fastmask.recipe import Choices
 
 
 def class_counts(labels, idx=None):
@@ -86,3 +87,32 @@ def oversample(df, train_idx, target_share=0.5 / N_CLASSES, seed=0, label_col="l
     copies["copy"] = out["copy"].to_numpy()[picks] + nth
     out = pd.concat([out, copies], ignore_index=True)
     return out, np.concatenate([train_idx, np.arange(len(df), len(out))])
+
+
+SAMPLERS = Choices("sampler")  # the recipe field's names, registered on what each one does
+
+
+def resample(sampler, df, train_idx, seed=0, label_col="label"):
+    """(df, train_idx, weights) for a recipe's `sampler`: rows added by oversampling, or per-row weights
+    for `DataBlock.weighted_dataloaders` (None: draw rows uniformly)."""
+    fn, value = SAMPLERS.lookup(sampler)
+    return fn(df, train_idx, None if value is None else float(value), seed, label_col)
+
+
+@SAMPLERS.register(None)
+def _uniform(df, train_idx, value, seed, label_col):
+    return df, train_idx, None
+
+
+@SAMPLERS.register("weighted", value="power")
+def _weighted(df, train_idx, power, seed, label_col):
+    """fastai's WeightedDL draws rows with `class_weights` (power 1: every class equally often)."""
+    return df, train_idx, class_weights(df[label_col].to_numpy(), power=1.0 if power is None else power, idx=train_idx)
+
+
+@SAMPLERS.register("oversample", value="share")
+def _oversample(df, train_idx, share, seed, label_col):
+    """Copies of rare training rows up to `share` of the training rows per class (default half of 1/18)."""
+    df, train_idx = oversample(df, train_idx, target_share=0.5 / N_CLASSES if share is None else share,
+                               seed=seed, label_col=label_col)
+    return df, train_idx, None

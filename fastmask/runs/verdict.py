@@ -6,12 +6,19 @@ people (a random split against a person split), the same test on the holdout pre
 (the sign test beside it as a second opinion). Both give a dict with `verdict` in supported / refuted /
 inconclusive, `delta`, an interval `low`..`high` and the evidence behind it; `sentence` writes it out."""
 import math
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .labels import N_CLASSES
+from fastmask.labels import N_CLASSES
+from fastmask.runs.folder import read_json
+from fastmask.runs.index import finished, parent_of
+from fastmask.runs.records import RunRecord, read_run
 
 ALPHA = 0.05
 
@@ -75,7 +82,6 @@ def paired_bootstrap(child, parent, n=1000, seed=0, level=0.95, key="path", grou
     verdict = "supported" if low > 0 else "refuted" if high < 0 else "inconclusive"
     se = float(deltas.std(ddof=1))
     per_seed = _macro_f1(ca.sum(1)) - _macro_f1(cb.sum(1))
-    from scipy import stats
     mde = float((stats.norm.ppf(1 - tail) + stats.norm.ppf(0.8)) * se)
     return {"method": "bootstrap", "delta": float(per_seed.mean()), "low": float(low), "high": float(high),
             "p_better": float((deltas > 0).mean()), "people": len(units), "units": group, "seeds": k, "n": n,
@@ -88,7 +94,6 @@ def fold_test(child, parent, alpha=ALPHA):
     (the same people validate both). Decided by a two-sided paired t-test at `alpha`: supported when the
     mean difference is above 0 with p < alpha, refuted when below; the exact sign test is reported too.
     None when the fold counts differ or there are fewer than 2 folds."""
-    from scipy import stats
     a, b = np.asarray(child, float), np.asarray(parent, float)
     if a.ndim != 1 or a.shape != b.shape or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return None
@@ -114,7 +119,6 @@ def fold_scores(run_dir, metrics=None):
     `macro_f1`), else `folds.csv` (a `macro_f1` column, ordered by `fold` when there is one)."""
     run_dir = Path(run_dir)
     if metrics is None:
-        from .record import read_json
         metrics = read_json(run_dir / "metrics.json", {})
     folds = metrics.get("folds")
     if isinstance(folds, list) and folds:
@@ -141,39 +145,30 @@ def _complete(metrics):
     return not isinstance(st, dict) or all(v == "finished" for v in st.values())
 
 
-def same_folds(child_dir, parent_dir):
-    """Whether the two runs' fold i validated the same people: by the `fold` column of their valid_preds
-    when both have one, else by equal split and split_seed fields in their config.json."""
-    from .record import read_json
-    cols = ["path", "fold"]
-    try:
-        a = pd.read_csv(Path(child_dir) / "valid_preds.csv", usecols=lambda c: c in cols)
-        b = pd.read_csv(Path(parent_dir) / "valid_preds.csv", usecols=lambda c: c in cols)
-    except (OSError, ValueError):
-        a = b = None
-    if a is not None and "fold" in a and "fold" in b:
+def same_folds(child, parent):
+    """Whether the two runs' fold i validated the same people: by the `fold` column of their validation
+    predictions when both have one, else by equal split and split_seed fields."""
+    a, b = child.valid, parent.valid
+    if a is not None and b is not None and {"path", "fold"} <= set(a) and {"path", "fold"} <= set(b):
         return len(a) == len(b) and a.set_index("path")["fold"].sort_index().equals(b.set_index("path")["fold"].sort_index())
-    fa = (read_json(Path(child_dir) / "config.json", {}) or {}).get("fields") or {}
-    fb = (read_json(Path(parent_dir) / "config.json", {}) or {}).get("fields") or {}
+    fa, fb = child.config.get("fields") or {}, parent.config.get("fields") or {}
     return all(fa.get(k, 0) == fb.get(k, 0) for k in ("split", "split_seed"))
 
 
-def compare(child_dir, parent_dir, child_metrics=None, n=1000, seed=0):
-    """The verdict of run `child_dir` against run `parent_dir`: by folds when both ran the same complete
-    folds, else by the paired bootstrap over their valid_preds.csv; None when neither is possible."""
-    from .record import read_json
-    child_dir, parent_dir = Path(child_dir), Path(parent_dir)
-    if child_metrics is None:
-        child_metrics = read_json(child_dir / "metrics.json", {}) or {}
-    parent_metrics = read_json(parent_dir / "metrics.json", {}) or {}
-    cf, pf = fold_scores(child_dir, child_metrics), fold_scores(parent_dir, parent_metrics)
-    if (cf and pf and len(cf) == len(pf) and _complete(child_metrics) and _complete(parent_metrics)
-            and same_folds(child_dir, parent_dir)):
+def compare(child, parent, child_metrics=None, n=1000, seed=0):
+    """The verdict of run `child` against run `parent` (RunRecords, or run folders to read): by folds when
+    both ran the same complete folds, else by the paired bootstrap over their validation predictions,
+    else over their holdout predictions; None when neither is possible."""
+    child, parent = _record(child), _record(parent)
+    child_metrics = child.metrics if child_metrics is None else child_metrics
+    cf, pf = fold_scores(child.dir, child_metrics), fold_scores(parent.dir, parent.metrics)
+    if (cf and pf and len(cf) == len(pf) and _complete(child_metrics) and _complete(parent.metrics)
+            and same_folds(child, parent)):
         v = fold_test(cf, pf)
         if v is not None:
             return v
-    for name, key, on in (("valid_preds.csv", "path", "validation"), ("holdout_preds.csv", "ImageID", "holdout")):
-        a, b = _preds(child_dir / name), _preds(parent_dir / name)
+    for attr, key, on in (("valid", "path", "validation"), ("holdout", "ImageID", "holdout")):
+        a, b = getattr(child, attr), getattr(parent, attr)
         if a is None or b is None:
             continue
         # the holdout is grouped by person where the answers name them (the twin's do), else by image
@@ -184,13 +179,43 @@ def compare(child_dir, parent_dir, child_metrics=None, n=1000, seed=0):
     return None
 
 
-def _preds(path):
-    if not path.is_file():
-        return None
+def _record(run):
+    return run if isinstance(run, RunRecord) else read_run(run)
+
+
+@dataclass
+class Judgement:
+    """This run against its parent's comparable run: what the card says and metrics.json records."""
+    parent: Optional[RunRecord] = None
+    verdict: Optional[dict] = None               # compare()'s dict; None when no paired test was possible
+    rising: list = field(default_factory=list)   # which of the two were still improving at their last epoch
+    other_fingerprints: list = field(default_factory=list)  # no parent run: the data of the parent's other runs
+
+    @property
+    def entry(self):
+        """metrics.json's "verdict": the verdict with the parent run's folder name; None without a parent run."""
+        if self.parent is None:
+            return None
+        return {**(self.verdict or {"verdict": "cannot compare"}), "parent_run": self.parent.name,
+                **({"provisional": True} if self.rising and self.verdict else {})}
+
+
+def judge(this, runs_dir):
+    """The Judgement of RunRecord `this` against the newest comparable run of its parent in `runs_dir`."""
+    cfg = this.config
+    par = parent_of(cfg, runs_dir)
+    if par is None:
+        other = [e for e in finished(runs_dir, name=cfg["parent"])
+                 if e.config.get("data_fingerprint") != cfg.get("data_fingerprint")] if cfg.get("parent") else []
+        return Judgement(other_fingerprints=[str(e.config.get("data_fingerprint")) for e in other])
+    parent = read_run(par)
     try:
-        return pd.read_csv(path, dtype={"person": str, "ImageID": str})
-    except (OSError, ValueError):
-        return None
+        v = compare(this, parent)
+    except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
+        warnings.warn(f"verdict against {par.name}: {type(e).__name__}: {e}")
+        v = None
+    rising = [who for who, h in (("this run", this.history), ("the parent's run", parent.history)) if still_improving(h)]
+    return Judgement(parent, v, rising)
 
 
 def still_improving(history, tol=0.005):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import timm
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 
 def check_arch(arch):

@@ -1,0 +1,37 @@
+"""Where a run's images come from: a competition folder, or the synthetic twin made on first use."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from fastmask.data import layout
+from fastmask.twin import ensure_twin
+
+
+def default_data():
+    """data/twin in the source checkout (an editable install, as the README sets up), else under the
+    current folder: an installed package must not write into site-packages."""
+    top = Path(__file__).resolve().parent.parent
+    return (top if (top / "pyproject.toml").exists() else Path.cwd()) / "data" / "twin"
+
+
+@dataclass
+class Data:
+    train: pd.DataFrame
+    eval: Optional[pd.DataFrame]
+    answers: Optional[pd.DataFrame]
+    root: Path
+
+
+def load_data(data=None, skip_bad=False, progress=True):
+    """The competition folder at `data` (holding train/ and eval/), or the default twin, made on first use."""
+    if data is None:
+        root = ensure_twin(default_data(), progress=progress)
+    else:
+        root = Path(data)
+    train_root, eval_root = layout.locate(root)
+    df = layout.read_train(train_root, skip_bad=skip_bad)
+    ev = layout.read_eval(eval_root) if eval_root else None
+    ans = layout.read_answers(eval_root) if eval_root else None
+    return Data(df, ev, ans, root)

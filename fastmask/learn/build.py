@@ -1,0 +1,130 @@
+"""recipe -> DataLoaders -> Learner -> fit. Everything here is what a REPL user gets too."""
+import tempfile
+import warnings
+from pathlib import Path
+
+import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
+import numpy as np
+from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
+from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
+from fastai.metrics import accuracy
+from fastai.torch_core import set_seed
+from fastai.vision.core import imagenet_stats
+
+from fastmask.data import cache
+from fastmask.data.augment import augmentation
+from fastmask.data.cache import Prepare
+from fastmask.data.sampling import resample
+from fastmask.data.split import Splitter
+from fastmask.errors import FastmaskError
+from fastmask.labels import AGE_THRESHOLD, N_CLASSES, label_of
+from fastmask.learn.callbacks import StopOnInterrupt, training_callbacks
+from fastmask.learn.heads import HEADS
+from fastmask.learn.losses import build_loss
+from fastmask.learn.metrics import MacroF1
+from fastmask.learn.mixing import mixing_callbacks
+from fastmask.learn.model import check_arch, resolve_weights
+from fastmask.learn.precision import precision_callbacks
+from fastmask.recipe import check_choices, parse_split
+
+
+def build_dls(recipe, df):
+    """DataLoaders for `recipe`: person split, training-only labels, sampling and augmentation.
+
+    The split is drawn once on the roster, then fixed by position, so oversampled copies (appended at
+    the end) stay on the training side and validation keeps the true labels."""
+    set_seed(recipe.seed, reproducible=True)
+    df = df.reset_index(drop=True)
+    train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
+    df = df.assign(y=df["label"])
+    if recipe.age_threshold != AGE_THRESHOLD:  # a training-time choice: validation keeps the true labels
+        moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
+        df.loc[df.index[train_idx], "y"] = moved
+    df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
+    size = tuple(recipe.size)
+    paths = df["path"].unique()  # oversampled copies share their original's cached pixels
+    array = cache.build(paths, size, recipe.crop) if recipe.cache else None
+    images = TransformBlock(type_tfms=Prepare(size, recipe.crop, paths, array), batch_tfms=IntToFloatTensor)
+    block = DataBlock(
+        blocks=(images, CategoryBlock(vocab=list(range(N_CLASSES)))),
+        get_x=ColReader("path"), get_y=ColReader("y"),
+        splitter=IndexSplitter(valid_idx),  # training: every other row, oversampled copies included
+        # crop and resize happen once in Prepare; only the per-epoch augmentation is left here
+        item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
+    kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if weights is not None:
+            return block.weighted_dataloaders(df, weights, **kw)
+        return block.dataloaders(df, **kw)
+
+
+def label_of_rows(rows, threshold):
+    return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
+
+
+def preflight(recipe):
+    """Recipe values that can only be judged against the libraries fail here, before data or a run folder."""
+    check_choices(recipe)
+    check_arch(recipe.arch)
+    if recipe.pretrained not in ("auto", False, None):
+        resolve_weights(recipe.arch, recipe.pretrained)  # a missing file, or True offline: fail fast
+    build_loss(recipe.loss, recipe.heads, recipe.task_weights)
+    mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES))
+    precision_callbacks(recipe.precision)
+    if recipe.replicates > 1 and parse_split(recipe.split).n_folds:
+        raise FastmaskError("recipe field replicates: k-fold already trains one model per fold; "
+                            "use replicates with a single split (person or random)")
+
+
+def build_learner(recipe, dls, notify=print, train=True):
+    """The recipe's Learner. With `train` (the default), the recipe's training callbacks are on
+    `learn.cbs` and its lr is `learn.lr`, so `fit_one_cycle`, `fine_tune` and `lr_find` in a REPL train
+    the hypothesis exactly as `python -m fastmask.run` does; `train=False` builds a bare predictor."""
+    check_arch(recipe.arch)
+    weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
+    if notice and train:
+        notify(notice)
+    extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
+    loss = build_loss(recipe.loss, recipe.heads, recipe.task_weights)
+    common = dict(loss_func=loss, metrics=[MacroF1(), accuracy], wd=recipe.wd)
+    learn = HEADS[recipe.heads](dls, recipe.arch, pretrained=weights is not None, **common, **extra)
+    if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
+        # fastai normalises only for pretrained models; from scratch we still want centred inputs
+        dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
+    if train:
+        learn.add_cbs(training_callbacks(recipe, learn, notify))
+        learn.lr = pick_lr(recipe, learn)
+    return learn
+
+
+def pick_lr(recipe, learn):
+    """The recipe's lr; for `lr="find"`, lr_find's valley, found once when the learner is built."""
+    if recipe.lr != "find":
+        return float(recipe.lr)
+    # lr_find saves the weights to learn.path/models and restores them: keep that out of the user's folder
+    path = learn.path
+    with tempfile.TemporaryDirectory(prefix="fastmask-lr-find-") as tmp:
+        learn.path = Path(tmp)
+        try:
+            return float(learn.lr_find(show_plot=False).valley)
+        except (IndexError, ValueError):  # too few batches for a curve on tiny data
+            return 1e-3
+        finally:
+            learn.path = path
+
+
+def fit(recipe, learn, cbs=()):
+    """fit_one_cycle over the recipe's epochs at `learn.lr`, with the recipe's callbacks already on
+    `learn` (see build_learner). Ctrl-C: the learner is left clean at its best epoch so far, then
+    KeyboardInterrupt is raised. Returns the lr used."""
+    learn.fit_one_cycle(recipe.epochs, learn.lr, cbs=list(cbs))
+    if any(getattr(cb, "hit", False) for cb in learn.cbs if isinstance(cb, StopOnInterrupt)):
+        raise KeyboardInterrupt
+    return learn.lr
+
+
+def valid_frame(learn):
+    """The validation rows (true labels in `label`) with their probabilities, as the learner saw them."""
+    probs, _ = learn.get_preds(ds_idx=1)
+    return learn.dls.valid.items, probs.numpy()

@@ -1,0 +1,17 @@
+"""One trained learner as files: safetensors + JSON (no code, what predict opens) and fastai's pickle."""
+import sys
+
+from fastmask.errors import FastmaskError
+from fastmask.runs.infer import export_pickle
+from fastmask.runs.model_files import save
+
+
+def export(learn, path, recipe):
+    """One model's files, each through a temp name: STEM.safetensors + STEM.json (no code: what predict
+    opens) and STEM.pkl at `path` (fastai's load_learner; a pickle, for files one trusts)."""
+    try:
+        save(learn, recipe, path.with_suffix(""))
+    except FastmaskError as e:  # e.g. an A.Compose holding a Lambda: the model is still kept, as a pickle
+        print(f"fastmask: warning: {path.stem}.safetensors not written ({e}); predict needs --trust-pickle "
+              f"for {path.name}", file=sys.stderr)
+    export_pickle(learn, path)

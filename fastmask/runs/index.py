@@ -1,0 +1,73 @@
+"""The one index of run folders: every reader (the board, a card's parent run, the search, MLflow back-fill)
+finds runs here, by the same rules. A run folder is a folder holding config.json or status.json."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from fastmask.errors import FastmaskError
+from fastmask.runs.folder import STATUS, effective_status, json_problem, read_json
+
+
+@dataclass
+class Entry:
+    """One run folder, its config.json and status.json read once; metrics.json on first use."""
+    dir: Path
+    config: dict
+    status_json: dict
+    _metrics: Optional[dict] = field(default=None, repr=False)
+
+    @property
+    def name(self):
+        return self.config.get("name")
+
+    @property
+    def status(self):
+        """The recorded status, or "lost" for a "running" run whose process is gone ("?" when unreadable)."""
+        return effective_status(self.status_json)
+
+    @property
+    def metrics(self):
+        if self._metrics is None:
+            self._metrics = read_json(self.dir / "metrics.json", {})
+        return self._metrics
+
+
+def entries(runs_dir, warn: Optional[Callable[[str], None]] = None, must_exist=False):
+    """Every run folder under `runs_dir`, oldest first (folder names start with a UTC stamp). A folder
+    whose JSON is unreadable or not an object is skipped, with one line to `warn` when given, so one
+    bad folder never hides the others."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        if must_exist:
+            raise FastmaskError(f"runs folder {runs_dir}: no such folder")
+        return []
+    out = []
+    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        if not ((d / "config.json").exists() or (d / STATUS).exists()):
+            continue  # not a run (mlflow artifacts, stray folders)
+        problem = next((p for f in ("config.json", STATUS, "metrics.json") if (p := json_problem(d / f))), None)
+        if problem:
+            if warn:
+                warn(f"skipping {d}: {problem}")
+            continue
+        out.append(Entry(d, read_json(d / "config.json", {}), read_json(d / STATUS, {})))
+    return out
+
+
+def finished(runs_dir, name=None, fingerprint=None, fields=None):
+    """Finished runs, newest first, optionally of one recipe `name`, one data `fingerprint` and exactly
+    these resolved `fields` (config.json's "fields")."""
+    return [e for e in reversed(entries(runs_dir))
+            if e.status_json.get("status") == "finished"
+            and (name is None or e.name == name)
+            and (fingerprint is None or e.config.get("data_fingerprint") == fingerprint)
+            and (fields is None or e.config.get("fields") == fields)]
+
+
+def parent_of(cfg, runs_dir):
+    """The parent's newest finished run on the same data with the same fields (this run's parent as run,
+    `--set` overrides included), or None: a verdict against other settings would mislead."""
+    if not cfg.get("parent"):
+        return None
+    same = finished(runs_dir, name=cfg["parent"], fingerprint=cfg.get("data_fingerprint"), fields=cfg.get("parent_fields"))
+    return same[0].dir if same else None

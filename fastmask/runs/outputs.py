@@ -1,0 +1,184 @@
+"""What a run folder holds beside config.json, the same for one model, k folds or several seeds:
+validation (out-of-fold) predictions, metrics, holdout figures and predictions, plots and the card."""
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+
+from fastmask.labels import N_CLASSES
+from fastmask.learn.metrics import macro_f1, scores
+from fastmask.runs import card, plots, suspects
+from fastmask.runs.folder import atomic_write, write_json
+from fastmask.runs.folds import cv_summary, oof_frame, probs_of
+from fastmask.runs.infer import soft_vote
+from fastmask.runs.records import RunRecord
+from fastmask.runs.verdict import judge
+
+
+def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
+    """Everything a run folder holds beside config.json, the same for one model, k folds or several seeds:
+    validation (out-of-fold) predictions, metrics, holdout figures and predictions, plots and card, plus
+    the k-fold extras. Validation and holdout predictions reach the verdict and the card in memory.
+    Returns the metrics."""
+    kfold = parts[0].fold is not None
+    kept = [p for p in parts if p.rows is not None]
+    oof = oof_frame([(p.fold, p.rows, p.probs) for p in kept])
+    oof["seed"] = np.repeat([p.seed for p in kept], [len(p.rows) for p in kept])
+    pred = probs_of(oof).argmax(1)
+    metrics = seed_scores(oof, pred)
+    hist = history(parts, kfold)
+    group = "fold" if kfold else "seed"
+    metrics["epochs_run"] = int(hist.groupby(group).size().max()) if group in hist else int(len(hist))
+    vp = write_predictions(run, oof, pred, kfold)
+    held = None
+    if status in ("finished", "partial"):
+        metrics.update(holdout(parts, data, kfold))
+        held = write_holdout_preds(run, parts, data, kfold)
+    if kfold:
+        metrics.update(fold_figures(parts, oof, pred))
+        metrics.update(record_suspects(run, oof, data))
+        link_first_fold(run, parts)
+    if lr_used is not None:
+        metrics["lr_used"] = lr_used
+    if group in hist:
+        atomic_write(run.path("history.csv"), hist.to_csv(index=False))
+    first = (oof["seed"] == oof["seed"].iloc[0]).to_numpy()  # one seed's errors, not the same image N times
+    plots.save_confusion(oof["label"].to_numpy()[first], pred[first], run.path("confusion.png"),
+                         title="out of fold" if kfold else "validation")
+    drawn = ["confusion.png"]
+    if len(hist):  # k folds or seeds: the per-epoch mean
+        plots.save_curves(hist.groupby("epoch", as_index=False).mean(numeric_only=True) if group in hist else hist,
+                          run.path("curves.png"))
+        drawn.append("curves.png")
+    this = RunRecord(run.dir, cfg, metrics, hist, vp, held, run.minutes())
+    text, entry = card_and_verdict(this, runs_dir, status, drawn)
+    if entry is not None:
+        metrics["verdict"] = entry
+    atomic_write(run.path("card.md"), text)
+    write_json(run.path("metrics.json"), metrics)
+    return metrics
+
+
+def seed_scores(oof, pred):
+    """Scores of the validation rows; with several seeds, each figure is the mean over seeds, and
+    `replicates` holds each seed's macro F1 and their standard deviation."""
+
+    seeds = list(dict.fromkeys(oof["seed"]))
+    per = [scores(oof["label"].to_numpy()[m], pred[m]) for m in ((oof["seed"] == s).to_numpy() for s in seeds)]
+    if len(per) == 1:
+        return per[0]
+    out = mean_of(per)
+    f1 = [p["macro_f1"] for p in per]
+    out["replicates"] = {"seeds": [int(s) for s in seeds], "macro_f1": f1}
+    out["seed_std"] = float(np.std(f1, ddof=1))
+    return out
+
+
+def mean_of(dicts):
+    """The mean of each number (also inside nested dicts) over `dicts` of one shape."""
+    first = dicts[0]
+    return {k: mean_of([d[k] for d in dicts]) if isinstance(v, dict) else sum(d[k] for d in dicts) / len(dicts)
+            for k, v in first.items()}
+
+
+def history(parts, kfold):
+    """The parts' per-epoch histories as one frame (with a `fold` or `seed` column for several models)."""
+    group = "fold" if kfold else "seed" if len(parts) > 1 or parts[0].replicate else None
+    frames = [p.history.assign(**{group: p.fold if kfold else p.seed}) if group else p.history
+              for p in parts if len(p.history)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_predictions(run, oof, pred, kfold):
+    """valid_preds.csv (path, person, label, pred, p0..p17, seed[, fold]: the verdict's input) and, for k
+    folds, oof.csv (path, person, label, p0..p17, fold: every training image once)."""
+    vp = pd.concat([oof[["path", "person", "label"]].assign(pred=pred),
+                    oof.drop(columns=["path", "person", "label", *([] if kfold else ["fold"])])], axis=1)
+    atomic_write(run.path("valid_preds.csv"), vp.to_csv(index=False))
+    if kfold:
+        atomic_write(run.path("oof.csv"), oof.drop(columns="seed").to_csv(index=False))
+    return vp
+
+
+def holdout(parts, data, kfold):
+    """Holdout figures: of the soft vote of the finished folds, or the mean over seeds (one model: its own)."""
+    done = [p for p in parts if p.eval_probs is not None]
+    if not done:
+        return {}
+    y = data.answers["ans"].to_numpy()
+    if kfold:
+        per = [scores(y, soft_vote([p.eval_probs for p in done]).argmax(1))]
+    else:
+        per = [scores(y, p.eval_probs.argmax(1)) for p in done]
+    h = mean_of(per)
+    out = {"holdout_macro_f1": h["macro_f1"], "holdout_accuracy": h["accuracy"],
+           "holdout_task_f1": {k: h[f"{k}_f1"] for k in ("mask", "gender", "age")}}
+    if kfold:
+        out["holdout_folds"] = [macro_f1(y, p.eval_probs.argmax(1)) for p in done]
+        out["holdout_models"] = [p.name for p in done]
+    elif len(per) > 1:
+        out["holdout_replicates"] = [p["macro_f1"] for p in per]
+    return out
+
+
+def write_holdout_preds(run, parts, data, kfold):
+    """holdout_preds.csv (ImageID, label, pred, seed[, person]): what the verdict compares when two runs
+    validated on different people. k folds: the soft vote, as the holdout figures use it."""
+
+    done = [p for p in parts if p.eval_probs is not None]
+    if not done:
+        return None
+    ans = data.answers.reset_index(drop=True)
+    keep = ["ImageID"] + (["person"] if "person" in ans else [])
+    tables = [(done[0].seed, soft_vote([p.eval_probs for p in done]))] if kfold else [(p.seed, p.eval_probs) for p in done]
+    frame = pd.concat([ans[keep].assign(label=ans["ans"].to_numpy(), pred=probs.argmax(1), seed=seed)
+                       for seed, probs in tables], ignore_index=True)
+    atomic_write(run.path("holdout_preds.csv"), frame.to_csv(index=False))
+    return frame
+
+
+def fold_figures(parts, oof, pred):
+    """Per-fold macro F1, their mean and std, and each fold's status."""
+    per = [macro_f1(oof["label"][oof["fold"] == f], pred[(oof["fold"] == f).to_numpy()]) for f in oof["fold"].unique()]
+    return {**cv_summary(per), "fold_status": {str(p.fold): p.status for p in parts}}
+
+
+def record_suspects(run, oof, data):
+    """suspects.csv from the OOF predictions; precision against the twin's noise.csv when there is one."""
+    m = suspects.record(oof, run.path("suspects.csv"), data.root)
+    print(suspects.line(m))
+    return m
+
+
+def link_first_fold(run, parts):
+    """model.pkl: the first exported fold's learner, as a hard link (a copy where links fail)."""
+    first = next((p.model for p in parts if p.model is not None and p.model.exists()), None)
+    if first is None:
+        return
+    tmp = run.path(".model.pkl.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(first, tmp)
+    except OSError:
+        shutil.copyfile(first, tmp)
+    os.replace(tmp, run.path("model.pkl"))
+
+
+def card_and_verdict(this, runs_dir, status, plots_drawn=("confusion.png", "curves.png")):
+    """card.md's text for RunRecord `this` and metrics.json's "verdict" entry (None without a parent run):
+    the judgement against the parent's newest comparable run in `runs_dir`, and top_losses.png drawn
+    beside the card from the validation predictions."""
+    judgement = judge(this, runs_dir)
+    return card.render(this, judgement, status, plots_drawn, draw_top_losses(this)), judgement.entry
+
+
+def draw_top_losses(this, k=16):
+    """top_losses.png in the run folder: how many images it shows, or why it was not drawn (None: no data)."""
+    vp = card.analysed_rows(this.valid)
+    if vp is None or not {f"p{i}" for i in range(N_CLASSES)} <= set(vp.columns):
+        return None
+    try:
+        return plots.save_top_losses(vp, this.dir / card.TOP_LOSSES, k=k)
+    except (OSError, ValueError) as e:
+        return str(e)

@@ -1,0 +1,264 @@
+"""One run session: the folder, every model it trains (one, one per fold, or one per seed) and its final
+status, the same on every rank of a data-parallel run (ranks > 0 train beside rank 0 and write nothing)."""
+import gc
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from fastai.callback.progress import CSVLogger
+
+from fastmask.data.layout import fingerprint
+from fastmask.data.load import load_data
+from fastmask.errors import FastmaskError
+from fastmask.learn.build import build_dls, build_learner, fit, preflight, valid_frame
+from fastmask.learn.callbacks import KeepBest
+from fastmask.learn.distributed import context, is_main, main_first, rank, setup, share
+from fastmask.recipe import load_recipe, parse_sets
+from fastmask.runs.card import headline as headline_line
+from fastmask.runs.export import export
+from fastmask.runs.folder import environment, read_json, Run, STATUS, write_json
+from fastmask.runs.folds import fold_recipe, folds, n_folds
+from fastmask.runs.infer import predict_probs
+from fastmask.runs.outputs import record
+from fastmask.runs.tracking import track, tracking_uri
+
+
+
+def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False):
+    """`python -m fastmask.run`: load the recipe with its `--set` values, check it, load the data (the twin
+    by default) and train and record it. Returns the exit status: 0 finished, 1 otherwise (partial)."""
+    overrides = parse_sets(sets)
+    recipe = load_recipe(recipe_file, overrides)
+    setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
+    preflight(recipe)  # bad field values fail before any data work or run folder
+    n_folds(recipe)
+    if data is not None and not Path(data).exists():
+        raise FastmaskError(f"--data {data}: no such folder")
+    with main_first():
+        loaded = load_data(data, skip_bad=skip_bad)
+    d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
+    if d is None:  # a rank > 0 of a data-parallel run: rank 0 records and reports
+        return 0
+    return 0 if read_json(d / STATUS, {}).get("status") == "finished" else 1  # partial: some folds failed
+
+def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
+    """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far.
+
+    One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`.
+    `cbs`: extra fastai callbacks for fit; one that sets `run_status` (the search's pruning callback sets
+    "pruned") stops the folds and names a run that would otherwise be "finished". `info`: extra
+    config.json entries. Ranks > 0 of a data-parallel run train beside rank 0, write nothing, return None."""
+    if not is_main():
+        return follow(recipe, data, cbs)
+    uri = tracking_uri(runs_dir)  # None unless FASTMASK_MLFLOW is set; exit 2 if mlflow is missing
+    run, cfg = start_run(recipe, data, runs_dir, overrides, info)
+    try:
+        status, parts, metrics = train_parts(recipe, data, run, cfg, cbs, runs_dir)
+    except KeyboardInterrupt:  # outside a fit (building data, recording): nothing half-done is kept as finished
+        final(run, "interrupted")
+        raise
+    except BaseException as e:
+        final(run, "failed", error=one_line(e))
+        raise
+    if uri is not None:
+        track(run.dir, uri)
+    if metrics is not None:
+        headline(run, metrics, status)
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if status == "failed":
+        raise next(p.exc for p in parts if p.exc is not None)
+    for p in parts:
+        if p.status == "failed":
+            print(f"fastmask: warning: fold {p.fold} failed ({p.error}); the run keeps the other folds", file=sys.stderr)
+    return run.dir
+
+
+def train_parts(recipe, data, run, cfg, cbs, runs_dir):
+    """Train every model of the run, then record it; the run's final status is written here."""
+    share(run.dir)  # the other ranks learn which folder is the run's (they write nothing into it)
+    parts = []
+    for fold, seed in units(recipe):
+        if fold is not None:
+            run.mark("running", fold=fold, folds=n_folds(recipe))
+        elif recipe.replicates > 1:
+            run.mark("running", seed=seed, seeds=recipe.replicates)
+        part = train_part(recipe, data, run, fold, cbs, seed=seed)
+        parts.append(part)
+        if part.status == "interrupted" or (part.status == "failed" and not part.keep_going) or asked_status(cbs):
+            break
+    status = run_status(parts)
+    if status == "finished" and asked_status(cbs):
+        status = asked_status(cbs)
+    failed = {p.fold: p.error for p in parts if p.status == "failed"}
+    extra = {"failed_folds": {str(k): v for k, v in failed.items()}} if failed and n_folds(recipe) else {}
+    if status == "failed":
+        extra["error"] = next(p.error for p in parts if p.error)
+    lr_used = parts[0].lr if len(parts) == 1 else [p.lr for p in parts]
+    metrics = record(run, cfg, parts, data, status, runs_dir, lr_used) if any(p.rows is not None for p in parts) else None
+    final(run, status, **extra)
+    return status, parts, metrics
+
+
+def final(run, status, **extra):
+    """The run's last status, written with Ctrl-C and SIGTERM held back, so a signal cannot leave it half-said."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        run.mark(status, **extra)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def one_line(e):
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+def units(recipe):
+    """(fold, seed) of every model a run trains: the folds of a k-fold split, or the seeds of its replicates."""
+    if n_folds(recipe):
+        return [(f, recipe.seed) for f in folds(recipe)]
+    return [(None, recipe.seed + i) for i in range(recipe.replicates)]
+
+
+def asked_status(cbs):
+    """The run status an extra callback asks for (e.g. "pruned"), or None."""
+    return next((s for cb in cbs if (s := getattr(cb, "run_status", None))), None)
+
+
+def start_run(recipe, data, runs_dir, overrides, info=None):
+    """The run folder and its config.json, written before any training."""
+    run = Run(runs_dir, recipe)
+    cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
+           "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
+           "n_people": int(data.train["person"].nunique()), "environment": environment(), **(info or {})}
+    write_json(run.path("config.json"), cfg)  # once, before training: what was asked, not what came out
+    print(f"run folder: {run.dir}")
+    return run, cfg
+
+
+
+@dataclass
+class Part:
+    """One trained model of a run: the single split's, or fold `fold`'s."""
+    fold: Optional[int]
+    seed: Optional[int] = None      # the init seed (replicates train several on one split)
+    replicate: bool = False         # one of several seeds: named by its seed
+    status: str = "finished"        # finished / interrupted / failed
+    model: Optional[Path] = None    # the exported learner
+    rows: Any = None                # validation rows (path, person, label, ...) as the learner saw them
+    probs: Any = None               # their class probabilities
+    eval_probs: Any = None          # holdout probabilities (data with answers, finished parts only)
+    history: Any = None             # per-epoch history (a DataFrame, empty when none was written)
+    lr: Any = None
+    error: Optional[str] = None
+    exc: Optional[BaseException] = None
+    keep_going: bool = False        # a failed fold lets the next folds run (not for bad input)
+
+    @property
+    def name(self):
+        return f"fold{self.fold}" if self.fold is not None else f"seed{self.seed}" if self.replicate else "model"
+
+
+def train_part(recipe, data, run, fold, cbs=(), seed=None):
+    """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised.
+
+    Under several processes every rank fits (fastai's distrib_ctx); only rank 0 logs, predicts and exports."""
+
+
+
+    r = fold_recipe(recipe, fold)
+    seed = r.seed if seed is None else seed
+    if seed != r.seed:
+        r = r.variant(seed=seed)
+    part, main = Part(fold, seed, replicate=recipe.replicates > 1), is_main()
+    hist_name = "history.csv" if part.name == "model" else f"history_{part.name}.csv"
+    if fold is not None:
+        print(f"fold {fold}: training")
+    elif part.replicate:
+        print(f"seed {seed}: training")
+    learn = None
+    try:
+        learn = build_learner(r, build_dls(r, data.train))
+        learn.path = run.dir
+        trained = True
+        try:
+            log = [CSVLogger(fname=hist_name)] if main else []
+            with context(learn):
+                part.lr = fit(r, learn, cbs=[*log, *cbs])
+        except KeyboardInterrupt:
+            part.status = "interrupted"
+            # the best epoch so far, not the half epoch (put back already unless a second Ctrl-C hit)
+            trained = any(cb.restore() for cb in learn.cbs if isinstance(cb, KeepBest))
+        if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
+            part.rows, part.probs = valid_frame(learn)
+            if data.eval is not None and data.answers is not None and part.status == "finished":
+                part.eval_probs = predict_probs(learn, data.eval["path"])
+            if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
+                part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
+                export(learn, part.model, r)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside fit: nothing of this part is kept
+        part.status, part.rows = "interrupted", None
+    except Exception as e:  # noqa: BLE001  (recorded in status.json; re-raised when no fold finished)
+        part.status, part.exc, part.error = "failed", e, one_line(e)
+        part.keep_going = fold is not None and not isinstance(e, FastmaskError)
+        part.rows = part.probs = part.eval_probs = None
+    finally:
+        del learn
+        gc.collect()
+    part.history = read_history(run.path(hist_name)) if main else pd.DataFrame()
+    return part
+
+
+def read_history(path):
+    """history.csv as a frame; empty when training failed before CSVLogger wrote a line."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def run_status(parts):
+    """interrupted > failed (nothing usable) > partial (some folds failed) > finished."""
+    if any(p.status == "interrupted" for p in parts):
+        return "interrupted"
+    done = [p for p in parts if p.status == "finished"]
+    if not done:
+        return "failed"
+    return "partial" if len(done) < len(parts) else "finished"
+
+
+def headline(run, metrics, status):
+    print(headline_line(metrics, run.recipe.name, status))
+    print(f"card: {run.path('card.md')}")
+
+
+
+class Follower:
+    """A rank > 0's stand-in for `record.Run`: rank 0's folder, no writes."""
+    def __init__(self, run_dir):
+        if run_dir is None:
+            raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")
+        self.dir = Path(run_dir)
+
+    def path(self, name):
+        return self.dir / name
+
+    def mark(self, *a, **k):
+        pass
+
+
+def follow(recipe, data, cbs=()):
+    """A rank > 0 of `train_and_record`: fit every fold beside rank 0 and write nothing. Returns None."""
+    run = Follower(share(None))
+    for fold, seed in units(recipe):
+        part = train_part(recipe, data, run, fold, cbs, seed=seed)
+        if part.status == "interrupted":
+            raise KeyboardInterrupt
+        if part.status == "failed" and not part.keep_going:
+            raise part.exc
+    return None

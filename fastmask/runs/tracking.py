@@ -1,0 +1,145 @@
+"""Optional MLflow tracking: each run folder is logged once, when its card is written, through MLflow's own
+client: the recipe fields as params, every epoch of history.csv as metric steps (`fold{k}/` or
+`seed{s}/` prefixes for several models), the final figures, the card, plots and records as artifacts,
+and the hypothesis / parent / verdict as tags. `log_run` back-fills runs made before tracking was on.
+
+Off unless asked: `FASTMASK_MLFLOW=URI` in the environment or `uri=` in code. The URI is any MLflow
+tracking URI (`sqlite:///abs/path.db`, `http://host:5000`, `file:/path`); a plain path means that
+sqlite file; `1`/`true`/`on` mean the default store, `RUNS_DIR/mlflow.db` (artifacts beside it in
+`RUNS_DIR/mlartifacts/`). Needs `pip install 'fastmask[mlflow]'`."""
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from fastmask.errors import FastmaskError
+from fastmask.runs.folder import STATUS, read_json
+
+ENV = "FASTMASK_MLFLOW"
+EXPERIMENT = "fastmask"
+ARTIFACTS = ("card.md", "confusion.png", "curves.png", "top_losses.png", "metrics.json", "config.json",
+             "history.csv", "recipe.py", "valid_preds.csv", "status.json", "suspects.csv")
+FINAL = ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy",
+         "epochs_run", "cv_mean", "cv_std", "seed_std")
+STATES = {"finished": "FINISHED", "partial": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
+_ON = ("1", "true", "on", "yes")
+
+
+def resolve_uri(uri=None, runs_dir="runs"):
+    """The tracking URI asked for (argument first, then $FASTMASK_MLFLOW), or None when tracking is off."""
+    uri = uri if uri is not None else os.environ.get(ENV, "")
+    uri = str(uri).strip()
+    if not uri or uri.lower() in ("0", "false", "off", "no"):
+        return None
+    if uri.lower() in _ON:
+        return "sqlite:///" + str((Path(runs_dir) / "mlflow.db").resolve())
+    if "://" not in uri and not uri.startswith(("file:", "databricks")):
+        return "sqlite:///" + str(Path(uri).expanduser().resolve())  # a plain path: a sqlite file
+    return uri
+
+
+def tracking_uri(runs_dir="runs", uri=None):
+    """The URI when tracking is on, else None; fails fast (before any training) when mlflow is missing."""
+    uri = resolve_uri(uri, runs_dir)
+    if uri is not None:
+        _client_class()
+    return uri
+
+
+def _client_class():
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise FastmaskError(f"MLflow tracking asked for ({ENV} or uri=) but mlflow is not installed: "
+                            "pip install 'fastmask[mlflow]'") from None
+    return MlflowClient
+
+
+def track(run_dir, uri):
+    """log_run for the session: tracking never costs a run, so a failing store is one warning."""
+    try:
+        return log_run(run_dir, uri)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"MLflow tracking skipped for {Path(run_dir).name} ({uri}): {type(e).__name__}: {e}", stacklevel=2)
+        return None
+
+
+def log_run(run_dir, uri=None, experiment=EXPERIMENT):
+    """Log the run folder `run_dir` as one MLflow run, whatever its status; returns the MLflow run id."""
+    from mlflow.entities import Metric, Param
+    run_dir = Path(run_dir)
+    uri = resolve_uri(uri if uri is not None else "1", run_dir.parent)
+    client = _client_class()(tracking_uri=uri)
+    cfg, m = read_json(run_dir / "config.json", {}) or {}, read_json(run_dir / "metrics.json", {}) or {}
+    status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
+    run = client.create_run(_experiment_id(client, uri, experiment), run_name=run_dir.name, tags=_tags(cfg, m, run_dir))
+    run_id, now = run.info.run_id, int(time.time() * 1000)
+    steps = _history_steps(run_dir / "history.csv")
+    final = {f"final_{k}": m.get(k) for k in FINAL}
+    final.update({f"holdout_{k}_f1": v for k, v in (m.get("holdout_task_f1") or {}).items()})
+    v = m.get("verdict") or {}
+    if "delta" in v:
+        final.update(verdict_delta=v["delta"], verdict_low=v.get("low"), verdict_high=v.get("high"))
+    last = max((s for _, _, s in steps), default=-1) + 1
+    metrics = [Metric(k, float(x), now, s) for k, x, s in [*steps, *((k, x, last) for k, x in final.items())] if _number(x)]
+    params = [Param(k, _text(x)) for k, x in (cfg.get("fields") or {}).items()]
+    client.log_batch(run_id, params=params)  # ~30 recipe fields, under log_batch's 100
+    for i in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
+        client.log_batch(run_id, metrics=metrics[i:i + 1000])
+    for name in ARTIFACTS:
+        if (run_dir / name).is_file():
+            client.log_artifact(run_id, str(run_dir / name))
+    client.set_terminated(run_id, status=STATES.get(status, "FAILED"))
+    return run_id
+
+
+def _experiment_id(client, uri, name):
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the current folder
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _tags(cfg, m, run_dir):
+    env, v = cfg.get("environment") or {}, m.get("verdict") or {}
+    status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
+    tags = {"hypothesis": cfg.get("hypothesis"), "parent": cfg.get("parent"), "recipe": cfg.get("name"),
+            "data_fingerprint": cfg.get("data_fingerprint"), "fastmask.run_dir": str(run_dir.resolve()),
+            "mlflow.note.content": cfg.get("hypothesis"), "mlflow.source.git.commit": env.get("commit"),
+            **{f"version.{k}": env.get(k) for k in ("python", "torch", "fastai", "timm")},
+            "verdict": v.get("verdict") or ("no parent run" if cfg.get("parent") else "root"),
+            "parent_run": v.get("parent_run"), "status": status}
+    return {k: _text(x, 5000) for k, x in tags.items() if x not in ("", None)}
+
+
+def _history_steps(path):
+    """(name, value, step) for every number in history.csv; several models' columns get a prefix."""
+    if not path.is_file():
+        return []
+    try:
+        hist = pd.read_csv(path)
+    except (OSError, ValueError):
+        return []
+    group = next((g for g in ("fold", "seed") if g in hist), None)
+    out = []
+    for i, row in hist.iterrows():
+        pre = f"{group}{int(row[group])}/" if group and pd.notna(row[group]) else ""
+        step = int(row["epoch"]) if "epoch" in row and pd.notna(row["epoch"]) else int(i)
+        out += [(pre + k.replace(" ", "_"), x, step) for k, x in row.items() if k not in ("epoch", "time", group)]
+    return out
+
+
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _text(v, limit=500):
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= limit else s[: limit - 1] + "…"

@@ -1,0 +1,84 @@
+"""The package's shape: imports point down the layers (vocabulary < twin < data < learn < runs < commands)
+and form no circle, so each layer can be read, tested and replaced without the ones above it."""
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "fastmask"
+COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "split"}  # split: a contract re-export
+LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "runs": 4, "commands": 5}
+# A recipe is vocabulary (recipe files import nothing heavy), yet r.dls(), r.learner() and r.export() are the
+# REPL's front door: those three methods alone reach up, lazily, into the layers that build and export.
+FACADE = {("fastmask.recipe", "fastmask.data.load"), ("fastmask.recipe", "fastmask.learn.build"),
+          ("fastmask.recipe", "fastmask.runs.export")}
+
+
+def module_name(path):
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(mod):
+    parts = mod.split(".")
+    if len(parts) > 2 or parts[-1] in LAYERS and len(parts) == 2:
+        return LAYERS.get(parts[1], 0)
+    return LAYERS["commands"] if parts[-1] in COMMANDS else LAYERS["vocabulary"]
+
+
+def imports(path):
+    """(imported fastmask module, at module level?) for every import in the file, lazy ones included."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}:{node.lineno}: relative import (the package imports absolutely)"
+            if node.module and node.module.split(".")[0] == "fastmask":
+                for a in node.names:  # `from fastmask.runs import card` imports the module fastmask.runs.card
+                    sub = f"{node.module}.{a.name}"
+                    out.append((sub if (PKG.parent / sub.replace(".", "/")).with_suffix(".py").exists()
+                                or (PKG.parent / sub.replace(".", "/")).is_dir() else node.module, id(node) in top))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top) for a in node.names if a.name.split(".")[0] == "fastmask"]
+    return out
+
+
+def graph():
+    return {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_imports_point_down_the_layers():
+    bad = [f"{m} ({layer(m)}) -> {t} ({layer(t)})" for m, deps in graph().items() for t, _ in deps
+           if layer(t) > layer(m) and (m, t) not in FACADE and t != "fastmask"]
+    assert not bad, "imports pointing up:\n" + "\n".join(bad)
+
+
+def test_no_import_circles():
+    edges = {m: {t for t, _ in deps if t != m and (m, t) not in FACADE} for m, deps in graph().items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for t in edges.get(m, ()):
+            visit(t)
+        stack.pop()
+    for m in edges:
+        visit(m)
+    assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_layer_check_sees_a_planted_upward_import(tmp_path, monkeypatch):
+    """The checks above read real files: an upward import planted in a copy of one module is caught."""
+    import shutil
+    copy = tmp_path / "fastmask"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "data" / "split.py").open("a") as f:
+        f.write("\n\ndef _planted():\n    from fastmask.runs.card import render  # noqa\n")
+    monkeypatch.setattr(__import__(__name__), "PKG", copy)
+    bad = [(m, t) for m, deps in graph().items() for t, _ in deps if layer(t) > layer(m) and (m, t) not in FACADE]
+    assert ("fastmask.data.split", "fastmask.runs.card") in bad
