@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fastmask.board import board, collect, markdown_html, tree
-from fastmask.card import write_card
-from test_card import fake_preds, make_run
+from fastmask.runs.board import board, collect, tree
+from test_card import fake_preds, make_run, write_card
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,19 +120,61 @@ def test_index_html_parses_and_references_only_existing_files(runs, tmp_path):
         else:
             assert (runs / ref).is_file(), ref
     assert "[gone: not available]" in page and "missing.png" not in page and "x.org" not in page
-    assert "<h3>Result</h3>" in page and "read as" in page and "<td>seed</td><td>0</td>" in page
+    assert "<h3>Result</h3>" in page and "read as" in page and re.search(r"<td>seed</td>\s*<td>0</td>", page)
     assert page.count('<section class="run"') == len(EXPECTED)
 
 
-def test_markdown_renderer_basics():
-    out = markdown_html("# T\n\npara **b** `c<d>` *e*\nline2\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- x\n- y\n\n"
-                        "```\nx < y\n```\n![i](p.png)", shift=1)
-    assert "<h2>T</h2>" in out and "<strong>b</strong>" in out and "<code>c&lt;d&gt;</code>" in out
-    assert "<em>e</em>" in out and "<br>" in out
-    assert "<thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody>" in out
-    assert "<ul><li>x</li><li>y</li></ul>" in out and "<pre><code>x &lt; y</code></pre>" in out
-    assert '<img src="p.png" alt="i"' in out
-    assert "person_split" in markdown_html("person_split and age_threshold")  # underscores are not emphasis
+def _page(runs):
+    board(runs, console=Console(record=True, width=160))
+    page = (runs / "index.html").read_text()
+    Refs().feed(page)
+    return page
+
+
+def test_a_card_renders_as_html_relative_to_the_page(runs):
+    """Card Markdown (what cards use: headings, tables, emphasis, code, lists, images, links) as HTML, its
+    targets rewritten to the page's folder."""
+    d = runs / "20260101T020000Z-oversample"
+    (d / "card.md").write_text("# oversample  (finished)\n\npara **b** `c<d>` *e* person_split and age_threshold\n\n"
+                               "## Result\n\n| | this run |\n|---|---|\n| macro F1 | 0.9 |\n\n- x\n- y\n\n"
+                               "```\nx < y\n```\n\n![confusion](confusion.png) [the history](./history.csv) "
+                               "[docs](https://example.org/a)\n")
+    (d / "history.csv").write_text("epoch\n0\n")
+    page = _page(runs)
+    sec = page[page.index('id="run-20260101T020000Z-oversample"'):]
+    sec = sec[:sec.index("</section>")]
+    assert "<h2>oversample  (finished)</h2>" in sec and "<h3>Result</h3>" in sec  # one level down
+    assert "<strong>b</strong>" in sec and "<code>c&lt;d&gt;</code>" in sec and "<em>e</em>" in sec
+    assert "person_split and age_threshold" in sec  # underscores are not emphasis
+    assert re.search(r"<table>\s*<thead>\s*<tr>\s*<th></th>\s*<th>this run</th>", sec)
+    assert re.search(r"<td>macro F1</td>\s*<td>0.9</td>", sec)
+    assert re.search(r"<ul>\s*<li>x</li>\s*<li>y</li>\s*</ul>", sec) and "<pre><code>x &lt; y" in sec
+    assert '<img src="20260101T020000Z-oversample/confusion.png" alt="confusion"' in sec
+    assert sec.count("confusion.png") == 1  # the card shows it: no second copy of the plot
+    assert '<a href="20260101T020000Z-oversample/history.csv">the history</a>' in sec
+    assert '<a href="https://example.org/a">docs</a>' in sec
+    assert '<img src="20260101T020000Z-oversample/curves.png"' in sec  # a plot the card leaves out
+
+
+def test_text_from_run_folders_is_escaped(runs):
+    """A hypothesis, name or status holding HTML shows as text: in a card, in a run without one, and in
+    the table."""
+    d = runs / "20260101T020000Z-oversample"
+    (d / "card.md").write_text("# over<b>sample ![t](https://x.org/t.png)\n\n"
+                               "**Hypothesis.** <script>alert(1)</script> helps.\n\n"
+                               '<img src=x onerror="alert(2)">\n\n[x](javascript:alert(3))\n')
+    r = runs / "20260101T040000Z-cutmix_halves"  # running: no card yet, so the page shows config's hypothesis
+    cfg = json.loads((r / "config.json").read_text())
+    (r / "config.json").write_text(json.dumps({**cfg, "hypothesis": "<script>alert(4)</script>",
+                                               "name": "<i>cutmix</i>"}))
+    (r / "status.json").write_text(json.dumps({"status": "<b>x</b>"}))
+    page = _page(runs)
+    assert "<script" not in page and "<b>" not in page and "<i>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;script&gt;alert(4)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=" in page and "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;i&gt;cutmix&lt;/i&gt;" in page
+    assert 'href="javascript:' not in page and "[x](javascript:alert(3))" in page  # not a link: shown as text
+    assert '<h2>over&lt;b&gt;sample <span class="missing">[t: not available]</span></h2>' in page
+    assert "x.org" not in page  # the page loads nothing remote, the card's title included
 
 
 def test_missing_runs_folder_is_one_line_exit_2(tmp_path):
@@ -147,7 +188,9 @@ def test_empty_runs_folder(tmp_path):
     console = Console(record=True, width=120)
     assert board(tmp_path / "runs", console=console) == []
     assert "no runs" in console.export_text()
-    Refs().feed((tmp_path / "runs" / "index.html").read_text())
+    page = (tmp_path / "runs" / "index.html").read_text()
+    Refs().feed(page)
+    assert "No runs yet" in page and "$" not in page  # the template is filled
 
 
 def test_a_malformed_folder_is_skipped_with_one_warning_line(runs):

@@ -1,0 +1,79 @@
+"""Static HTML for the board: card Markdown through markdown-it-py (CommonMark plus tables, raw HTML
+escaped), links and images rewritten to files that exist, and pages filled from a packaged template."""
+from html import escape
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+from urllib.parse import quote, unquote, urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+# html=False: a card's raw HTML (a hypothesis holding <script>) shows as text, never runs.
+_MD = MarkdownIt("commonmark", {"html": False, "xhtmlOut": False}).enable("table")
+
+
+class Raw(str):
+    """HTML built from escaped parts: goes into a template as it is (any other value is escaped)."""
+
+
+def page(template, **fields):
+    """The template `template` shipped beside this module, its $fields filled (escaped unless Raw)."""
+    text = files(__package__).joinpath(template).read_text(encoding="utf-8")
+    return Template(text).substitute({k: v if isinstance(v, Raw) else escape(str(v)) for k, v in fields.items()})
+
+
+def markdown(text, url=None, shift=0, shown=None):
+    """`text` as HTML. Headings move down `shift` levels; `url(target, image)` maps each link or image
+    target to the href to write, or None to drop it (a link keeps its label, an image says it is not
+    available); the images written are added to the set `shown`."""
+    tokens = _MD.parse(text)
+    for t in tokens:
+        if t.type in ("heading_open", "heading_close"):
+            t.tag = f"h{min(6, int(t.tag[1:]) + shift)}"
+        if t.children and url:
+            t.children = _rewrite(t.children, url, shown if shown is not None else set())
+    return _MD.renderer.render(tokens, _MD.options, {})
+
+
+def _rewrite(children, url, shown):
+    out, dropped = [], False
+    for c in children:
+        if c.type == "image":
+            src = url(c.attrGet("src"), image=True)
+            if src is None:
+                alt = _MD.renderer.renderInlineAsText(c.children or [], _MD.options, {})
+                c = Token("html_inline", "", 0, content=f'<span class="missing">[{escape(alt)}: not available]</span>')
+            else:
+                shown.add(src)
+                c.attrSet("src", src)
+                c.attrSet("loading", "lazy")
+        elif c.type == "link_open":
+            href = url(c.attrGet("href"), image=False)
+            dropped = href is None
+            c.hidden = dropped
+            if href is not None:
+                c.attrSet("href", href)
+        elif c.type == "link_close":
+            c.hidden, dropped = dropped, False
+        out.append(c)
+    return out
+
+
+def resolver(run_dir, root):
+    """`url` for `markdown`: a card's target as a path relative to `root` when it names a file that
+    exists under `root`; an http(s) link as it is; anything else (a missing file, a remote image, another
+    scheme, a bare #fragment) None, so the page opens offline and links only what exists."""
+    run_dir, root = Path(run_dir), Path(root).resolve()
+
+    def url(target, image):
+        parts = urlsplit(target)
+        if parts.scheme or target.startswith("//"):
+            return target if not image and parts.scheme in ("http", "https") else None
+        if not parts.path:
+            return None
+        found = (run_dir / unquote(parts.path)).resolve()
+        if not found.is_file() or not found.is_relative_to(root):
+            return None
+        return quote(found.relative_to(root).as_posix())
+    return url
