@@ -1,116 +1,97 @@
 """fastmask.search: the space in the recipe, recorded and pruned trials, the best recipe, shared studies."""
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 optuna = pytest.importorskip("optuna")
-pytest.importorskip("optuna_integration")
+
+from fastai.callback.core import CancelFitException  # noqa: E402
 
 from fastmask.errors import FastmaskError  # noqa: E402
-from fastmask.search import parse_space, recipe_text, set_text, write_best  # noqa: E402
+from fastmask.recipe import Recipe, load_recipe  # noqa: E402
+from fastmask.runs.search import PruneOnMacroF1, Quiet, check_space, drive, open_storage, write_best  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = '''"""A tiny searchable root recipe for the tests."""
 from fastmask.recipe import Recipe
 
 recipe = Recipe(arch="test_resnet", size=(32, 24), epochs=2, bs=16, pretrained=False)
-search = {"lr": ("log", 1e-3, 1e-2), "cutmix": [None, "halves"]}
+
+
+def space(trial):
+    return dict(lr=trial.suggest_float("lr", 1e-3, 1e-2, log=True),
+                cutmix=trial.suggest_categorical("cutmix", [None, "halves"]))
 '''
+EVIL = "__import__('os').system('touch MARKER')"
+LR = optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)
+CUTMIX = optuna.distributions.CategoricalDistribution([None, "halves"])
 
 
 def env(**extra):
-    e = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
-    return e
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
+
+
+def space_from(body):
+    """A `space` function from source text, as a recipe file would define it."""
+    scope = {}
+    exec(textwrap.dedent(body), scope)
+    return scope.get("space")
 
 
 # --- the space ------------------------------------------------------------------------------------
 
-def test_space_forms():
-    from optuna.distributions import FloatDistribution, IntDistribution
-    dims = {d.field: d for d in parse_space({
-        "lr": ("log", 1e-4, 1e-2), "wd": ("float", 0.0, 0.1, 0.05), "epochs": ("int", 2, 8, 2),
-        "bs": ("log", 16, 128), "cutmix": [None, "box", "halves"], "size": ["64,48", (128, 96)],
-        "mixup": FloatDistribution(0.1, 0.4), "patience": IntDistribution(1, 3)})}
-    assert (dims["lr"].kind, dims["lr"].log) == ("float", True)
-    assert (dims["bs"].kind, dims["bs"].log) == ("int", True)
-    assert (dims["epochs"].kind, dims["epochs"].step) == ("int", 2)
-    assert dims["cutmix"].labels() == [None, "box", "halves"]
-    assert dims["size"].choices == [(64, 48), (128, 96)] and dims["size"].labels() == ["64,48", "128,96"]
-    assert dims["mixup"].kind == "float" and dims["patience"].kind == "int"
+def test_space_values_are_typed_recipe_values():
+    space = space_from('''
+        def space(trial):
+            return dict(size=trial.suggest_categorical("size", ["64,48", "128,96"]),
+                        epochs=trial.suggest_int("epochs", 2, 8, step=2),
+                        lr=trial.suggest_float("lr", 1e-3, 1e-2, log=True))''')
+    values = check_space(space, Recipe(arch="test_resnet", pretrained=False), "recipes/x.py")
+    assert values["size"] in [(64, 48), (128, 96)]  # the --set text became the field's tuple
+    assert values["epochs"] in [2, 4, 6, 8] and type(values["epochs"]) is int
+    assert 1e-3 <= values["lr"] <= 1e-2
 
 
-@pytest.mark.parametrize("space, msg", [
-    (None, "no search space"),
-    ({"lrr": ("log", 1e-4, 1e-2)}, "unknown recipe field 'lrr'; did you mean lr"),
-    ({"lr": ("cube", 1, 2)}, "is not a search spec"),
-    ({"lr": ("log", 0, 1e-2)}, "0 < low"),
-    ({"lr": ("float", 1e-2, 1e-4)}, "low must be below high"),
-    ({"epochs": ("float", 0.5, 3.5)}, "recipe field epochs"),
-    ({"cutmix": ["box", "boxes"]}, "recipe field cutmix: 'boxes'"),
-    ({"cutmix": []}, "empty list"),
-    ({"cutmix": ("box", "halves")}, "use [choices]"),
+@pytest.mark.parametrize("body, msg", [
+    ("space = None", "no search space"),
+    ("def space(trial):\n    return 1 / 0", "space(trial) raised ZeroDivisionError"),
+    ("def space(trial):\n    return [trial.suggest_float('lr', 1e-3, 1e-2)]", "not a dict"),
+    ("def space(trial):\n    return dict(lrr=trial.suggest_float('lrr', 1e-3, 1e-2))",
+     "unknown recipe field 'lrr'; did you mean lr"),
+    ("def space(trial):\n    return dict(epochs=trial.suggest_float('epochs', 0.5, 3.5))", "recipe field epochs"),
+    ("def space(trial):\n    return dict(cutmix=trial.suggest_categorical('cutmix', ['box', 'boxes']))",
+     "recipe field cutmix: 'boxes'"),
+    # only the low end is bad: a draw almost never lands there, so the ends themselves are checked
+    ("def space(trial):\n    return dict(lr=trial.suggest_float('lr', 0.0, 1e-2))", "recipe field lr: 0.0"),
+    ("def space(trial):\n    return dict(arch=trial.suggest_categorical('arch', ['test_resnet', 'resnet_nope']))",
+     "unknown timm model 'resnet_nope'"),
 ])
-def test_bad_space_names_field(space, msg):
+def test_bad_space_names_file_and_field(body, msg):
     with pytest.raises(FastmaskError) as e:
-        parse_space(space, where="recipes/x.py")
+        check_space(space_from(body), Recipe(arch="test_resnet", pretrained=False), "recipes/x.py")
     assert str(e.value).startswith("recipes/x.py: ") and msg in str(e.value), str(e.value)
 
 
-def test_trial_file_names_objects_through_the_parents_space():
-    marker = object()
-    d = parse_space({"augment": ["light", marker]})[0]
-    assert d.source("light") == "'light'" and d.source(marker) == "space['augment'][1]"
-    base = type("R", (), {"file": "/x/recipes/searched.py"})()
-    text = recipe_text(base, {"augment": d.source(marker)}, "Doc.")
-    assert "from recipes.searched import recipe as parent, search as space" in text
-    assert "recipe = parent.but(augment=space['augment'][1])" in text
-    assert set_text(None) == "none" and set_text((64, 48)) == "64,48" and set_text(marker) is None
-
-
-def test_best_recipe_falls_back_to_runs_folder(tmp_path, capsys):
-    from fastmask.recipe import load_recipe
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "tiny_search.py").write_text(TINY_RECIPE)
-    base = load_recipe(tmp_path / "recipes" / "tiny_search.py")
-    dims = parse_space(base.search)
-    study = optuna.create_study(direction="maximize", study_name="tiny_search")
-    for n, (lr, v) in enumerate([(2e-3, 0.3), (4e-3, 0.5)]):
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": lr, "cutmix": "halves"}, distributions={
-                "lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
-                "cutmix": optuna.distributions.CategoricalDistribution([None, "halves"])},
-            value=v, user_attrs={"source": {"lr": repr(lr), "cutmix": "'halves'"}}))
-    blocked = tmp_path / "not_a_folder"
-    blocked.write_text("")  # a file where the folder should be: unwritable even for root
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    p = write_best(study, base, dims, blocked / "tiny_search_best.py", runs, None, None, "python -m ...", [])
-    assert p == runs / "tiny_search_best.py" and "not writable" in capsys.readouterr().out
-    text = p.read_text()
-    assert "recipe = parent.but(lr=0.004, cutmix='halves')" in text and "trial 1 scoring 0.500" in text
-
-
-# --- bad input on the command line ----------------------------------------------------------------
-
 @pytest.mark.parametrize("body, args, msg", [
     (None, [], "no search space"),
-    ('from fastmask.recipe import Recipe\nrecipe = Recipe()\nsearch = {"lrr": ("log", 1e-4, 1e-2)}\n', [],
-     "did you mean lr"),
-    ('from fastmask.recipe import Recipe\nrecipe = Recipe()\nsearch = {"lr": ("log", 1e-2)}\n', [],
-     "is not a search spec"),
-    ('from fastmask.recipe import Recipe\nrecipe = Recipe()\nsearch = {"lr": ("log", 1e-4, 1e-2)}\n',
-     ["--set", "lr=0.01"], "--set lr: the field is searched"),
+    ("def space(trial):\n    return dict(lr=trial.suggest_float('lr', 1e-3, 1e-2) / 0)\n", [], "ZeroDivisionError"),
+    ("def space(trial):\n    return dict(cutmix=trial.suggest_categorical('cutmix', ['boxes']))\n", [],
+     "recipe field cutmix: 'boxes'"),
+    ("def space(trial):\n    return dict(lr=trial.suggest_float('lr', 1e-3, 1e-2))\n", ["--set", "lr=0.01"],
+     "--set lr: the field is searched"),
 ])
 def test_cli_bad_input_one_line_exit_2(body, args, msg, tmp_path):
-    f = REPO / "recipes" / "person_split.py"
+    f = REPO / "recipes" / "person_split.py"  # a recipe without a space
     if body is not None:
         f = tmp_path / "bad.py"
-        f.write_text('"""Bad."""\n' + body)
+        f.write_text('"""Bad."""\nfrom fastmask.recipe import Recipe\nrecipe = Recipe()\n\n' + body)
     p = subprocess.run([sys.executable, "-m", "fastmask.search", str(f), "--trials", "2", "--runs",
                         str(tmp_path / "runs"), *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env())
     lines = p.stderr.strip().splitlines()
@@ -119,19 +100,260 @@ def test_cli_bad_input_one_line_exit_2(body, args, msg, tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing created: no study, no run folder
 
 
+# --- the callbacks --------------------------------------------------------------------------------
+
+class FakeTrial:
+    def __init__(self, prune_at):
+        self.reports, self.prune_at = [], prune_at
+
+    def report(self, value, step):
+        self.reports.append((value, step))
+
+    def should_prune(self):
+        return len(self.reports) == self.prune_at
+
+
+def test_pruning_reports_macro_f1_per_epoch_and_stops_fit_marked_pruned():
+    trial = FakeTrial(prune_at=3)
+    cb = PruneOnMacroF1(trial)
+    names = ["epoch", "train_loss", "valid_loss", "macro_f1", "accuracy", "time"]
+    cb.learn = SimpleNamespace(recorder=SimpleNamespace(metric_names=names))
+
+    def epoch(f1):  # fastai's events, as a k-fold run's fits send them
+        cb.learn.recorder.log = [0, 1.5, 1.4, f1, 0.9, "00:01"]
+        cb("after_epoch")
+
+    cb("before_fit")  # fold 0: two epochs
+    epoch(0.2)
+    epoch(0.3)
+    cb("after_fit")
+    assert cb.run_status is None
+    cb("before_fit")  # fold 1's first epoch: step 2, not 0 again
+    with pytest.raises(CancelFitException):
+        epoch(0.1)
+    assert trial.reports == [(0.2, 0), (0.3, 1), (0.1, 2)] and cb.run_status == "pruned"
+
+
+def test_quiet_fit_prints_nothing_keeps_history_and_restores_the_logger(tmp_path, capsys):
+    import torch
+    from fastai.callback.progress import CSVLogger
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    x = torch.randn(64, 4)
+    ds = list(zip(x, (x[:, 0] > 0).long()))
+    learn = Learner(DataLoaders.from_dsets(ds, ds, bs=16, device="cpu"), torch.nn.Linear(4, 2),
+                    loss_func=torch.nn.CrossEntropyLoss(), metrics=accuracy, path=tmp_path)
+    learn.fit(2, cbs=[CSVLogger(fname="history.csv"), Quiet()])
+    out = capsys.readouterr()
+    assert out.out == "" and "epoch" not in out.err
+    assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert learn.logger is print and learn.progress.run  # what an exported learner keeps
+    learn.fit(1)
+    assert "epoch" in capsys.readouterr().out  # the next fit prints again
+
+
+# --- the best recipe is written from replayed, checked values, never from stored text -------------
+
+def tiny_base(tmp_path, text=TINY_RECIPE, name="tiny_search"):
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    (tmp_path / "recipes" / "__init__.py").write_text("")
+    (tmp_path / "recipes" / f"{name}.py").write_text(text)
+    base = load_recipe(tmp_path / "recipes" / f"{name}.py")
+    return base, base.space
+
+
+def add(study, value, params, distributions, **attrs):
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value,
+                                              user_attrs=attrs))
+
+
+def fresh_load(path, cwd, expr="r.lr"):
+    """Load the recipe in a fresh process and print `expr`; also True when it ran no code of its own."""
+    code = f"import sys\nfrom fastmask.recipe import load_recipe\nr = load_recipe(sys.argv[1])\nprint({expr})\n"
+    p = subprocess.run([sys.executable, "-c", code, str(path)], cwd=cwd, capture_output=True, text=True,
+                       timeout=120, env=env())
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout.strip(), not (cwd / "MARKER").exists()
+
+
+def only_literals(text):
+    """The file is a docstring, one `from ... import`, and `recipe = parent.but(k=<literal>, ...)`."""
+    doc, imp, assign = ast.parse(text).body
+    call = assign.value
+    return (isinstance(doc.value, ast.Constant) and isinstance(imp, ast.ImportFrom)
+            and isinstance(call, ast.Call) and ast.unparse(call.func) == "parent.but" and not call.args
+            and all(isinstance(k.value, (ast.Constant, ast.Tuple)) for k in call.keywords))
+
+
+def test_best_recipe_holds_the_best_trials_values_as_literals(tmp_path):
+    base, space = tiny_base(tmp_path)
+    name = 'tiny"""\n' + EVIL + '\n"""\\'  # a study name that tries to end the docstring
+    study = optuna.create_study(direction="maximize", study_name=name)
+    add(study, 0.3, {"lr": 2e-3, "cutmix": None}, {"lr": LR, "cutmix": CUTMIX})
+    add(study, 0.7, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX},
+        source={"lr": "0.004", "cutmix": f"'halves'); {EVIL}; (0"})  # stored text is never used
+    add(study, 0.5, {"lr": 5e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX})
+    p = write_best(study, base, space, tmp_path / "recipes" / "tiny_best.py", tmp_path, None, "python -m ...", [])
+    text = p.read_text()
+    assert "from recipes.tiny_search import recipe as parent" in text
+    assert "recipe = parent.but(lr=0.004, cutmix='halves')" in text and only_literals(text)
+    assert "trial 1 of search study" in " ".join(text.split()) and "scoring 0.700" in " ".join(text.split())
+    assert "system" not in text.split('"""')[-1]  # the study name stays inside the docstring
+    assert fresh_load(p, tmp_path) == ("0.004", True)
+
+
+def test_best_recipe_passes_over_trials_outside_the_space(tmp_path, capsys):
+    base, space = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, 0.9, {"lr": 4e-3, "cutmix": EVIL},
+        {"lr": LR, "cutmix": optuna.distributions.CategoricalDistribution([None, "halves", EVIL])})
+    add(study, 0.8, {"lr": 0.5, "cutmix": "halves"},
+        {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0), "cutmix": CUTMIX})
+    add(study, 0.75, {"lr": EVIL, "cutmix": None},
+        {"lr": optuna.distributions.CategoricalDistribution([EVIL]), "cutmix": CUTMIX})
+    add(study, 0.6, {"lr": 2e-3, "cutmix": None}, {"lr": LR, "cutmix": CUTMIX})
+    p = write_best(study, base, space, None, tmp_path, None, "python -m ...", [])
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 3 and all("passes it over" in w for w in warnings), warnings
+    assert "trial 0" in warnings[0] and "not in (None, 'halves')" in warnings[0]
+    assert "trial 1" in warnings[1] and "value 0.5 of parameter 'lr' isn't contained" in warnings[1]
+    assert "trial 2" in warnings[2]
+    assert p == tmp_path / "recipes" / "tiny_search_best.py"
+    text = p.read_text()
+    assert "recipe = parent.but(lr=0.002)" in text and "trial 3 of search study" in " ".join(text.split())
+    assert "system" not in text and only_literals(text) and fresh_load(p, tmp_path)[1]
+
+
+def test_no_best_recipe_when_no_trial_is_in_the_space(tmp_path, capsys):
+    base, space = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, 0.9, {"lr": 0.5, "cutmix": None},
+        {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0), "cutmix": CUTMIX})
+    assert write_best(study, base, space, None, tmp_path, None, "python -m ...", []) is None
+    assert "no best recipe" in capsys.readouterr().out
+    assert not list((tmp_path / "recipes").glob("*_best.py"))
+
+
+def test_best_recipe_falls_back_to_runs_folder(tmp_path, capsys):
+    base, space = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, 0.5, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX})
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")  # a file where the folder should be: unwritable even for root
+    (tmp_path / "runs").mkdir()
+    p = write_best(study, base, space, blocked / "tiny_search_best.py", tmp_path / "runs", None, "python -m ...", [])
+    assert p == tmp_path / "runs" / "tiny_search_best.py" and "not writable" in capsys.readouterr().out
+    assert "recipe = parent.but(lr=0.004, cutmix='halves')" in p.read_text()
+
+
+def test_a_value_no_literal_says_is_the_space_replayed(tmp_path):
+    """A space may map a choice to an object (an A.Compose): the best recipe replays the parent's space
+    on the trial's (literal) parameters to get it back."""
+    text = TINY_RECIPE.replace("import Recipe", "import Recipe\nimport albumentations as A").replace(
+        'cutmix=trial.suggest_categorical("cutmix", [None, "halves"])',
+        'augment={"light": "light", "flip": A.Compose([A.HorizontalFlip(p=1.0)])}['
+        'trial.suggest_categorical("augment", ["light", "flip"])]')
+    base, space = tiny_base(tmp_path, text, name="tiny_objects")
+    study = optuna.create_study(direction="maximize", study_name="tiny_objects")
+    add(study, 0.5, {"lr": 4e-3, "augment": "flip"},
+        {"lr": LR, "augment": optuna.distributions.CategoricalDistribution(["light", "flip"])})
+    p = write_best(study, base, space, None, tmp_path, None, "python -m ...", [])
+    text = p.read_text()
+    assert "from recipes.tiny_objects import recipe as parent, space" in text
+    assert "augment=space(FixedTrial({'lr': 0.004, 'augment': 'flip'}))['augment']" in text
+    out, clean = fresh_load(p, tmp_path, "type(r.augment).__name__, r.augment.transforms[0].p, r.lr")
+    assert out == "Compose 1.0 0.004" and clean
+    assert "augment=<Compose>" in " ".join(text.split())  # the docstring names it, without its repr
+
+
+# --- several workers, one study -------------------------------------------------------------------
+
+WORKER = textwrap.dedent('''
+    import sys, time, optuna
+    from fastmask.runs.search import drive, open_storage
+    store, _ = open_storage(sys.argv[1], ".")
+    study = optuna.create_study(storage=store, study_name="shared", direction="maximize", load_if_exists=True)
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        time.sleep(0.3)
+        return x
+    print("RAN", drive(study, objective, int(sys.argv[2])))
+''')
+
+
+@pytest.mark.parametrize("storage", ["search.db", "search.journal"])
+def test_two_workers_share_one_study(storage, tmp_path):
+    url = str(tmp_path / storage)
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, "7"], cwd=tmp_path, env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    ran = [int(o[0].split("RAN")[-1]) for o in outs]
+    study = optuna.load_study(study_name="shared", storage=open_storage(url, tmp_path)[0])
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    numbers = [t.number for t in study.trials]
+    assert len(done) == 7 and len(set(numbers)) == len(numbers)
+    assert all(r >= 1 for r in ran) and sum(ran) == 7  # both worked, none ran a trial beyond the 7
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_a_worker_that_loses_the_race_for_the_last_trial_backs_off():
+    """Two workers both saw room for one more trial: the one whose trial number lies beyond the first N
+    marks it failed (user attr surplus) and stops, so the study still holds N trials."""
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    study.ask()  # trial 1: running in the other worker
+    real, calls = study.get_trials, []
+
+    def stale_first(*a, **k):  # the pre-check read the study before the other worker asked
+        calls.append(1)
+        return [] if len(calls) == 1 else real(*a, **k)
+
+    study.get_trials = stale_first
+    assert drive(study, lambda t: 1.0, 2) == 0
+    study.get_trials = real
+    t2 = study.trials[2]
+    assert t2.state == optuna.trial.TrialState.FAIL and t2.user_attrs["surplus"]
+    assert [t.state.name for t in study.trials[:2]] == ["COMPLETE", "RUNNING"]
+
+
+def test_failed_trials_are_recorded_and_too_many_in_a_row_stop():
+    study = optuna.create_study(direction="maximize")
+    calls = []
+
+    def flaky(trial):  # the first trial fails (e.g. a NaN loss), then the search goes on
+        calls.append(trial.number)
+        if len(calls) == 1:
+            raise FastmaskError("training loss became nan at epoch 1")
+        return trial.suggest_float("x", 0, 1)
+
+    assert drive(study, flaky, 3) == 4
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert "nan" in study.trials[0].user_attrs["error"]
+
+    def broken(trial):
+        raise FastmaskError("always")
+
+    with pytest.raises(FastmaskError, match="3 trials in a row failed; the last: always"):
+        drive(optuna.create_study(direction="maximize"), broken, 10)
+
+
 # --- end to end: 3 recorded trials, one pruned, the best recipe runs ------------------------------
 
 SEARCH = textwrap.dedent('''
     import sys, optuna
-    from fastmask.search import search
+    from fastmask.runs.search import search
 
     class PruneTrialOne(optuna.pruners.BasePruner):
         def prune(self, study, trial):
             return trial.number == 1
 
-    res = search(sys.argv[1], 3, data=sys.argv[2], runs_dir=sys.argv[3], pruner=PruneTrialOne(),
-                 sampler=optuna.samplers.RandomSampler(seed=0), progress=False)
-    print("BEST", res.best)
+    def run():
+        return search(sys.argv[1], 3, data=sys.argv[2], runs_dir=sys.argv[3], pruner=PruneTrialOne(),
+                      sampler=optuna.samplers.RandomSampler(seed=0))
+    print("BEST", run().best)
+    print("AGAIN", run().ran)  # the study holds its 3 trials and the baseline run exists: nothing trains
 ''')
 
 
@@ -156,12 +378,14 @@ def test_every_trial_is_a_recorded_run(searched):
     dirs = sorted(d for d in runs.iterdir() if d.is_dir())
     assert [d.name.split("-", 1)[1] for d in dirs] == ["tiny_search", "tiny_search-trial0", "tiny_search-trial1",
                                                        "tiny_search-trial2"]  # the baseline, then the trials
+    assert "AGAIN 0" in out
     for t in study.trials:
         d = Path(t.user_attrs["run"])
         cfg = json.loads((d / "config.json").read_text())
         assert cfg["parent"] == "tiny_search" and cfg["search"]["trial"] == t.number
-        assert abs(cfg["fields"]["lr"] - t.params["lr"]) < 1e-3 * t.params["lr"]  # 4 significant digits
-        assert "fastmask.run" in cfg["environment"]["command"] and "--set lr=" in cfg["environment"]["command"]
+        assert cfg["fields"]["lr"] == t.params["lr"] and cfg["fields"]["cutmix"] == t.params["cutmix"]
+        assert "fastmask.run" in cfg["environment"]["command"]
+        assert f"--set lr={t.params['lr']}" in cfg["environment"]["command"]
         for f in ("recipe.py", "history.csv", "metrics.json", "card.md", "model.pkl"):
             assert (d / f).is_file(), (d, f)
         assert "from recipes.tiny_search import recipe as parent" in (d / "recipe.py").read_text()
@@ -169,6 +393,7 @@ def test_every_trial_is_a_recorded_run(searched):
         assert "**Parent.** `tiny_search`" in card and "`lr`: 0.005 →" in card
         if t.state.name == "COMPLETE":
             assert json.loads((d / "metrics.json").read_text())["macro_f1"] == pytest.approx(t.value)
+            assert f"search: trial {t.number} complete: macro_f1 {t.value:.3f}" in out
 
 
 def test_pruned_trial_keeps_a_run_marked_pruned(searched):
@@ -177,17 +402,17 @@ def test_pruned_trial_keeps_a_run_marked_pruned(searched):
     assert json.loads((d / "status.json").read_text())["status"] == "pruned"
     assert (d / "card.md").read_text().startswith("# tiny_search-trial1  (pruned)")
     assert len((d / "history.csv").read_text().strip().splitlines()) == 2  # header + the one epoch before pruning
-    assert (d / "model.pkl").is_file()
+    assert (d / "model.pkl").is_file() and "search: trial 1 pruned" in out
 
 
 def test_best_recipe_loads_and_runs(searched, twin):
     root, runs, out = searched
     best = root / "recipes" / "tiny_search_best.py"
     assert f"BEST {best}" in out
-    text = best.read_text()
-    assert "from recipes.tiny_search import recipe as parent" in text and "search study 'tiny_search'" in text
+    text, words = best.read_text(), " ".join(best.read_text().split())
+    assert "from recipes.tiny_search import recipe as parent" in text
     study = optuna.load_study(study_name="tiny_search", storage=f"sqlite:///{runs / 'search.db'}")
-    assert f"trial {study.best_trial.number} scoring {study.best_value:.3f}" in " ".join(text.split())
+    assert f"trial {study.best_trial.number} of search study 'tiny_search' scoring {study.best_value:.3f}" in words
     p = subprocess.run([sys.executable, "-m", "fastmask.run", str(best), "--data", str(twin), "--runs", str(runs)],
                        cwd=root, capture_output=True, text=True, timeout=600, env=env())
     assert p.returncode == 0, p.stderr[-3000:]
@@ -195,177 +420,5 @@ def test_best_recipe_loads_and_runs(searched, twin):
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["parent"] == "tiny_search"
     assert set(cfg["changed"]) <= {"lr", "cutmix"} and cfg["changed"]
-    assert abs(cfg["fields"]["lr"] - study.best_params["lr"]) < 1e-3 * study.best_params["lr"]
+    assert cfg["fields"]["lr"] == study.best_params["lr"]  # the value the best trial trained, exactly
     assert "parent (" in (d / "card.md").read_text()  # compared against the searched recipe's own run
-
-
-# --- several workers, one study -------------------------------------------------------------------
-
-WORKER = textwrap.dedent('''
-    import sys, time, optuna
-    from fastmask.search import drive, open_storage
-    store, _ = open_storage(sys.argv[1], ".")
-    study = optuna.create_study(storage=store, study_name="shared", direction="maximize", load_if_exists=True)
-    def objective(trial):
-        x = trial.suggest_float("x", 0, 1)
-        time.sleep(0.3)
-        return x
-    print("RAN", drive(study, objective, int(sys.argv[2])))
-''')
-
-
-@pytest.mark.parametrize("storage", ["search.db", "search.journal"])
-def test_two_workers_share_one_study(storage, tmp_path):
-    url = str(tmp_path / storage)
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, "7"], cwd=tmp_path, env=env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    ran = [int(o[0].split("RAN")[-1]) for o in outs]
-    from fastmask.search import open_storage
-    study = optuna.load_study(study_name="shared", storage=open_storage(url, tmp_path)[0])
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    numbers = [t.number for t in study.trials]
-    assert len(done) == 7 and len(set(numbers)) == len(numbers)
-    assert all(r >= 1 for r in ran) and sum(ran) == 7  # both worked, none ran a trial beyond the 7
-    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-
-
-def test_a_worker_that_loses_the_race_for_the_last_trial_backs_off():
-    """Two workers both saw room for one more trial: the one whose trial number lies beyond the first N
-    marks it failed (user attr surplus) and stops, so the study still holds N trials."""
-    from fastmask.search import drive
-    study = optuna.create_study(direction="maximize")
-    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
-    study.ask()  # trial 1: running in the other worker
-    real, calls = study.get_trials, []
-
-    def stale_first(*a, **k):  # the pre-check read the study before the other worker asked
-        calls.append(1)
-        return [] if len(calls) == 1 else real(*a, **k)
-
-    study.get_trials = stale_first
-    assert drive(study, lambda t: 1.0, 2) == 0
-    study.get_trials = real
-    t2 = study.trials[2]
-    assert t2.state == optuna.trial.TrialState.FAIL and t2.user_attrs["surplus"]
-    assert [t.state.name for t in study.trials[:2]] == ["COMPLETE", "RUNNING"]
-
-
-def test_failed_trials_are_recorded_and_too_many_in_a_row_stop():
-    from fastmask.search import drive
-    study = optuna.create_study(direction="maximize")
-    calls = []
-
-    def flaky(trial):  # the first trial fails (e.g. a NaN loss), then the search goes on
-        calls.append(trial.number)
-        if len(calls) == 1:
-            raise FastmaskError("training loss became nan at epoch 1")
-        return trial.suggest_float("x", 0, 1)
-
-    assert drive(study, flaky, 3) == 4
-    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
-    assert "nan" in study.trials[0].user_attrs["error"]
-
-    def broken(trial):
-        raise FastmaskError("always")
-
-    with pytest.raises(FastmaskError, match="3 trials in a row failed; the last: always"):
-        drive(optuna.create_study(direction="maximize"), broken, 10)
-
-
-# --- the best recipe is written from checked values, never from stored text ---------------------
-
-EVIL = "__import__('os').system('touch MARKER')"
-LR = optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)
-CUTMIX = optuna.distributions.CategoricalDistribution([None, "halves"])
-
-
-def tiny_base(tmp_path):
-    from fastmask.recipe import load_recipe
-    (tmp_path / "recipes").mkdir(exist_ok=True)
-    (tmp_path / "recipes" / "__init__.py").write_text("")
-    (tmp_path / "recipes" / "tiny_search.py").write_text(TINY_RECIPE)
-    base = load_recipe(tmp_path / "recipes" / "tiny_search.py")
-    return base, parse_space(base.search)
-
-
-def add(study, value, params, distributions, **attrs):
-    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value,
-                                              user_attrs=attrs))
-
-
-def imports_cleanly(path, cwd):
-    """Load the recipe in a fresh process; True when it ran no code of its own (no MARKER file)."""
-    code = "import sys\nfrom fastmask.recipe import load_recipe\nprint(load_recipe(sys.argv[1]).lr)\n"
-    p = subprocess.run([sys.executable, "-c", code, str(path)], cwd=cwd, capture_output=True, text=True,
-                       timeout=120, env=env())
-    assert p.returncode == 0, p.stderr[-2000:]
-    return not (cwd / "MARKER").exists()
-
-
-def only_literals(text):
-    """The file is a docstring, one `from ... import`, and `recipe = parent.but(k=<literal>, ...)`."""
-    import ast
-    tree = ast.parse(text)
-    doc, imp, assign = tree.body
-    call = assign.value
-    return (isinstance(doc.value, ast.Constant) and isinstance(imp, ast.ImportFrom)
-            and isinstance(call, ast.Call) and ast.unparse(call.func) == "parent.but" and not call.args
-            and all(isinstance(k.value, (ast.Constant, ast.Tuple)) for k in call.keywords))
-
-
-def test_best_recipe_ignores_a_stored_source_attr(tmp_path):
-    base, dims = tiny_base(tmp_path)
-    name = 'tiny"""\n' + EVIL + '\n"""\\'  # a study name that tries to end the docstring
-    study = optuna.create_study(direction="maximize", study_name=name)
-    add(study, 0.7, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX},
-        source={"lr": "0.004", "cutmix": f"'halves'); {EVIL}; (0"})
-    p = write_best(study, base, dims, tmp_path / "recipes" / "tiny_best.py", tmp_path, None, None, "python -m ...", [])
-    text = p.read_text()
-    assert "recipe = parent.but(lr=0.004, cutmix='halves')" in text and only_literals(text)
-    assert "system" not in text.split('"""')[-1]  # the study name stays inside the docstring
-    assert imports_cleanly(p, tmp_path)
-
-
-def test_best_recipe_passes_over_trials_outside_the_space(tmp_path, capsys):
-    base, dims = tiny_base(tmp_path)
-    study = optuna.create_study(direction="maximize", study_name="tiny_search")
-    evil_choice = optuna.distributions.CategoricalDistribution([None, "halves", EVIL])
-    add(study, 0.9, {"lr": 4e-3, "cutmix": EVIL}, {"lr": LR, "cutmix": evil_choice})
-    add(study, 0.8, {"lr": 0.5, "cutmix": "halves"},
-        {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0), "cutmix": CUTMIX})
-    add(study, 0.75, {"lr": EVIL, "cutmix": None},
-        {"lr": optuna.distributions.CategoricalDistribution([EVIL]), "cutmix": CUTMIX})
-    add(study, 0.6, {"lr": 2e-3, "cutmix": None}, {"lr": LR, "cutmix": CUTMIX})
-    p = write_best(study, base, dims, None, tmp_path, None, None, "python -m ...", [])
-    out = capsys.readouterr()
-    warnings = out.err.strip().splitlines()
-    assert len(warnings) == 3 and all("passes it over" in w for w in warnings), out.err
-    assert "trial 0" in warnings[0] and "not one of the searched choices" in warnings[0]
-    assert "trial 1" in warnings[1] and "outside the searched float range" in warnings[1]
-    text = p.read_text()
-    assert "recipe = parent.but(lr=0.002)" in text and "trial 3 scoring 0.600" in " ".join(text.split())
-    assert "system" not in text and only_literals(text) and imports_cleanly(p, tmp_path)
-
-
-def test_no_best_recipe_when_no_trial_is_in_the_space(tmp_path, capsys):
-    base, dims = tiny_base(tmp_path)
-    study = optuna.create_study(direction="maximize", study_name="tiny_search")
-    add(study, 0.9, {"lr": 0.5}, {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0)})
-    assert write_best(study, base, dims, None, tmp_path, None, None, "python -m ...", []) is None
-    assert "no best recipe" in capsys.readouterr().out
-    assert not list((tmp_path / "recipes").glob("*_best.py"))
-
-
-def test_stored_values_map_back_to_recipe_values():
-    d = {x.field: x for x in parse_space({"lr": ("log", 1e-4, 1e-2), "epochs": ("int", 2, 8, 2),
-                                          "size": ["64,48", (128, 96)], "cutmix": [None, "box"],
-                                          "patience": [1, 2]})}
-    assert d["lr"].value_of(0.0012345678) == 0.001235  # what the trial trained, 4 significant digits
-    assert d["epochs"].value_of(4) == 4 and d["size"].value_of("128,96") == (128, 96)
-    assert d["cutmix"].value_of(None) is None
-    for field, bad in [("lr", True), ("lr", float("nan")), ("lr", "0.001"), ("epochs", 3), ("epochs", 4.0),
-                       ("epochs", 10), ("size", (64, 48)), ("cutmix", "halves"), ("patience", True)]:
-        with pytest.raises(FastmaskError):
-            d[field].value_of(bad)
