@@ -1,0 +1,63 @@
+"""fastmask init [DIR]
+
+Writes the shipped recipes into DIR/recipes (default: the current folder), ready to run and edit:
+`fastmask run recipes/person_split.py`. Existing files are never overwritten: if one is in the way, nothing
+is written and the command names it."""
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from fastmask.errors import FastmaskError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
+        raise FastmaskError(f"{self.prog}: {message}")
+
+
+def shipped():
+    """{file name: text} of the recipes package installed with fastmask (its __init__.py included, so a
+    project's recipes/ is a regular package and its `recipes.<name>` imports find the project's files)."""
+    spec = importlib.util.find_spec("recipes")
+    where = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    files = {p.name: p.read_text(encoding="utf-8") for d in where[:1] for p in sorted(d.glob("*.py"))}
+    if "__init__.py" not in files or "baseline.py" not in files:
+        raise FastmaskError("the shipped recipes were not found (the `recipes` package installed with fastmask); "
+                            "reinstall fastmask")
+    return files
+
+
+def init(folder="."):
+    """Write the shipped recipes into `folder`/recipes; refuses (writing nothing) when a file is there."""
+    files = shipped()
+    dest = Path(folder) / "recipes"
+    if dest.exists() and not dest.is_dir():
+        raise FastmaskError(f"{dest}: exists and is not a folder")
+    for name in files:
+        if (dest / name).exists():
+            raise FastmaskError(f"{dest / name}: already exists; not overwriting it (move it away, or init another folder)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        try:
+            with open(dest / name, "x", encoding="utf-8") as f:  # "x": never replace a file that appeared meanwhile
+                f.write(text)
+        except FileExistsError:
+            raise FastmaskError(f"{dest / name}: appeared while writing; not overwriting it") from None
+    return dest, sorted(n for n in files if n != "__init__.py")
+
+
+def main(argv):
+    ap = _Parser(prog="fastmask init", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap.add_argument("folder", nargs="?", default=".", metavar="DIR", help="project folder (default: here)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = ap.parse_args(argv)
+    dest, names = init(args.folder)
+    print(f"wrote {len(names)} recipes to {dest}/: {', '.join(n[:-3] for n in names)}")
+    print(f"run one with: fastmask run {dest / 'person_split.py'} --set epochs=1")
+    return 0
+
+
+if __name__ == "__main__":
+    from fastmask.errors import cli
+    sys.exit(cli(main)())

@@ -1,0 +1,111 @@
+"""fastmask mlflow-sync RUNS_DIR|RUN_DIR ... [--uri URI]
+
+Back-fills MLflow with run folders made before tracking was on: every run of a runs folder (or the run folders
+named) is logged once, as a finished run logs itself; runs the store already holds (by their fastmask.run_dir
+tag) and runs still running are skipped. The store: --uri, else $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db."""
+import argparse
+import sys
+from pathlib import Path
+
+from fastmask.errors import FastmaskError, cli
+from fastmask.runs.folder import STATUS
+from fastmask.runs.index import entries
+from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
+        raise FastmaskError(f"{self.prog}: {message}")
+
+
+def run_folders(paths, warn=print):
+    """The run folders named, or found in the runs folders named (oldest first), without running ones."""
+    out = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise FastmaskError(f"{p}: no such folder")
+        if (p / "config.json").is_file() or (p / STATUS).is_file():
+            found = [e for e in entries(p.parent) if e.dir.resolve() == p.resolve()]
+            if not found:
+                raise FastmaskError(f"{p}: unreadable run folder (config.json or {STATUS})")
+        else:
+            found = entries(p, warn=warn)
+            if not found:
+                raise FastmaskError(f"{p}: neither a run folder nor a runs folder holding any")
+        for e in found:
+            if e.status == "running":
+                warn(f"skipping {e.dir}: still running (it logs itself when it ends, if tracking is on)")
+            else:
+                out.append(e.dir)
+    return list(dict.fromkeys(out))
+
+
+def logged(uri):
+    """The run folders (their fastmask.run_dir tags) the store at `uri` holds, completely logged: a back-fill
+    that died half-way (its MLflow run still RUNNING) is deleted so that it is logged again."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return set()
+    seen, token = set(), None
+    while True:
+        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+        for r in page:
+            tag = r.data.tags.get("fastmask.run_dir")
+            if tag and r.info.status == "RUNNING":
+                client.delete_run(r.info.run_id)
+            else:
+                seen.add(tag)
+        token = page.token
+        if not token:
+            return seen - {None}
+
+
+def quiet_mlflow():
+    """MLflow's own INFO lines ("Creating initial MLflow database tables...") off: ours say what happened."""
+    import logging
+
+    import mlflow  # noqa: F401  (it sets its loggers up on import; set them after)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def sync(paths, uri=None, force=False, say=print):
+    """Log every run folder under `paths` not yet in its store; returns (logged, skipped, failed) counts.
+    One run that fails to log is one line and the others still go."""
+    done, skipped, failed, known = 0, 0, 0, {}
+    for d in run_folders(paths, warn=say):
+        u = tracking_uri(d.parent, uri) or tracking_uri(d.parent, "1")  # fails fast without mlflow
+        if u not in known:
+            quiet_mlflow()
+            known[u] = set() if force else logged(u)
+        if str(d.resolve()) in known[u]:
+            skipped += 1
+            continue
+        try:
+            run_id = log_run(d, u)
+        except Exception as e:  # noqa: BLE001  (a store error or a damaged run: say which, go on)
+            say(f"failed {d}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            failed += 1
+            continue
+        known[u].add(str(d.resolve()))
+        say(f"logged {d} -> {u} (run {run_id})")
+        done += 1
+    return done, skipped, failed
+
+
+def main(argv):
+    ap = _Parser(prog="fastmask mlflow-sync", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap.add_argument("paths", nargs="+", metavar="RUNS_DIR|RUN_DIR", help="runs folders or run folders")
+    ap.add_argument("--uri", help="MLflow tracking URI or sqlite file (default: $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db)")
+    ap.add_argument("--force", action="store_true", help="log runs again even when the store holds them")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = ap.parse_args(argv)
+    done, skipped, failed = sync(args.paths, uri=args.uri, force=args.force)
+    print(f"mlflow-sync: {done} run(s) logged, {skipped} already there" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main)())
