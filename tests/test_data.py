@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fastmask import data
+from fastmask.data import layout as data
 from fastmask.errors import FastmaskError
 from fastmask.labels import label_of
 

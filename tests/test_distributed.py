@@ -86,8 +86,9 @@ def test_other_ranks_train_but_write_nothing(rank0_run, monkeypatch):
     r, data, runs, d, sets = rank0_run
     before = snapshot(runs)
     monkeypatch.setenv("RANK", "1")
-    monkeypatch.setattr(distributed, "share", lambda obj: d)  # rank 0's broadcast of its run folder
+    from fastmask.runs import session
     from fastmask.runs.session import train_and_record
+    monkeypatch.setattr(session, "share", lambda obj: d)  # rank 0's broadcast of its run folder
     fits = []
     from fastai.callback.core import Callback
 

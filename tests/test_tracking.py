@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from fastmask.errors import FastmaskError
+from fastmask.labels import describe
 from fastmask.runs.tracking import ENV, log_run, resolve_uri, track, tracking_uri
 from test_card import REPO, fake_preds, make_run
 
@@ -57,8 +58,15 @@ def test_a_run_logs_params_epochs_final_figures_artifacts_and_tags(store, tmp_pa
 
     c = MlflowClient(uri)
     run = c.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == d.name
+    assert run.info.status == "FINISHED" and run.info.run_name == "oversample"  # the recipe leads; the stamp is a tag
     tags = run.data.tags
+    assert tags["fastmask.stamp"] == "20260102T000000Z" and tags["mlflow.source.name"].startswith("python -m fastmask.run")
+    assert c.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    f1 = json.loads((d / "metrics.json").read_text())["per_class_f1"]
+    by_name = {describe(int(k)) if str(k).isdigit() else k: v for k, v in f1.items()}
+    assert run.data.metrics["class_f1/male_lt30_mask"] == pytest.approx(by_name["male <30 mask"])
+    assert run.data.metrics["class_f1/female_ge60_mask"] == pytest.approx(by_name["female >=60 mask"])
+    assert len([k for k in run.data.metrics if k.startswith("class_f1/")]) == 18
     assert tags["hypothesis"] == "oversample helps." and tags["parent"] == "person_split"
     assert tags["verdict"] == "supported" and tags["parent_run"] == "20260101T000000Z-person_split"
     assert tags["mlflow.source.git.commit"] == "abc1234" and tags["version.fastai"] == "2.8.12"
@@ -121,6 +129,7 @@ def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
     d = train_and_record(r, load_data(twin), tmp_path / "runs")
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     [run] = c.search_runs([c.get_experiment_by_name("fastmask").experiment_id])
-    assert run.info.run_name == d.name and run.info.status == "FINISHED"
+    assert run.info.run_name == "baseline" and run.data.tags["fastmask.run_dir"] == str(d.resolve())
+    assert run.info.status == "FINISHED"
     assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [0, 1]
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])

@@ -7,6 +7,7 @@ Off unless asked: `FASTMASK_MLFLOW=URI` in the environment or `uri=` in code. Th
 tracking URI (`sqlite:///abs/path.db`, `http://host:5000`, `file:/path`); a plain path means that
 sqlite file; `1`/`true`/`on` mean the default store, `RUNS_DIR/mlflow.db` (artifacts beside it in
 `RUNS_DIR/mlartifacts/`). Needs `pip install 'fastmask[mlflow]'`."""
+import getpass
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from fastmask.errors import FastmaskError
+from fastmask.labels import describe
 from fastmask.runs.folder import STATUS, read_json
 
 ENV = "FASTMASK_MLFLOW"
@@ -25,6 +27,7 @@ ARTIFACTS = ("card.md", "confusion.png", "curves.png", "top_losses.png", "metric
              "history.csv", "recipe.py", "valid_preds.csv", "status.json", "suspects.csv")
 FINAL = ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy",
          "epochs_run", "cv_mean", "cv_std", "seed_std")
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 STATES = {"finished": "FINISHED", "partial": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
 _ON = ("1", "true", "on", "yes")
 
@@ -76,11 +79,14 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     client = _client_class()(tracking_uri=uri)
     cfg, m = read_json(run_dir / "config.json", {}) or {}, read_json(run_dir / "metrics.json", {}) or {}
     status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
-    run = client.create_run(_experiment_id(client, uri, experiment), run_name=run_dir.name, tags=_tags(cfg, m, run_dir))
+    # the recipe's name leads (the UI cuts long names); the folder's stamp stays a tag
+    run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
+                            tags=_tags(cfg, m, run_dir))
     run_id, now = run.info.run_id, int(time.time() * 1000)
     steps = _history_steps(run_dir / "history.csv")
     final = {f"final_{k}": m.get(k) for k in FINAL}
     final.update({f"holdout_{k}_f1": v for k, v in (m.get("holdout_task_f1") or {}).items()})
+    final.update({f"class_f1/{_class_name(k)}": v for k, v in (m.get("per_class_f1") or {}).items()})
     v = m.get("verdict") or {}
     if "delta" in v:
         final.update(verdict_delta=v["delta"], verdict_low=v.get("low"), verdict_high=v.get("high"))
@@ -99,12 +105,14 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
 
 def _experiment_id(client, uri, name):
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the current folder
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the current folder
+            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        exp = client.get_experiment(client.create_experiment(name, artifact_location=location))
+    if exp.tags.get(KIND_TAG) != KIND:  # MLflow 3 opens untagged experiments on its GenAI pages
+        client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
+    return exp.experiment_id
 
 
 def _tags(cfg, m, run_dir):
@@ -113,6 +121,8 @@ def _tags(cfg, m, run_dir):
     tags = {"hypothesis": cfg.get("hypothesis"), "parent": cfg.get("parent"), "recipe": cfg.get("name"),
             "data_fingerprint": cfg.get("data_fingerprint"), "fastmask.run_dir": str(run_dir.resolve()),
             "mlflow.note.content": cfg.get("hypothesis"), "mlflow.source.git.commit": env.get("commit"),
+            "mlflow.source.name": env.get("command") or cfg.get("name"), "mlflow.source.type": "LOCAL",
+            "mlflow.user": env.get("user") or getpass.getuser(), "fastmask.stamp": run_dir.name.split("-", 1)[0],
             **{f"version.{k}": env.get(k) for k in ("python", "torch", "fastai", "timm")},
             "verdict": v.get("verdict") or ("no parent run" if cfg.get("parent") else "root"),
             "parent_run": v.get("parent_run"), "status": status}
@@ -134,6 +144,13 @@ def _history_steps(path):
         step = int(row["epoch"]) if "epoch" in row and pd.notna(row["epoch"]) else int(i)
         out += [(pre + k.replace(" ", "_"), x, step) for k, x in row.items() if k not in ("epoch", "time", group)]
     return out
+
+
+def _class_name(key):
+    """An MLflow-safe metric name for a per_class_f1 key (a class name, or the code older runs used):
+    MLflow takes letters, digits, _ - . / : and spaces, so "<30" and ">=60" are spelled out."""
+    name = describe(int(key)) if str(key).isdigit() else str(key)
+    return name.replace(">=", "ge").replace("<", "lt").replace(" ", "_")
 
 
 def _number(x):
