@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastmask.learn.metrics import MacroF1, macro_f1, scores
+from fastmask.learn.metrics import MacroF1, macro_f1, per_class, scores
 
 # Table A: a few classes, one predicted class (7) that is not in the truth, one true class (5) never predicted.
 YA = [0, 0, 0, 0, 1, 1, 2, 2, 5]
@@ -50,9 +50,28 @@ def test_scores_task_and_per_class_f1_by_hand():
     # age 0: tp 3, fn 1 -> 6/7; age 1: tp 1, fp 2, fn 1 -> 2/5; age 2: tp 2, fp 1, fn 1 -> 4/6.
     assert s["age_f1"] == pytest.approx((6 / 7 + 2 / 5 + 2 / 3) / 3, abs=1e-12)
     per = s["per_class_f1"]
-    assert sorted(per) == list(range(18))
-    for c in range(18):  # absent classes read 0 (zero_division = 0), not 1
-        assert per[c] == pytest.approx(F1A.get(c, 0.0), abs=1e-12), c
+    assert len(per) == 18
+    # keyed by class name (class = mask * 6 + gender * 3 + age group), not by "0".."17"
+    by_name = {"male <30 mask": 6 / 7, "male 30-59 mask": 1 / 2, "male >=60 mask": 4 / 5,
+               "female >=60 mask": 0.0, "male 30-59 incorrect-mask": 0.0}
+    for name, f in by_name.items():
+        assert per[name] == pytest.approx(f, abs=1e-12), name
+    assert per["female <30 no-mask"] == 0.0  # class 15, absent: 0 (zero_division = 0), not 1
+    assert sum(per.values()) == pytest.approx(6 / 7 + 1 / 2 + 4 / 5, abs=1e-12)
+    # support: true images per class; YA holds class 0 four times, 1 and 2 twice, 5 once; 7 is only predicted
+    sup = s["per_class_support"]
+    assert sup["male <30 mask"] == 4 and sup["male 30-59 mask"] == 2 and sup["male >=60 mask"] == 2
+    assert sup["female >=60 mask"] == 1 and sup["male 30-59 incorrect-mask"] == 0
+    assert sum(sup.values()) == 9
+
+
+def test_per_class_reads_class_names_and_the_old_integer_keys():
+    """Readers of metrics.json get {class id: value} from runs of either format."""
+    new = {"per_class_f1": {"male <30 mask": 0.5, "female >=60 no-mask": 0.25}, "per_class_support": {"male <30 mask": 3}}
+    old = {"per_class_f1": {"0": 0.5, "17": 0.25}}
+    assert per_class(new) == per_class(old) == {0: 0.5, 17: 0.25}
+    assert per_class(new, "per_class_support") == {0: 3}
+    assert per_class({}) == {}
 
 
 def test_fastai_metric_scores_the_whole_validation_set_not_batch_means():

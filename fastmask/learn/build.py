@@ -107,11 +107,15 @@ def pick_lr(recipe, learn):
     with tempfile.TemporaryDirectory(prefix="fastmask-lr-find-") as tmp:
         learn.path = Path(tmp)
         try:
-            return float(learn.lr_find(show_plot=False).valley)
+            lr = float(learn.lr_find(show_plot=False).valley)
         except (IndexError, ValueError):  # too few batches for a curve on tiny data
-            return 1e-3
+            lr = None
         finally:
             learn.path = path
+    # the finder's curve for lr_find.png (runs.plots), kept before fit resets the recorder
+    learn.lr_curve = dict(lrs=[float(x) for x in learn.recorder.lrs],
+                          losses=[float(x) for x in learn.recorder.losses], suggestion=lr)
+    return 1e-3 if lr is None else lr
 
 
 def fit(recipe, learn, cbs=()):

@@ -1,9 +1,10 @@
-"""Scores on the 18-class code: macro F1 (zero_division=0) beside accuracy, per task and per class."""
+"""Scores on the 18-class code: macro F1 (zero_division=0) beside accuracy, per task and per class (keyed by
+class name, with each class's support: its number of true images)."""
 import numpy as np
 from fastai.metrics import AccumMetric
 from sklearn.metrics import f1_score
 
-from fastmask.labels import N_CLASSES, decode
+from fastmask.labels import CLASS_NAMES, N_CLASSES, decode
 
 TASKS = ("mask", "gender", "age")
 
@@ -19,7 +20,21 @@ def scores(y, p):
     for name, yt, pt in zip(TASKS, decode(y), decode(p)):
         out[f"{name}_f1"] = macro_f1(yt, pt)
     per = f1_score(y, p, labels=range(N_CLASSES), average=None, zero_division=0)
-    out["per_class_f1"] = {int(i): float(f) for i, f in enumerate(per)}
+    out["per_class_f1"] = {name: float(f) for name, f in zip(CLASS_NAMES, per)}
+    support = np.bincount(y.astype(int), minlength=N_CLASSES)
+    out["per_class_support"] = {name: int(n) for name, n in zip(CLASS_NAMES, support)}
+    return out
+
+
+def per_class(metrics, key="per_class_f1"):
+    """{class id: value} from a metrics dict's per-class entry (`per_class_f1` or `per_class_support`),
+    keyed by class name as `scores` writes it, or by "0".."17" as runs before class-name keys wrote it."""
+    ids = {name: i for i, name in enumerate(CLASS_NAMES)}
+    out = {}
+    for k, v in (metrics.get(key) or {}).items():
+        c = ids.get(k, int(k) if str(k).isdigit() else None)
+        if c is not None and 0 <= c < N_CLASSES:
+            out[c] = v
     return out
 
 

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
-from fastmask.runs.folder import atomic_write
+from fastmask.runs.folder import PLOTS as CARD_PLOTS, TOP_LOSSES, atomic_write
 from fastmask.runs.html import Raw, markdown, page, resolver
 from fastmask.runs.index import entries
 
-PLOTS = ("confusion.png", "curves.png", "top_losses.png")
+PLOTS = (*(name for name, _ in CARD_PLOTS), TOP_LOSSES)  # the plots a run folder may hold
 
 
 # --- the runs as a tree -----------------------------------------------------------------------------

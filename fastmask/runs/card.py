@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from fastmask.labels import decode, describe, N_CLASSES
-from fastmask.learn.metrics import TASKS
+from fastmask.learn.metrics import per_class, TASKS
+from fastmask.runs.folder import PLOTS, TOP_LOSSES
 from fastmask.runs.verdict import fold_scores, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
-TOP_LOSSES = "top_losses.png"
 
 # (key in the flattened metrics, label, format); per-task holdout F1 sits under holdout_task_f1.
 ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation accuracy", ".3f"),
@@ -94,7 +94,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
     else:
         lines += ["No valid_preds.csv: the class, pair, age and top-loss analyses need it.", ""]
 
-    shown = [(n, alt) for n, alt in (("confusion.png", "confusion"), ("curves.png", "learning curves")) if n in plots]
+    shown = [(n, alt) for n, alt in PLOTS if n in plots]
     if shown:
         lines += ["## Plots", ""] + [x for n, alt in shown for x in (f"![{alt}]({n})", "")]
     lines += _reproducibility(cfg, metrics.get("lr_used", cfg.get("lr_used")))
@@ -250,7 +250,7 @@ def _per_task(m, pm):
 
 
 def _weakest_classes(m, vp, k=5):
-    per = {int(c): f for c, f in (m.get("per_class_f1") or {}).items()}
+    per = per_class(m)  # keyed by class name (older runs: "0".."17")
     support = vp["label"].value_counts()
     present = [c for c in range(N_CLASSES) if support.get(c, 0) > 0 and c in per]
     if not present:

@@ -24,6 +24,10 @@ from pathlib import Path
 
 from fastmask.errors import FastmaskError
 
+# The plots a run may draw beside its card (runs.plots), in the order the card shows them, with alt text.
+PLOTS = (("confusion.png", "confusion"), ("per_class_f1.png", "per-class F1"), ("curves.png", "learning curves"),
+         ("batches.png", "per-batch loss and lr"), ("lr_find.png", "lr finder"))
+TOP_LOSSES = "top_losses.png"
 STATUS = "status.json"
 HEARTBEAT_S = 30.0      # seconds between heartbeats; FASTMASK_HEARTBEAT_S overrides it (tests use less)
 LOST_AFTER = 5          # heartbeats missed before a running run reads as lost (slow disks, busy GIL)

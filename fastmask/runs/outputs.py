@@ -44,13 +44,7 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     if group in hist:
         atomic_write(run.path("history.csv"), hist.to_csv(index=False))
     first = (oof["seed"] == oof["seed"].iloc[0]).to_numpy()  # one seed's errors, not the same image N times
-    plots.save_confusion(oof["label"].to_numpy()[first], pred[first], run.path("confusion.png"),
-                         title="out of fold" if kfold else "validation")
-    drawn = ["confusion.png"]
-    if len(hist):  # k folds or seeds: the per-epoch mean
-        plots.save_curves(hist.groupby("epoch", as_index=False).mean(numeric_only=True) if group in hist else hist,
-                          run.path("curves.png"))
-        drawn.append("curves.png")
+    drawn = draw_plots(run, parts, metrics, hist, group, oof["label"].to_numpy()[first], pred[first], kfold)
     this = RunRecord(run.dir, cfg, metrics, hist, vp, held, run.minutes())
     text, entry = card_and_verdict(this, runs_dir, status, drawn)
     if entry is not None:
@@ -58,6 +52,31 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     atomic_write(run.path("card.md"), text)
     write_json(run.path("metrics.json"), metrics)
     return metrics
+
+
+def draw_plots(run, parts, metrics, hist, group, y_true, y_pred, kfold):
+    """The run's plots beside its card (runs.plots); returns the names drawn. The per-batch and lr-finder
+    plots need what fastai's Recorder kept (Part.recorder); the lr finder's curve exists only for lr="find"."""
+    seeds = len((metrics.get("replicates") or {}).get("seeds", []))
+    plots.save_confusion(y_true, y_pred, run.path("confusion.png"), title="out of fold" if kfold else
+                         f"validation, first of {seeds} seeds" if seeds > 1 else "validation")
+    drawn = ["confusion.png"]
+    what = "out of fold" if kfold else f"validation, mean of {seeds} seeds" if seeds > 1 else "validation"
+    if plots.save_per_class_f1(metrics, run.path("per_class_f1.png"), title=what):
+        drawn.append("per_class_f1.png")
+    if len(hist):  # k folds or seeds: each one's curve, their mean and spread
+        plots.save_curves(hist, run.path("curves.png"), group=group if group in hist else None)
+        drawn.append("curves.png")
+    traced = [p for p in parts if getattr(p, "recorder", None)]
+    valid_loss = [list(p.history["valid_loss"]) if p.history is not None and "valid_loss" in p.history else []
+                  for p in traced]
+    if plots.save_batches([(p.name, {**p.recorder, "valid_loss": v}) for p, v in zip(traced, valid_loss)],
+                          run.path("batches.png")):
+        drawn.append("batches.png")
+    finds = [(p.name, p.recorder["lr_find"]) for p in traced if p.recorder.get("lr_find")]
+    if finds and plots.save_lr_find(finds, run.path("lr_find.png")):
+        drawn.append("lr_find.png")
+    return drawn
 
 
 def seed_scores(oof, pred):
@@ -69,6 +88,7 @@ def seed_scores(oof, pred):
     if len(per) == 1:
         return per[0]
     out = mean_of(per)
+    out["per_class_support"] = per[0]["per_class_support"]  # one split: every seed saw the same images
     f1 = [p["macro_f1"] for p in per]
     out["replicates"] = {"seeds": [int(s) for s in seeds], "macro_f1": f1}
     out["seed_std"] = float(np.std(f1, ddof=1))

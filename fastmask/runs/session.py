@@ -154,6 +154,7 @@ class Part:
     probs: Any = None               # their class probabilities
     eval_probs: Any = None          # holdout probabilities (data with answers, finished parts only)
     history: Any = None             # per-epoch history (a DataFrame, empty when none was written)
+    recorder: Any = None            # what fastai's Recorder kept of fit (per-batch loss, lr, iters) and lr_find's curve
     lr: Any = None
     error: Optional[str] = None
     exc: Optional[BaseException] = None
@@ -190,6 +191,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
             log = [CSVLogger(fname=hist_name)] if main else []
             with context(learn):
                 part.lr = fit(r, learn, cbs=[*log, *cbs])
+                part.recorder = dict(loss=list(map(float, learn.recorder.losses)), lr=list(learn.recorder.lrs), iters=list(learn.recorder.iters), lr_find=getattr(learn, "lr_curve", None))
         except KeyboardInterrupt:
             part.status = "interrupted"
             # the best epoch so far, not the half epoch (put back already unless a second Ctrl-C hit)

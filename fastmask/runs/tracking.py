@@ -23,7 +23,8 @@ from fastmask.runs.folder import STATUS, read_json
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"
-ARTIFACTS = ("card.md", "confusion.png", "curves.png", "top_losses.png", "metrics.json", "config.json",
+ARTIFACTS = ("card.md", "confusion.png", "per_class_f1.png", "curves.png", "batches.png", "lr_find.png",
+             "top_losses.png", "metrics.json", "config.json",
              "history.csv", "recipe.py", "valid_preds.csv", "status.json", "suspects.csv")
 FINAL = ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy",
          "epochs_run", "cv_mean", "cv_std", "seed_std")
