@@ -93,6 +93,8 @@ def test_cli_prints_cv_and_suspect_precision(run, twin, tmp_path_factory):
     out = kfold_run(twin, tmp_path_factory)[1]
     assert f"over {K} folds" in out and "±" in out and "soft vote of 3 fold models" in out
     assert "suspects: precision at" in out
+    # every fold builds a learner; its notices are said once per command
+    assert out.count("precision: fp32") == 1, out
 
 
 def test_suspects_file_is_ranked_and_in_words(run):

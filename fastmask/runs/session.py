@@ -184,7 +184,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
         print(f"seed {seed}: training")
     learn = None
     try:
-        learn = build_learner(r, build_dls(r, data.train))
+        learn = build_learner(r, build_dls(r, data.train), notify=say_once)
         learn.path = run.dir
         trained = True
         try:
@@ -215,6 +215,17 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
     part.history = read_history(run.path(hist_name)) if main else pd.DataFrame()
     return part
 
+
+
+_SAID = set()
+
+
+def say_once(line):
+    """A notice said once per process: each fold, seed or search trial builds a learner, and "no pretrained
+    weights ..." or "precision: fp32 ..." would otherwise repeat for every one."""
+    if line and line not in _SAID:
+        _SAID.add(line)
+        print(line)
 
 def read_history(path):
     """history.csv as a frame; empty when training failed before CSVLogger wrote a line."""
