@@ -83,3 +83,20 @@ def test_the_layer_check_sees_a_planted_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PKG", copy)
     bad = [(m, t) for m, deps in graph().items() for t, _ in deps if layer(t) > layer(m) and (m, t) not in FACADE]
     assert ("fastmask.data.split", "fastmask.runs.card") in bad
+
+
+def test_a_learner_pickled_before_the_layout_still_loads():
+    """A model.pkl exported before the move names its classes by the old flat paths (fastmask.cache, ...)."""
+    import pickle
+    import subprocess
+    import sys
+    from fastmask.data.cache import Prepare
+    # protocol 0 writes module paths as plain lines, so the old path can be planted in place
+    old = pickle.dumps(Prepare((12, 8), crop=0.9), protocol=0).replace(b"fastmask.data.cache\n", b"fastmask.cache\n")
+    assert b"fastmask.cache\n" in old and b"fastmask.data" not in old
+    # a fresh process: nothing of the new layout imported before the pickle asks for the old module
+    code = ("import pickle, sys; p = pickle.loads(sys.stdin.buffer.read()); "
+            "print(type(p).__module__, p.size, p.crop)")
+    out = subprocess.run([sys.executable, "-c", code], input=old, capture_output=True, cwd=PKG.parent, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-1000:]
+    assert out.stdout.decode().split() == ["fastmask.data.cache", "(12,", "8)", "0.9"]

@@ -155,6 +155,8 @@ def test_lr_find_field_sets_the_learners_lr(data, base, tmp_path):
     learn = learner(base.but(lr="find", cutmix="halves", patience=2), data, tmp_path)
     assert isinstance(learn.lr, float) and learn.lr > 0
     assert not any(cb for cb in learn.cbs if type(cb).__name__ == "LRFinder")
+    curve = learn.lr_curve  # kept for lr_find.png before fit resets the recorder
+    assert len(curve["lrs"]) == len(curve["losses"]) > 0 and (curve["suggestion"] or 1e-3) == learn.lr
 
 
 # --- every field changes what the REPL learner builds ----------------------------------------------

@@ -9,7 +9,7 @@ import pandas as pd
 from fastmask.labels import N_CLASSES
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.runs import card, plots, suspects
-from fastmask.runs.folder import atomic_write, write_json
+from fastmask.runs.folder import TOP_LOSSES, atomic_write, write_json
 from fastmask.runs.folds import cv_summary, oof_frame, probs_of
 from fastmask.runs.infer import soft_vote
 from fastmask.runs.records import RunRecord
@@ -67,7 +67,7 @@ def draw_plots(run, parts, metrics, hist, group, y_true, y_pred, kfold):
     if len(hist):  # k folds or seeds: each one's curve, their mean and spread
         plots.save_curves(hist, run.path("curves.png"), group=group if group in hist else None)
         drawn.append("curves.png")
-    traced = [p for p in parts if getattr(p, "recorder", None)]
+    traced = [p for p in parts if p.recorder]
     valid_loss = [list(p.history["valid_loss"]) if p.history is not None and "valid_loss" in p.history else []
                   for p in traced]
     if plots.save_batches([(p.name, {**p.recorder, "valid_loss": v}) for p, v in zip(traced, valid_loss)],
@@ -185,7 +185,7 @@ def link_first_fold(run, parts):
     os.replace(tmp, run.path("model.pkl"))
 
 
-def card_and_verdict(this, runs_dir, status, plots_drawn=("confusion.png", "curves.png")):
+def card_and_verdict(this, runs_dir, status, plots_drawn):
     """card.md's text for RunRecord `this` and metrics.json's "verdict" entry (None without a parent run):
     the judgement against the parent's newest comparable run in `runs_dir`, and top_losses.png drawn
     beside the card from the validation predictions."""
@@ -199,6 +199,6 @@ def draw_top_losses(this, k=16):
     if vp is None or not {f"p{i}" for i in range(N_CLASSES)} <= set(vp.columns):
         return None
     try:
-        return plots.save_top_losses(vp, this.dir / card.TOP_LOSSES, k=k)
+        return plots.save_top_losses(vp, this.dir / TOP_LOSSES, k=k)
     except (OSError, ValueError) as e:
         return str(e)

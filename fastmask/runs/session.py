@@ -33,8 +33,7 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False):
     overrides = parse_sets(sets)
     recipe = load_recipe(recipe_file, overrides)
     setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
-    preflight(recipe)  # bad field values fail before any data work or run folder
-    n_folds(recipe)
+    preflight(recipe)  # bad field values (a k-fold split included) fail before any data work or run folder
     if data is not None and not Path(data).exists():
         raise FastmaskError(f"--data {data}: no such folder")
     with main_first():
@@ -43,6 +42,7 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False):
     if d is None:  # a rank > 0 of a data-parallel run: rank 0 records and reports
         return 0
     return 0 if read_json(d / STATUS, {}).get("status") == "finished" else 1  # partial: some folds failed
+
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
     """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far.

@@ -82,7 +82,7 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
     # the recipe's name leads (the UI cuts long names); the folder's stamp stays a tag
     run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
-                            tags=_tags(cfg, m, run_dir))
+                            tags=_tags(cfg, m, run_dir, status))
     run_id, now = run.info.run_id, int(time.time() * 1000)
     steps = _history_steps(run_dir / "history.csv")
     final = {f"final_{k}": m.get(k) for k in FINAL}
@@ -116,9 +116,8 @@ def _experiment_id(client, uri, name):
     return exp.experiment_id
 
 
-def _tags(cfg, m, run_dir):
+def _tags(cfg, m, run_dir, status):
     env, v = cfg.get("environment") or {}, m.get("verdict") or {}
-    status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
     tags = {"hypothesis": cfg.get("hypothesis"), "parent": cfg.get("parent"), "recipe": cfg.get("name"),
             "data_fingerprint": cfg.get("data_fingerprint"), "fastmask.run_dir": str(run_dir.resolve()),
             "mlflow.note.content": cfg.get("hypothesis"), "mlflow.source.git.commit": env.get("commit"),
