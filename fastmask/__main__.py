@@ -4,8 +4,10 @@ One command for the whole loop: each subcommand is the entry point `fastmask/<co
 the command line unchanged. Bad input exits with status 2 and one line; --debug shows tracebacks."""
 import difflib
 import importlib
+import os
 import sys
 
+from fastmask import console
 from fastmask.errors import FastmaskError, cli
 
 # name: (module whose main(argv) runs it, one line for --help)
@@ -57,9 +59,13 @@ def main(argv=None):
     name, rest = argv[0], argv[1:]
     if name == "help":  # `fastmask help run` = `fastmask run --help`
         name, rest = rest[0], ["--help"]
+    via = "fastmask"
     if from_shell:  # the command line as `python -m fastmask.<command>` would see it (a run records it)
+        if os.path.basename(sys.argv[0]) == "__main__.py":
+            via = "python -m fastmask"
         sys.argv = [sys.argv[0], *rest]
-    code = cli(lambda args: entry(name)(args))(rest)
+    with console.dispatched(via):  # its --help says `fastmask run`, not `python -m fastmask.run`
+        code = cli(lambda args: entry(name)(args))(rest)
     return code if isinstance(code, int) else 0
 
 

@@ -6,6 +6,7 @@ test when both predicted the same images, per-class F1 side by side, and the lea
 import argparse
 import sys
 
+from fastmask import console
 from fastmask.errors import FastmaskError, cli
 from fastmask.runs.compare import compare_runs
 
@@ -16,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv):
-    ap = _Parser(prog="fastmask compare", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = _Parser(prog=console.prog("compare"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference (A)")
     ap.add_argument("--out", default="compare.png", help="the PNG to write (default: compare.png here)")
     ap.add_argument("--resamples", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from fastmask import console
 from fastmask.errors import FastmaskError
 
 
@@ -48,7 +49,7 @@ def init(folder="."):
 
 
 def main(argv):
-    ap = _Parser(prog="fastmask init", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = _Parser(prog=console.prog("init"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("folder", nargs="?", default=".", metavar="DIR", help="project folder (default: here)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fastmask import console
 from fastmask.errors import FastmaskError, cli
 from fastmask.runs.folder import STATUS
 from fastmask.runs.index import entries
@@ -62,23 +63,13 @@ def logged(uri):
             return seen - {None}
 
 
-def quiet_mlflow():
-    """MLflow's own INFO lines ("Creating initial MLflow database tables...") off: ours say what happened."""
-    import logging
-
-    import mlflow  # noqa: F401  (it sets its loggers up on import; set them after)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def sync(paths, uri=None, force=False, say=print):
     """Log every run folder under `paths` not yet in its store; returns (logged, skipped, failed) counts.
     One run that fails to log is one line and the others still go."""
     done, skipped, failed, known = 0, 0, 0, {}
     for d in run_folders(paths, warn=say):
-        u = tracking_uri(d.parent, uri) or tracking_uri(d.parent, "1")  # fails fast without mlflow
+        u = tracking_uri(d.parent, uri) or tracking_uri(d.parent, "1")  # fails fast without mlflow; quiets it
         if u not in known:
-            quiet_mlflow()
             known[u] = set() if force else logged(u)
         if str(d.resolve()) in known[u]:
             skipped += 1
@@ -96,7 +87,7 @@ def sync(paths, uri=None, force=False, say=print):
 
 
 def main(argv):
-    ap = _Parser(prog="fastmask mlflow-sync", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = _Parser(prog=console.prog("mlflow-sync"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("paths", nargs="+", metavar="RUNS_DIR|RUN_DIR", help="runs folders or run folders")
     ap.add_argument("--uri", help="MLflow tracking URI or sqlite file (default: $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db)")
     ap.add_argument("--force", action="store_true", help="log runs again even when the store holds them")

@@ -1,4 +1,4 @@
-"""python -m fastmask.predict RUN_DIR|MODEL.safetensors ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] [--trust-pickle] --out submission.csv
+"""fastmask predict RUN_DIR|MODEL.safetensors ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] [--trust-pickle] [--quiet] --out submission.csv
 
 Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order.
 Models load from their safetensors + JSON files, which hold no code; a pickle (.pkl) only with --trust-pickle."""
@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 
+from fastmask import console
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m fastmask.predict", description=__doc__.splitlines()[2])
+    ap = argparse.ArgumentParser(prog=console.prog("predict"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("models", nargs="+", metavar="RUN_DIR|MODEL.safetensors",
                     help="a run folder means all its fold models (fold*.safetensors), else its model.safetensors; "
                          "a .safetensors or .json file means that model; a .pkl needs --trust-pickle")
@@ -23,6 +25,8 @@ def parse(argv):
                     help="open .pkl exports (fastai's load_learner): a pickle runs the code it names, "
                          "so only for files you trust")
     ap.add_argument("--bs", type=int, default=None, help="batch size (default: the learner's)")
+    ap.add_argument("--quiet", action="store_true",
+                    help=f"no progress bar or model list: the result lines only (or {console.ENV_QUIET}=1)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap.parse_args(argv)
 
@@ -39,6 +43,11 @@ def parse_weights(text):
 
 def main(argv):
     args = parse(argv)
+    with console.using(console.QUIET if args.quiet else None):
+        return _predict(args, quiet=console.quiet())
+
+
+def _predict(args, quiet):
     from fastmask.data.layout import read_answers, read_eval
     from fastmask.errors import FastmaskError
     from fastmask.runs.infer import check_out, eval_root, load_models, predict, write_submission
@@ -50,8 +59,9 @@ def main(argv):
     ev = read_eval(root)
     answers = read_answers(root)
     models = load_models(args.models, weights, trust_pickle=args.trust_pickle)
-    print(f"{len(models)} model(s): " + ", ".join(str(m.path) for m in models), file=sys.stderr)
-    pred = predict(models, ev["path"].tolist(), tta=args.tta, how=args.vote, bs=args.bs)
+    if not quiet:
+        print(f"{len(models)} model(s): " + ", ".join(str(m.path) for m in models), file=sys.stderr)
+    pred = predict(models, ev["path"].tolist(), tta=args.tta, how=args.vote, bs=args.bs, progress=not quiet)
     out = write_submission(ev["ImageID"], pred.ans, args.out)
     print(f"wrote {out} ({len(ev)} rows, {args.vote} vote of {len(models)} model(s)"
           + (f", TTA {args.tta}" if args.tta else "") + ")")

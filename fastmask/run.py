@@ -1,15 +1,17 @@
-"""python -m fastmask.run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--skip-bad]
+"""fastmask run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--skip-bad] [--quiet]
 
 Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder."""
 import argparse
 import os
 import sys
 
+from fastmask import console
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m fastmask.run", description=__doc__.splitlines()[2])
+    ap = argparse.ArgumentParser(prog=console.prog("run"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("recipe", help="a recipe file, e.g. recipes/person_split.py")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe field (repeatable), e.g. --set epochs=1 --set size=64,48")
@@ -18,6 +20,8 @@ def parse(argv):
     ap.add_argument("--replicates", type=int, metavar="N",
                     help="train N seeds on the same split (same as --set replicates=N)")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad folders instead of stopping")
+    ap.add_argument("--quiet", action="store_true",
+                    help=f"no progress bars or epoch lines: warnings, errors and the result only (or {console.ENV_QUIET}=1)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap.parse_args(argv)
 
@@ -28,7 +32,9 @@ def main(argv):
         args.sets.append(f"replicates={args.replicates}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
     from fastmask.runs.session import run_file
-    return run_file(args.recipe, args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad)
+    console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
+    with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
+        return run_file(args.recipe, args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad)
 
 
 def terminate_as_interrupt():

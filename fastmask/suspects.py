@@ -5,6 +5,7 @@ synthetic twin, scores the ranking against the twin's noise.csv."""
 import argparse
 import sys
 
+from fastmask import console
 from fastmask.errors import FastmaskError
 
 
@@ -14,7 +15,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv):
-    ap = _Parser(prog="fastmask suspects", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = _Parser(prog=console.prog("suspects"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("run", metavar="RUN_DIR", help="a k-fold run folder (holding oof.csv)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)

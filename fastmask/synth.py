@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 
+from fastmask import console
 from fastmask.errors import FastmaskError, cli
 from fastmask.twin import default_eval_people, make_twin
 
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    p = _Parser(prog="python -m fastmask.synth",
+    p = _Parser(prog=console.prog("synth"),
                 description="Write a synthetic twin of the mask/gender/age data set.")
     p.add_argument("out_dir", help="folder to write train/, eval/, noise.csv, preview.png into")
     p.add_argument("--people", type=int, default=300, help="train person folders (default 300)")

@@ -11,6 +11,7 @@ from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastai.vision.core import imagenet_stats
 
+from fastmask import console
 from fastmask.data import cache
 from fastmask.data.augment import augmentation
 from fastmask.data.cache import Prepare
@@ -18,7 +19,7 @@ from fastmask.data.sampling import resample
 from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
 from fastmask.labels import AGE_THRESHOLD, N_CLASSES, label_of
-from fastmask.learn.callbacks import StopOnInterrupt, training_callbacks
+from fastmask.learn.callbacks import ConsoleProgress, StopOnInterrupt, training_callbacks
 from fastmask.learn.heads import HEADS
 from fastmask.learn.losses import build_loss
 from fastmask.learn.metrics import MacroF1
@@ -43,7 +44,8 @@ def build_dls(recipe, df):
     df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
     size = tuple(recipe.size)
     paths = df["path"].unique()  # oversampled copies share their original's cached pixels
-    array = cache.build(paths, size, recipe.crop) if recipe.cache else None
+    bar = console.mode() == console.BARS  # piped, a rich bar is an empty line; quiet, nothing
+    array = cache.build(paths, size, recipe.crop, progress=bar) if recipe.cache else None
     images = TransformBlock(type_tfms=Prepare(size, recipe.crop, paths, array), batch_tfms=IntToFloatTensor)
     block = DataBlock(
         blocks=(images, CategoryBlock(vocab=list(range(N_CLASSES)))),
@@ -80,7 +82,8 @@ def preflight(recipe):
 def build_learner(recipe, dls, notify=print, train=True):
     """The recipe's Learner. With `train` (the default), the recipe's training callbacks are on
     `learn.cbs` and its lr is `learn.lr`, so `fit_one_cycle`, `fine_tune` and `lr_find` in a REPL train
-    the hypothesis exactly as `python -m fastmask.run` does; `train=False` builds a bare predictor."""
+    the hypothesis exactly as `python -m fastmask.run` does; `train=False` builds a bare predictor.
+    Progress shows as fastmask.console's mode asks: bars on a terminal, one line per epoch into a pipe."""
     check_arch(recipe.arch)
     weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
     if notice and train:
@@ -92,6 +95,7 @@ def build_learner(recipe, dls, notify=print, train=True):
     if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
         # fastai normalises only for pretrained models; from scratch we still want centred inputs
         dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
+    learn.add_cb(ConsoleProgress())
     if train:
         learn.add_cbs(training_callbacks(recipe, learn, notify))
         learn.lr = pick_lr(recipe, learn)

@@ -1,5 +1,6 @@
 """The recipe's training callbacks: keep-best, peak-aware early stopping, the NaN guard, clean Ctrl-C/SIGTERM,
-plus the mixing and precision callbacks its fields name."""
+plus the mixing and precision callbacks its fields name; and ConsoleProgress, which shows training as
+fastmask.console's mode asks (bars, one line per epoch, or nothing)."""
 import signal
 import threading
 
@@ -8,8 +9,11 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
+from fastai.imports import noop  # the noop of Learner.no_logging (fastcore has its own)
 
+from fastmask import console
 from fastmask.errors import FastmaskError
+from fastmask.learn.distributed import is_main
 from fastmask.learn.mixing import mixing_callbacks
 from fastmask.learn.precision import precision_callbacks
 
@@ -19,7 +23,8 @@ def training_callbacks(recipe, learn, notify=print):
     mixing, precision, keep-best and early stopping on macro F1, the NaN guard and clean Ctrl-C/SIGTERM."""
     train_y = np.asarray(learn.dls.train.items["y"])
     prec, line = precision_callbacks(recipe.precision, learn.dls.device)
-    notify(line)
+    if not console.quiet():
+        notify(line)
     cbs = [KeepBest(), NanGuard(), StopOnInterrupt(),
            *mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
     if recipe.patience:
@@ -67,8 +72,13 @@ class KeepBest(TrackerCallback):
         super().after_epoch()
         if self.new_best:
             self.best_epoch = self.epoch
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.learn.model.state_dict().items()}
-            print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best:.4f}.")
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in bare(self.learn.model).state_dict().items()}
+            if is_main() and console.mode() == console.BARS:  # lines mode marks the epoch's line (ConsoleProgress)
+                print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best:.4f}.")
+
+    def improves(self, value):
+        """Whether `value` of the monitored figure beats the best so far (what after_epoch will decide)."""
+        return bool(self.comp(value - self.min_delta, self.best))
 
     def after_fit(self):
         self.restore()
@@ -77,9 +87,14 @@ class KeepBest(TrackerCallback):
         """Put the best epoch's weights back (once: the copy is dropped, so an export does not carry it);
         False when no epoch finished."""
         if self.state is not None:
-            self.learn.model.load_state_dict(self.state)
+            bare(self.learn.model).load_state_dict(self.state)
             self.state = None
         return self.best_epoch is not None
+
+
+def bare(model):
+    """The model inside a data-parallel wrapper (DDP names every weight `module.*`; the fit ends unwrapped)."""
+    return getattr(model, "module", model)
 
 
 class PeakAwareEarlyStopping(EarlyStoppingCallback):
@@ -94,7 +109,11 @@ class PeakAwareEarlyStopping(EarlyStoppingCallback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            print(f"No improvement since epoch {self.epoch - self.wait}: early stopping")
+            if is_main() and console.mode() == console.BARS:  # the bars' table counts epochs from 0
+                print(f"No improvement since epoch {self.epoch - self.wait}: early stopping")
+            elif is_main() and not console.quiet():
+                print(f"early stopping after epoch {self.epoch + 1}/{self.n_epoch}: no improvement since "
+                      f"epoch {self.epoch - self.wait + 1}", flush=True)
             raise CancelFitException()
 
 
@@ -133,3 +152,54 @@ class StopOnInterrupt(Callback):
             signal.signal(s, old)
         if self.hit:  # raising here would skip the cleanup of later callbacks: `fit` raises instead
             print("interrupted: the learner holds its best epoch so far")
+
+
+class ConsoleProgress(Callback):
+    """Training on the console as `console.mode()` asks, decided at each fit. "bars": fastai's
+    ProgressCallback, its table's figures rounded to 4 decimals. "lines" (stdout a pipe or a file): the bars
+    off and one plain line per epoch instead, no carriage returns; "best" marks a KeepBest improvement.
+    "quiet": neither. fastai's ProgressCallback stays on the learner (only switched off for the fit), so
+    `no_bar`, `tta` and an export (which keeps fastai's default callbacks only) see what they expect."""
+    order = 55  # after the Recorder (50) has its metric names; before the bars and CSVLogger (60) start
+
+    def before_fit(self):
+        self.shown, self.old_logger = console.mode(), None
+        self.bar = getattr(self.learn, "progress", None)
+        if self.shown == console.BARS:
+            if self.bar is not None:  # its before_fit hands self._write_stats to the learner as its logger
+                self.bar._write_stats = self._table_row
+            return
+        if self.bar is not None:
+            self.bar.run = False  # for this fit only: fastai turns a callback back on after each fit
+        if self.learn.logger != noop:  # noop: lr_find, get_preds, ranks > 0 of a data-parallel fit
+            self.old_logger, self.learn.logger = self.learn.logger, self._line
+
+    def after_fit(self):
+        if self.bar is not None:
+            self.bar.__dict__.pop("_write_stats", None)
+        if self.old_logger is not None:
+            for cb in self.learn.cbs:  # a CSVLogger puts back the logger it found (ours) after this: not that
+                if getattr(cb, "old_logger", None) == self._line:
+                    cb.old_logger = self.old_logger
+            self.learn.logger, self.old_logger = self.old_logger, None
+
+    def _table_row(self, log):
+        if getattr(self.bar, "mbar", False):
+            self.bar.mbar.write([console.figure(x) for x in log], table=True)
+
+    def _line(self, log):
+        if self.shown != console.LINES:
+            return
+        names, log = list(self.recorder.metric_names), list(log)
+        if not log or len(log) != len(names):  # a cancelled train or valid phase: no names to pair
+            print("epoch " + "  ".join(map(console.figure, log)), flush=True)
+            return
+        head = f"epoch {log[0] + 1}/{self.n_epoch}"
+        figures = [f"{n} {console.figure(x)}" for n, x in zip(names[1:], log[1:])]
+        print("  ".join([head, *figures, *self._best()]), flush=True)
+
+    def _best(self):
+        keep = next((cb for cb in self.learn.cbs if isinstance(cb, KeepBest)), None)
+        if keep is None or not keep.run or getattr(keep, "idx", None) is None or not self.recorder.values:
+            return []
+        return ["best"] if keep.improves(self.recorder.values[-1][keep.idx]) else []

@@ -60,7 +60,19 @@ def _client_class():
     except ImportError:
         raise FastmaskError(f"MLflow tracking asked for ({ENV} or uri=) but mlflow is not installed: "
                             "pip install 'fastmask[mlflow]'") from None
+    quiet_mlflow()
     return MlflowClient
+
+
+def quiet_mlflow():
+    """MLflow's own INFO lines ("Creating initial MLflow database tables...", alembic's migrations) off:
+    ours say what happened. Its warnings and errors still show. Every use of MLflow here goes through
+    _client_class, which calls this once mlflow is imported (it sets its loggers up on import)."""
+    import logging
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def track(run_dir, uri):
