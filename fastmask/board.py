@@ -1,7 +1,8 @@
-"""python -m fastmask.board [RUNS_DIR] [--no-html]
+"""python -m fastmask.board [RUNS_DIR] [--params] [--columns lr,cutmix] [--no-html]
 
-Shows the runs as a tree under their parents (a rich table) and writes RUNS_DIR/index.html: the same
-table plus every card and plot, one static file that opens offline and links only files that exist."""
+Shows the runs as a tree under their parents (a rich table) and writes RUNS_DIR/index.html: a table to
+sort, filter and tick runs in to compare them, each run's card and plots folded below it; one static file
+that opens offline and links only files that exist."""
 import argparse
 import sys
 
@@ -12,9 +13,14 @@ from fastmask.runs.board import board
 def main(argv):
     ap = argparse.ArgumentParser(prog="python -m fastmask.board", description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("runs", nargs="?", default="runs", help="runs folder (default: runs/)")
+    ap.add_argument("--params", action="store_true",
+                    help="add a column for every recipe field that differs between the runs shown")
+    ap.add_argument("--columns", default="", metavar="FIELDS",
+                    help="comma-separated recipe fields to show as columns, e.g. lr,cutmix,epochs")
     ap.add_argument("--no-html", action="store_true", help="print the table only; do not write index.html")
     args = ap.parse_args(argv)
-    board(args.runs, html_out=not args.no_html)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    board(args.runs, html_out=not args.no_html, columns=columns, params=args.params)
     return 0
 
 

@@ -169,7 +169,10 @@ def test_text_from_run_folders_is_escaped(runs):
                                                "name": "<i>cutmix</i>"}))
     (r / "status.json").write_text(json.dumps({"status": "<b>x</b>"}))
     page = _page(runs)
-    assert "<script" not in page and "<b>" not in page and "<i>" not in page and "<img src=x" not in page
+    # the template's own two scripts (the runs' data, the table's code) and no other
+    assert re.findall(r"<script\b[^>]*>", page) == ['<script type="application/json" id="board-data">', "<script>"]
+    assert "<script" not in page[:page.index('<script type="application/json"')]
+    assert "<b>" not in page and "<i>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;script&gt;alert(4)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=" in page and "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;i&gt;cutmix&lt;/i&gt;" in page
     assert 'href="javascript:' not in page and "[x](javascript:alert(3))" in page  # not a link: shown as text

@@ -1,22 +1,28 @@
 """The board: every run folder as a row, the rows as a tree under their parents, shown as a rich table
-and as index.html (the table plus every card and plot, one static page that opens offline)."""
+and as index.html (html.board_page: a sortable, filterable table, a compare panel, the cards folded)."""
+import difflib
+import math
 import re
 import sys
+from dataclasses import fields as recipe_fields
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
-from fastmask.runs.folder import PLOTS as CARD_PLOTS, TOP_LOSSES, atomic_write
-from fastmask.runs.html import Raw, markdown, page, resolver
+from fastmask.recipe import Recipe, parse_split
+from fastmask.runs.compare import METRICS, config_diff, flat
+from fastmask.runs.folder import atomic_write
+from fastmask.runs.html import board_page
 from fastmask.runs.index import entries
+from fastmask.runs.records import RunRecord
+from fastmask.runs.verdict import same_folds
 
-PLOTS = (*(name for name, _ in CARD_PLOTS), TOP_LOSSES)  # the plots a run folder may hold
+RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
 
 
 # --- the runs as a tree -----------------------------------------------------------------------------
@@ -41,12 +47,15 @@ def _text(v, default=None):
 def _row(e):
     cfg, st, m = e.config, e.status_json, e.metrics
     v = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
+    fields = cfg.get("fields") if isinstance(cfg.get("fields"), dict) else {}
     return {"dir": e.dir, "id": e.dir.name, "name": _text(cfg.get("name")) or e.dir.name.split("-", 1)[-1],
             "parent": _text(cfg.get("parent")), "fingerprint": _text(cfg.get("data_fingerprint")),
             "status": e.status, "started": st.get("started"), "minutes": st.get("minutes"),
             "macro_f1": m.get("macro_f1"), "holdout_macro_f1": m.get("holdout_macro_f1"),
             "verdict": _text(v.get("verdict")), "delta": v.get("delta"), "parent_run": _text(v.get("parent_run")),
-            "hypothesis": _text(cfg.get("hypothesis"), "")}
+            "hypothesis": _text(cfg.get("hypothesis"), ""), "fields": fields, "metrics": m,
+            # what compare.config_diff and verdict.same_folds read, with "fields" always a dict
+            "record": RunRecord(e.dir, {**cfg, "fields": fields}, {})}
 
 
 def _parent_of(r, by_id):
@@ -87,12 +96,44 @@ def tree(runs):
     return out
 
 
+# --- against the parent -----------------------------------------------------------------------------
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _kfold(split):
+    try:
+        return parse_split(split).n_folds is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def not_comparable(r):
+    """Why run `r`'s macro F1 cannot be set against its parent run's, or None when it can. The verdict's
+    rule (verdict.same_folds): only the same split and split seed validate the same people; a k-fold run's
+    out-of-fold F1 against one split's is a difference of two different measurements, not an effect."""
+    up = r.get("up")
+    if up is None or _num(r.get("delta")):
+        return None  # no parent run, or the verdict's paired test found common ground (folds or holdout)
+    a, b = r["fields"].get("split"), up["fields"].get("split")
+    if _kfold(a) != _kfold(b):
+        kinds = ("k-fold", "single split") if _kfold(a) else ("single split", "k-fold")
+        return f"not comparable: {kinds[0]} vs {kinds[1]} ({a} vs {b})"
+    if not same_folds(r["record"], up["record"]):
+        return "not comparable: validated on other people (split or split_seed differ)"
+    if r["verdict"] == "cannot compare":
+        return "not comparable: the runs validated on other images"
+    return None
+
+
 def delta(r):
-    """Macro F1 against the parent: the verdict's paired delta, else the difference from the parent run."""
-    if isinstance(r.get("delta"), (int, float)):
+    """Macro F1 against the parent: the verdict's paired delta, else the difference from the parent run
+    when the two validated on the same people (None when they did not: see `not_comparable`)."""
+    if _num(r.get("delta")):
         return r["delta"]
     up = r.get("up")
-    if up and isinstance(r["macro_f1"], (int, float)) and isinstance(up["macro_f1"], (int, float)):
+    if up and _num(r["macro_f1"]) and _num(up["macro_f1"]) and not not_comparable(r):
         return r["macro_f1"] - up["macro_f1"]
     return None
 
@@ -102,8 +143,43 @@ def verdict_word(r):
         return r["verdict"]
     if r["parent"] and not r.get("up"):
         return "no parent run"
+    if not_comparable(r):
+        return "not comparable"
     return "—" if not r["parent"] else ""
 
+
+# --- parameter columns ------------------------------------------------------------------------------
+
+def varying(rows):
+    """The recipe fields whose values differ across `rows` (compare.config_diff's rule), in recipe order."""
+    return [k for k in config_diff([r["record"] for r in rows]) if k not in ("recipe", "data fingerprint")]
+
+
+def param_columns(rows, names=(), params=False):
+    """The parameter columns to show: `names` (each a recipe field, or one some run recorded), then, with
+    `params`, every field that varies across `rows`. An unknown name is a FastmaskError naming it."""
+    known = dict.fromkeys([*RECIPE_FIELDS, *(k for r in rows for k in r["fields"])])
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the fields are {', '.join(known)}"
+            raise FastmaskError(f"--columns: {n!r} is not a recipe field; {hint}")
+    return list(dict.fromkeys([*names, *(varying(rows) if params else [])]))
+
+
+def param_text(r, name):
+    """A field's value as a cell: "—" when the run did not record the field."""
+    return _value(r["fields"][name]) if name in r["fields"] else "—"
+
+
+def _value(v):
+    # a search trial's lr is optuna's full float: four digits tell trials apart in a column
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return ",".join(map(_value, v)) if isinstance(v, list) else str(v)
+
+
+# --- the table --------------------------------------------------------------------------------------
 
 def when(r):
     try:
@@ -114,43 +190,51 @@ def when(r):
 
 
 def _f(v, spec=".3f"):
-    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
-
-
-def cells(r):
-    """The table's text cells for one run, in COLUMNS order."""
-    d = delta(r)
-    return [r["prefix"] + r["name"], r["status"], verdict_word(r), _f(r["macro_f1"]), _f(r["holdout_macro_f1"]),
-            "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"), when(r)]
+    return format(v, spec) if _num(v) else "—"
 
 
 COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "started UTC")
+NUMERIC = ("val F1", "holdout F1", "Δ parent", "minutes")
 _STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "finished": "", "running": "cyan",
-          "interrupted": "magenta", "partial": "yellow", "failed": "red", "lost": "red"}
+          "interrupted": "magenta", "partial": "yellow", "failed": "red", "lost": "red", "not comparable": "dim"}
 
 
-def table(rows, title, drop=()):
+def headers(params=()):
+    """The table's headers: the run, its parameter columns, then the figures."""
+    return (COLUMNS[0], *params, *COLUMNS[1:])
+
+
+def cells(r, params=()):
+    """The table's text cells for one run, in `headers(params)` order."""
+    d = delta(r)
+    return [r["prefix"] + r["name"], *(param_text(r, p) for p in params), r["status"], verdict_word(r),
+            _f(r["macro_f1"]), _f(r["holdout_macro_f1"]), "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"),
+            when(r)]
+
+
+def table(rows, title, drop=(), params=()):
     """The rich table: the run column carries the tree guides; `drop` leaves columns out."""
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    keep = [i for i, c in enumerate(COLUMNS) if c not in drop]
+    names = headers(params)
+    keep = [i for i, c in enumerate(names) if c not in drop]
     for i in keep:
-        t.add_column(COLUMNS[i], justify="right" if 3 <= i <= 6 else "left", no_wrap=i != 0, overflow="fold")
+        t.add_column(escape(names[i]), justify="right" if names[i] in NUMERIC else "left", no_wrap=i != 0,
+                     overflow="fold")
     for r in rows:
-        c = cells(r)
-        c[0] = c[0].replace("[", r"\[")
-        for i in (1, 2):
+        c = [escape(x) for x in cells(r, params)]
+        for i in (1 + len(params), 2 + len(params)):  # status and verdict
             if _STYLE.get(c[i]):
                 c[i] = f"[{_STYLE[c[i]]}]{c[i]}[/]"
         t.add_row(*[c[i] for i in keep])
     return t
 
 
-def fitted_table(rows, title, console):
+def fitted_table(rows, title, console, params=()):
     """The table, leaving out the least needed columns while it is wider than the console."""
     drop = []
     for extra in ((), ("started UTC",), ("minutes",), ("holdout F1",)):
         drop += extra
-        t = table(rows, title, drop)
+        t = table(rows, title, drop, params)
         if console.measure(t, options=console.options.update_width(10_000)).maximum <= console.width:
             break
     return t, drop
@@ -158,85 +242,68 @@ def fitted_table(rows, title, console):
 
 # --- index.html -------------------------------------------------------------------------------------
 
-FILES = ("card.md", "config.json", "metrics.json", "history.csv", "valid_preds.csv", "recipe.py", "model.pkl")
-
-
 def _anchor(r):
     return "run-" + re.sub(r"[^A-Za-z0-9_.-]", "-", r["id"])
 
 
-def _word(x):
-    # status and verdict words get their colour class; any other text is shown plain
-    return f'<span class="{x}">{x}</span>' if x in _STYLE else escape(x)
-
-
-def _table_html(rows):
-    if not rows:
-        return "<p>No runs yet: <code>python -m fastmask.run recipes/person_split.py</code> makes one.</p>"
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
-    out = [f'<table class="board"><thead><tr>{head}</tr></thead><tbody>']
-    for r in rows:
-        c = cells(r)
-        c = [f'<a href="#{_anchor(r)}">{escape(c[0])}</a>', _word(c[1]), _word(c[2])] + [escape(x) for x in c[3:]]
-        out.append("<tr>" + "".join(f'<td class="num">{x}</td>' if 3 <= i <= 6 else f"<td>{x}</td>"
-                                    for i, x in enumerate(c)) + "</tr>")
-    return "\n".join(out + ["</tbody></table>"])
-
-
-def _read_card(d):
-    try:
-        return (d / "card.md").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+def _finite(v):
+    # JSON has no NaN: a hand-edited metrics.json may, and JSON.parse would refuse the whole page's data
+    if isinstance(v, float) and not math.isfinite(v):
         return None
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    return [_finite(x) for x in v] if isinstance(v, list) else v
 
 
-def _section(r, root):
-    """One run's section: its card (h1 -> h2), its files, and the plots the card does not show."""
-    d = r["dir"]
-    rel = quote(d.relative_to(root).as_posix() if d.is_relative_to(root) else d.name)
-    text, url = _read_card(d), resolver(d, root)
-    if text is not None and text.startswith("# "):
-        title, _, body = text.partition("\n")
-        h = [markdown(title, url, shift=1)]
-    else:
-        body = text
-        h = [f"<h2>{escape(r['name'])}" + ("" if text is not None else f"  ({escape(r['status'])})") + "</h2>"]
-    h.append(f'<p class="small">run folder <code>{escape(r["id"])}</code></p>')
-    if r.get("up"):
-        h.append(f'<p class="small">parent run: <a href="#{_anchor(r["up"])}">{escape(r["up"]["id"])}</a></p>')
-    files = [f for f in FILES if (d / f).is_file()]
-    if files:
-        h.append('<p class="small">files: ' + ", ".join(f'<a href="{rel}/{f}">{f}</a>' for f in files) + "</p>")
-    shown = set()
-    if text is not None:
-        h.append(markdown(body, url, shift=1, shown=shown))
-    else:
-        h.append(f"<p>{escape(r['status'])}: no card yet.</p>")
-        if r["hypothesis"]:
-            h.append(f"<p><strong>Hypothesis.</strong> {escape(r['hypothesis'])}</p>")
-    h += [f'<img src="{rel}/{p}" alt="{p}" loading="lazy">' for p in PLOTS
-          if f"{rel}/{p}" not in shown and (d / p).is_file()]
-    return f'<section class="run" id="{_anchor(r)}">\n' + "\n".join(h) + "\n</section>"
+def _figures(m):
+    try:
+        return {k: v for k, v in flat(m).items() if v is not None}
+    except (AttributeError, TypeError, ValueError):  # a hand-edited metrics.json of the wrong shapes
+        return {}
+
+
+def view(r, params, root):
+    """What the page shows of one run: its table cells, its card's section, and its data for the compare
+    panel (all recipe fields, the figures `fastmask compare` shows, the run folder as a command argument)."""
+    c = cells(r, params)
+    names = headers(params)
+    sort = {"run": None, **{p: r["fields"].get(p) for p in params}, "val F1": r["macro_f1"],
+            "holdout F1": r["holdout_macro_f1"], "Δ parent": delta(r), "minutes": r["minutes"]}
+    return {"id": r["id"], "anchor": _anchor(r), "name": r["name"], "prefix": r["prefix"], "dir": r["dir"],
+            "status": r["status"], "hypothesis": r["hypothesis"], "note": not_comparable(r) or "",
+            "up": (_anchor(r["up"]), r["up"]["id"]) if r.get("up") else None,
+            "cells": [(n, text, sort[n] if _num(sort.get(n)) else None) for n, text in zip(names, c)],
+            "data": _finite({"id": r["id"], "name": r["name"], "path": str(Path(root) / r["id"]),
+                             "status": r["status"], "verdict": verdict_word(r), "note": not_comparable(r) or "",
+                             "parent_run": r["up"]["id"] if r.get("up") else None, "hypothesis": r["hypothesis"],
+                             "data": r["fingerprint"], "fields": r["fields"], "figures": _figures(r["metrics"])})}
 
 
 def render_html(rows, root):
-    """index.html for `rows` (from `tree`) of the runs folder `root`, from the board.html template."""
-    root = Path(root)
-    return page("board.html", folder=root.resolve().name, count=len(rows), root=str(root),
-                stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                table=Raw(_table_html(rows)), sections=Raw("\n".join(_section(r, root) for r in rows)))
+    """index.html for `rows` (from `tree`) of the runs folder `root`: the varying recipe fields as columns."""
+    root, params = Path(root), varying(rows)
+    return board_page(root, [view(r, params, root) for r in rows], headers(params), NUMERIC,
+                      [[k, label] for k, label in METRICS],
+                      stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def board(runs_dir="runs", html_out=True, console=None):
-    """Print the tree table; write RUNS_DIR/index.html unless html_out is False. Returns the rows."""
+def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False):
+    """Print the tree table (with the parameter columns `columns`, and with `params` every recipe field
+    that varies); write RUNS_DIR/index.html unless html_out is False. Returns the rows."""
     runs_dir = Path(runs_dir)
     rows = tree(collect(runs_dir))
+    shown = param_columns(rows, columns, params)  # before any output: a bad name is one line, exit 2
     console = console or Console()
     if rows:
-        t, drop = fitted_table(rows, f"runs in {runs_dir}", console)
+        t, drop = fitted_table(rows, f"runs in {runs_dir}", console, shown)
         console.print(t)
         if drop:
             console.print(f"[dim]left out to fit {console.width} columns: {', '.join(drop)}[/]")
+        if params and not varying(rows):
+            console.print("[dim]every recipe field is the same in these runs[/]")
+        for r in rows:
+            if not_comparable(r):
+                console.print(f"[dim]{escape(r['id'])}: Δ parent —, {escape(not_comparable(r))}[/]")
     else:
         console.print(f"no runs in {runs_dir} yet")
     if html_out:

@@ -9,13 +9,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # a file, no display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -241,6 +236,10 @@ def verdict_lines(c: Comparison):
 
 def plot(c: Comparison, out):
     """compare.png: validation macro F1 and loss per epoch overlaid (top), per-class F1 side by side (below)."""
+    import matplotlib  # here, not at the top: the board reads this module's tables and draws nothing
+    matplotlib.use("Agg")  # a file, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig = plt.figure(figsize=(13, 8.5))
     grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.25))
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]

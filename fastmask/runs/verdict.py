@@ -13,7 +13,6 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from fastmask.labels import N_CLASSES
 from fastmask.runs.folder import read_json
@@ -54,6 +53,7 @@ def paired_bootstrap(child, parent, n=1000, seed=0, level=0.95, key="path", grou
     runs did not predict the same images. A dict with the verdict (supported when the whole interval is
     above 0, refuted when below), the interval, the bootstrap standard error and the smallest effect it
     can detect (80 % power at the two-sided level)."""
+    from scipy import stats  # here: the board and compare tables import this module and test nothing
     pa, pb = _by_seed(child), _by_seed(parent)
     k = min(len(pa), len(pb))
     if k == 0:
@@ -94,6 +94,7 @@ def fold_test(child, parent, alpha=ALPHA):
     (the same people validate both). Decided by a two-sided paired t-test at `alpha`: supported when the
     mean difference is above 0 with p < alpha, refuted when below; the exact sign test is reported too.
     None when the fold counts differ or there are fewer than 2 folds."""
+    from scipy import stats
     a, b = np.asarray(child, float), np.asarray(parent, float)
     if a.ndim != 1 or a.shape != b.shape or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return None
