@@ -7,6 +7,7 @@ machines (or one per GPU) and they split the N trials; run it again with a large
 `--storage`: a SQLAlchemy URL, a .db file (sqlite), or any other file for optuna's JournalStorage (a file on
 a shared disk); default RUNS/search.db. See fastmask/runs/search.py for the space's form."""
 import argparse
+import logging
 import os
 import sys
 
@@ -36,9 +37,30 @@ def parse(argv):
     return ap.parse_args(argv)
 
 
+class _SaidOnce(logging.Filter):
+    """optuna's warnings for a trial that raised (with a traceback): fastmask prints its own line for a
+    trial that failed (FastmaskError), and the command's error for anything else."""
+    def filter(self, record):
+        msg = record.getMessage()
+        return not (msg.startswith("Trial ") and ("following error: FastmaskError" in msg
+                                                  or msg.endswith("failed with value None.")))
+
+
+def quiet_optuna():
+    """The command's output: fastmask's own line per trial, not optuna's INFO lines ("A new study
+    created", "Trial 0 finished with value ..."); optuna's warnings still show. Set here, for this
+    command only: the library (fastmask.runs.search) leaves optuna's logging to its caller."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _SaidOnce) for f in log.filters):
+        log.addFilter(_SaidOnce())
+
+
 def main(argv):
     args = parse(argv)
     from fastmask.runs.search import search  # here: without optuna, one line says what to install
+    quiet_optuna()
     res = search(args.recipe, args.trials, sets=args.sets, data=args.data, runs_dir=args.runs, storage=args.storage,
                  study_name=args.study, pruner=args.pruner, seed=args.seed, best_path=args.best,
                  train_baseline=not args.no_baseline, skip_bad=args.skip_bad)

@@ -1,13 +1,16 @@
 """fastmask.search: the space in the recipe, recorded and pruned trials, the best recipe, shared studies."""
 import ast
 import json
+import logging
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -16,6 +19,7 @@ from fastai.callback.core import CancelFitException  # noqa: E402
 
 from fastmask.errors import FastmaskError  # noqa: E402
 from fastmask.recipe import Recipe, load_recipe  # noqa: E402
+from fastmask.runs import search as searching  # noqa: E402
 from fastmask.runs.search import PruneOnMacroF1, Quiet, check_space, drive, open_storage, write_best  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -422,3 +426,191 @@ def test_best_recipe_loads_and_runs(searched, twin):
     assert set(cfg["changed"]) <= {"lr", "cutmix"} and cfg["changed"]
     assert cfg["fields"]["lr"] == study.best_params["lr"]  # the value the best trial trained, exactly
     assert "parent (" in (d / "card.md").read_text()  # compared against the searched recipe's own run
+
+
+# --- the reference run: an identical finished run is reused, never trained again -----------------
+
+def chained(tmp_path, space_body="return dict(lr=trial.suggest_float('lr', 1e-3, 1e-2, log=True))"):
+    """tiny_root and tiny_search = tiny_root.but() (the case of recipes/search_lr_cutmix.py), as load_recipe
+    names them, without importing a `recipes` package into the test process."""
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    root = Recipe(arch="test_resnet", size=(32, 24), epochs=1, bs=16, pretrained=False)
+    root.name, root.file = "tiny_root", str(tmp_path / "recipes" / "tiny_root.py")
+    child = root.but()
+    child.name, child.file = "tiny_search", str(tmp_path / "recipes" / "tiny_search.py")
+    child.space = space_from(f"def space(trial):\n    {space_body}")
+    img = tmp_path / "img.jpg"
+    img.write_bytes(b"not really a jpeg")
+    return root, child, SimpleNamespace(train=pd.DataFrame({"path": [str(img)]}))
+
+
+def fake_run(runs, stamp, name, fields, fp, status="finished", f1=0.42):
+    d = runs / f"{stamp}-{name}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"name": name, "fields": fields, "data_fingerprint": fp}))
+    (d / "status.json").write_text(json.dumps({"status": status}))
+    (d / "metrics.json").write_text(json.dumps({"macro_f1": f1}))
+    return d
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    calls = []
+
+    def train_and_record(recipe, *a, **k):
+        calls.append(recipe.name)
+        raise AssertionError(f"trained {recipe.name}")
+    monkeypatch.setattr(searching, "train_and_record", train_and_record)
+    return calls
+
+
+def test_reference_step_reuses_the_unchanged_parents_finished_run(tmp_path, no_training):
+    root, child, data = chained(tmp_path)
+    fp, fields, runs = searching.fingerprint(data.train), child.config()["fields"], tmp_path / "runs"
+    fake_run(runs, "20240101T000000", "tiny_root", {**fields, "lr": 0.001}, fp)  # other fields
+    fake_run(runs, "20240101T000001", "tiny_root", fields, "0" * 16)             # other data
+    ref = fake_run(runs, "20240101T000002", "tiny_root", fields, fp)
+    fake_run(runs, "20240101T000003", "tiny_root", fields, fp, status="interrupted")
+    assert searching.baseline(child, data, runs, {}) == ref and no_training == []
+    assert searching.home_of(child, ref) is root  # trials and the best recipe are its children
+    own = fake_run(runs, "20240101T000004", "tiny_search", fields, fp)
+    assert searching.baseline(child, data, runs, {}) == own and no_training == []  # its own run first
+
+
+def test_without_a_reference_the_recipe_it_leaves_unchanged_is_trained(tmp_path, monkeypatch):
+    root, child, data = chained(tmp_path)
+    trained = []
+    monkeypatch.setattr(searching, "train_and_record", lambda r, *a, info=None, **k: trained.append((r, info)) or "d")
+    assert searching.baseline(child, data, tmp_path / "runs", {}, reproduce=lambda r: f"run {r.name}") == "d"
+    (r, info), = trained  # tiny_search would compare with tiny_root: "Change. none", "+0.000"
+    assert r is root and info["environment"]["command"] == "run tiny_root"
+
+
+def test_trials_are_judged_against_the_reference_and_a_trial_that_changes_nothing_reuses_it(tmp_path, monkeypatch):
+    root, child, data = chained(tmp_path, "return dict(lr=trial.suggest_categorical('lr', [0.005, 0.002]))")
+    runs = tmp_path / "runs"
+    ref = fake_run(runs, "20240101T000002", "tiny_root", child.config()["fields"], searching.fingerprint(data.train))
+    trained = []
+
+    def train_and_record(r, *a, **k):
+        trained.append((r.config(), Path(r.file).read_text()))
+        return fake_run(runs, f"2024010{len(trained)}T000009", r.name, r.config()["fields"], "x", f1=0.5)
+    monkeypatch.setattr(searching, "train_and_record", train_and_record)
+    objective = searching.make_objective(child, child.space, data, runs, {}, "db", "search", "run",
+                                         home=searching.home_of(child, ref))
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"lr": 0.005})  # the searched recipe's own value: nothing to train
+    study.enqueue_trial({"lr": 0.002})
+    study.optimize(objective, n_trials=2)
+    same, changed = study.trials
+    assert same.value == 0.42 and same.user_attrs["run"] == str(ref) and changed.value == 0.5
+    (cfg, text), = trained
+    assert cfg["parent"] == "tiny_root" and cfg["changed"] == {"lr": [0.005, 0.002]}  # its card finds ref
+    assert "from recipes.tiny_root import recipe as parent" in text
+
+
+def test_best_recipe_says_how_to_run_it_on_the_searchs_data(tmp_path, capsys):
+    base, space = tiny_base(tmp_path)
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, 0.5, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX})
+    out = tmp_path / "recipes" / "tiny_best.py"
+    p = write_best(study, base, space, out, tmp_path / "my runs", None, "python -m ...", ["epochs=1"],
+                   data="data/my twin")
+    want = f"python -m fastmask.run {out} --set epochs=1 --data 'data/my twin' --runs '{tmp_path / 'my runs'}'"
+    assert f"    {want}\n" in p.read_text()  # one line, unwrapped: copy and paste
+    assert f"search: run it with: {want}\n" in capsys.readouterr().out
+    write_best(study, base, space, out, "runs", None, "python -m ...", [], data="twin")
+    assert f"search: run it with: python -m fastmask.run {out} --data twin\n" in capsys.readouterr().out
+
+
+def test_the_command_shows_optunas_warnings_not_its_info_or_repeats(monkeypatch):
+    from fastmask.search import quiet_optuna
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    monkeypatch.setattr(logging.getLogger("optuna.study._optimize"), "filters", [])
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        quiet_optuna()
+        study = optuna.create_study(direction="maximize")  # "A new study created": INFO
+
+        def objective(trial):
+            if trial.number == 0:
+                raise FastmaskError("loss became nan")  # fastmask prints its own line for it
+            return trial.suggest_float("x", 0, 1)  # "Trial 1 finished with value": INFO
+        drive(study, objective, 2)
+        logging.getLogger("optuna.study._optimize").warning("Trial 9 failed with value nan.")
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+    assert [r.getMessage() for r in seen] == ["Trial 9 failed with value nan."]
+
+
+ROOT_RECIPE = '''"""A tiny root recipe for the tests."""
+from fastmask.recipe import Recipe
+
+recipe = Recipe(arch="test_resnet", size=(32, 24), epochs=1, bs=16, pretrained=False)
+'''
+CHILD_RECIPE = '''"""Searching lr and CutMix around tiny_root, as recipes/search_lr_cutmix.py does around albu_light."""
+from recipes.tiny_root import recipe as parent
+
+recipe = parent.but()
+
+
+def space(trial):
+    return dict(lr=trial.suggest_float("lr", 1e-3, 1e-2, log=True),
+                cutmix=trial.suggest_categorical("cutmix", ["box", "halves"]))
+'''
+
+
+@pytest.fixture(scope="module")
+def searched_child(twin, tmp_path_factory):
+    """`fastmask.run` trained tiny_root; then the command searches tiny_search = tiny_root.but()."""
+    root = tmp_path_factory.mktemp("search_child")
+    (root / "recipes").mkdir()
+    (root / "recipes" / "__init__.py").write_text("")
+    (root / "recipes" / "tiny_root.py").write_text(ROOT_RECIPE)
+    (root / "recipes" / "tiny_search.py").write_text(CHILD_RECIPE)
+    outs = []
+    for cmd in (["fastmask.run", "recipes/tiny_root.py"],
+                ["fastmask.search", "recipes/tiny_search.py", "--trials", "2", "--pruner", "none", "--seed", "0"]):
+        p = subprocess.run([sys.executable, "-m", *cmd, "--data", str(twin), "--runs", "my_runs"], cwd=root,
+                           capture_output=True, text=True, timeout=900, env=env())
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        outs.append(p)
+    ref = min((root / "my_runs").glob("*-tiny_root"))  # the one `fastmask.run` made
+    return root, root / "my_runs", ref, outs[1]
+
+
+def test_the_search_reuses_the_identical_run_and_judges_trials_against_it(searched_child):
+    root, runs, ref, p = searched_child
+    dirs = sorted(d.name.split("-", 1)[1] for d in runs.iterdir() if d.is_dir())
+    assert dirs == ["tiny_root", "tiny_search-trial0", "tiny_search-trial1"], dirs  # nothing trained twice
+    assert f"reference run my_runs/{ref.name}" in p.stdout
+    for d in runs.glob("*-tiny_search-trial*"):
+        assert json.loads((d / "metrics.json").read_text())["verdict"]["parent_run"] == ref.name
+        assert "**Parent.** `tiny_root`" in (d / "card.md").read_text()
+    for card in runs.glob("*/card.md"):
+        assert "**Change.** none" not in card.read_text(), card
+
+
+def test_the_command_prints_its_own_lines_and_names_the_metric(searched_child):
+    root, runs, ref, p = searched_child
+    assert "search: trial 0 complete: macro_f1" in p.stdout and "search: trial 1 complete" in p.stdout
+    assert "A new study created" not in p.stderr + p.stdout and "finished with value" not in p.stderr + p.stdout
+    study = optuna.load_study(study_name="tiny_search", storage=f"sqlite:///{runs / 'search.db'}")
+    assert study.metric_names == ["valid macro_f1"]
+
+
+def test_the_printed_run_line_reproduces_the_best_on_the_same_data(searched_child, twin):
+    root, runs, ref, p = searched_child
+    line = next(x for x in p.stdout.splitlines() if x.startswith("search: run it with: "))
+    cmd = shlex.split(line.removeprefix("search: run it with: "))
+    assert cmd[:4] == ["python", "-m", "fastmask.run", "recipes/tiny_search_best.py"], cmd
+    assert line.split(": ", 2)[2] in (root / "recipes" / "tiny_search_best.py").read_text()
+    q = subprocess.run([sys.executable, *cmd[1:]], cwd=root, capture_output=True, text=True, timeout=600, env=env())
+    assert q.returncode == 0, q.stderr[-3000:]
+    d, = runs.glob("*-tiny_search_best")
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["data_fingerprint"] == json.loads((ref / "config.json").read_text())["data_fingerprint"]
+    assert json.loads((d / "metrics.json").read_text())["verdict"]["parent_run"] == ref.name

@@ -8,9 +8,14 @@ writes one, returning {recipe field: value}:
 
 Each trial trains `recipe.but(**space(trial))` into a run folder `<recipe>-trial<N>` and scores its
 validation macro F1. The best trial's values are the space replayed on its stored parameters, checked,
-and written as literals: text read from a shared storage never reaches a recipe file."""
+and written as literals: text read from a shared storage never reaches a recipe file.
+
+The reference every trial's card is judged against is a finished run on the same data with exactly the
+searched recipe's fields: its own, or an ancestor's that it leaves unchanged (`recipe = parent.but()`), so
+an identical run is never trained twice. A trial that changes nothing reuses that run too."""
 import ast
 import contextlib
+import os
 import random
 import re
 import shlex
@@ -44,6 +49,7 @@ from fastmask.runs.index import entries, finished
 from fastmask.runs.session import train_and_record
 
 MONITOR = "macro_f1"
+METRIC_NAME = f"valid {MONITOR}"  # the study's objective, as optuna-dashboard labels it
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what `trials` counts
 MAX_FAILS = 3  # this many failed trials in a row stop a worker
 Result = namedtuple("Result", "study best parent_run ran")  # best: the recipe file written, or None
@@ -53,14 +59,14 @@ def search(recipe_file, trials, *, sets=(), data=None, runs_dir="runs", storage=
            pruner="median", sampler=None, seed=None, best_path=None, train_baseline=True, skip_bad=False):
     """Search `recipe_file`'s space until its study holds `trials` complete, pruned or running trials,
     counted over every worker on `storage` (None: RUNS/search.db; a SQLAlchemy URL, a .db file, or a
-    journal file). The searched recipe is trained first unless a finished run of it exists, so every
-    trial's card has a verdict. `pruner`: median, hyperband, none or an optuna pruner."""
+    journal file). The searched recipe is trained first unless a finished run with its fields exists
+    (`reference`), so every trial's card has a verdict. `pruner`: median, hyperband, none or an optuna
+    pruner. Leaves optuna's logging as it finds it: the command quiets it."""
     if is_distributed():
         raise FastmaskError("search trains each trial in one process: start one worker per GPU "
                             "(CUDA_VISIBLE_DEVICES=i python -m fastmask.search ...) against one --storage")
     if not isinstance(trials, int) or trials < 1:
         raise FastmaskError(f"--trials {trials}: expected a whole number >= 1")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what happened
     overrides = parse_sets(list(sets))
     base = load_recipe(recipe_file, overrides)
     space = base.space
@@ -77,21 +83,29 @@ def search(recipe_file, trials, *, sets=(), data=None, runs_dir="runs", storage=
                                     pruner=pruner)
     except ValueError as e:  # an existing study of that name that minimizes, or has several objectives
         raise FastmaskError(f"--study {study_name} on {label}: {e}") from None
+    if study.metric_names != [METRIC_NAME]:
+        with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
+            study.set_metric_names([METRIC_NAME])
     print(f"search: study {study_name} on {label}, searching {', '.join(sample)}; {trials} trials in all")
     loaded = load_data(data, skip_bad=skip_bad)
-    parent_run = baseline(base, loaded, runs_dir, overrides, train=train_baseline)
+    parent_run = baseline(base, loaded, runs_dir, overrides, train=train_baseline,
+                          reproduce=lambda r: command("fastmask.run", recipe_file if r is base else shown(r.file),
+                                                      sets, data, runs_dir))
+    home = home_of(base, parent_run)
     searched = command("fastmask.search", recipe_file, sets, data, runs_dir, ["--trials", str(trials), "--study",
                        study_name, *(["--storage", label] if storage else [])])
     objective = make_objective(base, space, loaded, runs_dir, overrides, label, searched,
-                               command("fastmask.run", recipe_file, sets, data, runs_dir))
-    best = (study, base, space, best_path, runs_dir, parent_run, searched, sets)
+                               command("fastmask.run", recipe_file, sets, data, runs_dir), home=home)
+
+    def best():
+        return write_best(study, base, space, best_path, runs_dir, parent_run, searched, sets, data=data, home=home)
     try:
         ran = drive(study, objective, trials)
     except BaseException:  # Ctrl-C, or too many failed trials: the best so far is still written
         with contextlib.suppress(Exception):
-            write_best(*best)
+            best()
         raise
-    return Result(study, write_best(*best), parent_run, ran)
+    return Result(study, best(), parent_run, ran)
 
 
 # --- the space ------------------------------------------------------------------------------------
@@ -196,13 +210,25 @@ class Quiet(Callback):
                 cb.old_logger = self.learn.logger
 
 
-def make_objective(base, space, data, runs_dir, overrides, label, searched, reproduce):
-    """The optuna objective: one recorded run per trial; its validation macro F1, or TrialPruned."""
+def make_objective(base, space, data, runs_dir, overrides, label, searched, reproduce, home=None):
+    """The optuna objective: one recorded run per trial; its validation macro F1, or TrialPruned. A trial
+    is a child of `home` (`base`, or the ancestor with its fields whose run is the reference), so its card
+    is judged against the reference run. A trial that changes nothing reuses the reference run's score
+    instead of training the same run again."""
+    home, fp = home or base, fingerprint(data.train)
+
     def objective(trial):
         values = values_of(space, trial)
         changed, study = changes(base, values), trial.study.study_name
+        same = None if changed else next((e for e in reference_runs(base, fp, runs_dir)
+                                          if isinstance(e.metrics.get(MONITOR), (int, float))), None)
+        if same is not None:
+            trial.set_user_attr("run", str(same.dir))
+            trial.set_user_attr("reused", True)
+            return float(same.metrics[MONITOR])
+        over = base.name if home is base else f"{home.name} (searched as {base.name})"
         doc = (f"Trial {trial.number} of search study '{study}': {changes_text(changed) or 'no change'} "
-               f"{'raise' if changed else 'repeats'} validation macro F1 over {base.name}.")
+               f"{'raise' if changed else 'repeats'} validation macro F1 over {over}.")
         again = "".join(f" --set {shlex.quote(f'{k}={set_text(v)}')}" for k, v in values.items() if literal(v))
         info = {"search": {"study": study, "trial": trial.number, "storage": label, "params": trial.params,
                            "command": searched},
@@ -210,8 +236,8 @@ def make_objective(base, space, data, runs_dir, overrides, label, searched, repr
         prune = PruneOnMacroF1(trial)
         with tempfile.TemporaryDirectory(prefix="fastmask-trial-") as tmp:
             f = Path(tmp) / "recipe.py"
-            f.write_text(recipe_text(base, changed, doc, trial.params))
-            r = base.but(**values)
+            f.write_text(recipe_text(base, changed, doc, trial.params, home=home))
+            r = home.but(**values)
             r.name, r.file, r.hypothesis = f"{base.name}-trial{trial.number}", str(f), doc
             try:
                 d = train_and_record(r, data, runs_dir, overrides=overrides, cbs=[prune, Quiet()], info=info)
@@ -234,13 +260,51 @@ def set_text(v):
             else str(v).lower() if isinstance(v, bool) else str(v))
 
 
-def baseline(base, data, runs_dir, overrides, train=True):
-    """The searched recipe's own newest finished run on the same data and fields; trained when missing."""
-    runs = finished(runs_dir, base.name, fingerprint(data.train), base.config()["fields"])
+def unchanged(base):
+    """`base` and the ancestors with exactly its fields, nearest first: `recipe = parent.but()` searches
+    its parent as it is, so a run of any of them is a run of `base`."""
+    chain, fields = [base], base.config()["fields"]
+    while chain[-1].parent is not None and chain[-1].parent.config()["fields"] == fields:
+        chain.append(chain[-1].parent)
+    return chain
+
+
+def reference_runs(base, fp, runs_dir):
+    """Finished runs on data `fp` with exactly `base`'s resolved fields, of `base` or an unchanged
+    ancestor: the searched recipe's own first, then the nearest ancestor's; newest first within each."""
+    names = [r.name for r in unchanged(base)]
+    runs = [e for e in finished(runs_dir, None, fp, base.config()["fields"]) if e.name in names]
+    return sorted(runs, key=lambda e: names.index(e.name))
+
+
+def home_of(base, run):
+    """The recipe of `base`'s unchanged chain whose run `run` is (trials and the best recipe are its
+    children, so their cards find that run); `base` without one."""
+    name = read_json(Path(run) / "config.json", {}).get("name") if run else None
+    return next((r for r in unchanged(base) if r.name == name), base)
+
+
+def baseline(base, data, runs_dir, overrides, train=True, reproduce=None):
+    """The reference run: the newest finished run on the same data with the searched recipe's fields (its
+    own, or an unchanged ancestor's: reused, never trained again). When missing (and `train`), the oldest
+    unchanged ancestor is trained (`base` itself unless `recipe = parent.but()`): its card then compares
+    a real change against its own parent, never an identical run. `reproduce(recipe)`: its run command."""
+    runs = reference_runs(base, fingerprint(data.train), runs_dir)
+    if runs:
+        print(f"search: reference run {runs[0].dir} ({runs[0].name}, the same fields and data): not trained again")
     if runs or not train:
         return runs[0].dir if runs else None
-    print(f"search: training {base.name} itself first, so every trial's card has a verdict against it")
-    return train_and_record(base, data, runs_dir, overrides=overrides)
+    r = unchanged(base)[-1]
+    print(f"search: training {r.name}{f' ({base.name} leaves it unchanged)' if r is not base else ' itself'} first, "
+          "so every trial's card has a verdict against it")
+    info = {"environment": {**environment(), "command": reproduce(r)}} if reproduce else None
+    return train_and_record(r, data, runs_dir, overrides=overrides, info=info)
+
+
+def shown(path):
+    """`path` relative to the working folder when inside it, as a command line shows it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def command(module, recipe_file, sets, data, runs_dir, extra=()):
@@ -330,18 +394,26 @@ def drive(study, objective, n_trials):
 
 # --- the best recipe ------------------------------------------------------------------------------
 
-def recipe_text(base, changed, doc, params):
-    """A child recipe file of `base`: docstring, parent import, `recipe = parent.but(...)` with `changed`
-    as literals (a value no literal says: the parent's space replayed on `params`, checked literals)."""
+def module_of(r):
+    p = Path(r.file)
+    return f"{'recipes.' if p.parent.name == 'recipes' else ''}{p.stem}"
+
+
+def recipe_text(base, changed, doc, params, home=None):
+    """A child recipe file of `home` (default `base`, the searched recipe; else an ancestor with its fields):
+    docstring, parent import, `recipe = parent.but(...)` with `changed` as literals (a value no literal
+    says: the searched recipe's space replayed on `params`, checked literals)."""
+    home = home or base
     # the docstring may quote a study name from a shared storage: nothing in it may end the string
     doc = "".join(c if c.isprintable() or c == "\n" else " " for c in doc).replace("\\", "/").replace('"""', "'''")
-    doc = "\n".join(textwrap.fill(par, 100) for par in doc.split("\n"))
+    # an indented line is a command: kept whole, for copy and paste
+    doc = "\n".join(par if par.startswith("    ") else textwrap.fill(par, 100) for par in doc.split("\n"))
     replayed = f"space(FixedTrial({params!r}))"
     args = {k: repr(v) if literal(v) else f"{replayed}[{k!r}]" for k, v in changed.items()}
-    p = Path(base.file)
-    imp = f"from {'recipes.' if p.parent.name == 'recipes' else ''}{p.stem} import recipe as parent"
+    imp = f"from {module_of(home)} import recipe as parent"
     if any(replayed in a for a in args.values()):
-        imp = f"from optuna.trial import FixedTrial\n{imp}, space"
+        imp = (f"from optuna.trial import FixedTrial\n{imp}"
+               + (", space" if module_of(home) == module_of(base) else f"\nfrom {module_of(base)} import space"))
     return f'"""{doc}"""\n{imp}\n\nrecipe = parent.but({", ".join(f"{k}={a}" for k, a in args.items())})\n'
 
 
@@ -358,9 +430,12 @@ def checked_best(study, space):
     return None, None
 
 
-def write_best(study, base, space, path, runs_dir, parent_run, searched, sets):
-    """The best complete trial as a child recipe of `base`; returns its path (None without one). Default:
-    `<study>_best.py` beside the searched recipe, or in the runs folder when that folder is not writable."""
+def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, data=None, home=None):
+    """The best complete trial as a child recipe of `home` (default `base`; see make_objective); returns its
+    path (None without one). Default: `<study>_best.py` beside the searched recipe, or in the runs folder
+    when that folder is not writable. Its docstring and the last line printed say how to run it with the
+    search's --set, --data and --runs."""
+    home = home or base
     best, values = checked_best(study, space)
     if best is None:
         print("search: no complete trial of the searched space yet, so no best recipe")
@@ -368,23 +443,27 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets):
     changed, trials = changes(base, values), [t for t in study.trials if not t.user_attrs.get("surplus")]
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     own = read_json(Path(parent_run) / "metrics.json", {}).get(MONITOR) if parent_run else None
+    over = base.name if home is base else f"{home.name} (searched as {base.name}, which leaves it unchanged)"
     claim = f"{changes_text(changed)} raise" if changed else f"Nothing searched beats {base.name}'s own values:"
-    doc = (f"{claim} validation macro F1 over {base.name}: trial {best.number} of search study '{study.study_name}' "
-           f"scoring {best.value:.3f}" + (f" against {own:.3f} for {base.name} itself (run {Path(parent_run).name})"
+    doc = (f"{claim} validation macro F1 over {over}: trial {best.number} of search study '{study.study_name}' "
+           f"scoring {best.value:.3f}" + (f" against {own:.3f} for {home.name} itself (run {Path(parent_run).name})"
                                           if isinstance(own, (int, float)) else "")
            + f", the best of {len(trials)} trials ({n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
-           f"{n[TrialState.FAIL]} failed).\n\nSearched with: {searched}\n"
-           + ("Run it with the search's settings: python -m fastmask.run RECIPE.py"
-              + "".join(f" --set {shlex.quote(s)}" for s in sets) + "\n" if sets else "")
+           f"{n[TrialState.FAIL]} failed).\n\nSearched with:\n    {searched}\n"
+           + "Run it with the search's settings and data:\n    RUN_IT\n"
            + "Validation picked these values, so the verdict against the parent on the same split is "
              "optimistic: judge it on holdout macro F1 or another seed.")
     ident = "".join(c if c.isalnum() or c == "_" else "_" for c in study.study_name)
     path = Path(path) if path else Path(base.file).parent / f"{ident}_best.py"
     if path.resolve() == Path(base.file).resolve():
         raise FastmaskError(f"--best {path}: that is the searched recipe itself")
+
+    def run_it(where):
+        return command("fastmask.run", shown(str(where)), sets, data, runs_dir)
     for where in (path, Path(runs_dir) / path.name):
         try:
-            atomic_write(where, recipe_text(base, changed, doc.replace("RECIPE.py", str(where)), best.params))
+            text = recipe_text(base, changed, doc.replace("RUN_IT", run_it(where)), best.params, home=home)
+            atomic_write(where, text)
             break
         except OSError as e:
             if where != path:
@@ -393,4 +472,5 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets):
                   f"folder (copy it into {path.parent.name or 'recipes'}/ to run it)")
     print(f"search: best trial {best.number} ({MONITOR} {best.value:.3f}): {changes_text(changed) or 'no change'} "
           f"-> {where}")
+    print(f"search: run it with: {run_it(where)}")
     return where
