@@ -1,5 +1,6 @@
 """Beyond one process: the rank guard (only rank 0 writes), the single-process path with and without
-accelerate, and `accelerate launch` with one process. Several GPUs need CUDA: not tested here."""
+accelerate, `accelerate launch` with one process, and two processes for real (gloo on CPU: the code path
+of several GPUs, fastai's DistributedDL and DDP included)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -33,17 +34,22 @@ def test_rank_and_world_from_the_environment(alone):
         (1, 2, False, True)
 
 
-def test_several_processes_need_accelerate_and_cuda(alone):
+def test_several_processes_need_accelerate_a_fixed_lr_and_a_gpu_each(alone):
     alone.setenv("WORLD_SIZE", "2")
     alone.setitem(sys.modules, "accelerate", None)  # as if not installed
     with pytest.raises(FastmaskError, match="needs accelerate"):
         distributed.setup()
     alone.delitem(sys.modules, "accelerate")
     pytest.importorskip("accelerate")
+    from fastmask.recipe import Recipe
+    with pytest.raises(FastmaskError, match="lr: 'find'"):
+        distributed.setup(Recipe(lr="find"))
     import torch
-    if not torch.cuda.is_available():
-        with pytest.raises(FastmaskError, match="needs CUDA"):
-            distributed.setup()
+    alone.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine with one GPU, two processes
+    alone.setattr(torch.cuda, "device_count", lambda: 1)
+    alone.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(FastmaskError, match="1 CUDA GPU"):
+        distributed.setup()
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +120,58 @@ def test_accelerate_launch_one_process(twin, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     (d,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     assert (d / "model.pkl").is_file() and '"finished"' in (d / "status.json").read_text()
+
+
+def launch(n, twin, runs, *extra):
+    import os
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(k, None)
+    # --multi_gpu is accelerate's torchrun path: without it accelerate starts one process on a machine
+    # without CUDA (several CPU processes need MPI there); fastmask joins the processes over gloo
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                           str(n), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "--main_process_port", "0", "-m", "fastmask.run", "recipes/person_split.py", *TINY,
+                           *extra, "--data", str(twin), "--runs", str(runs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+
+
+def keys(obj):
+    """The structure of a JSON value: its keys, recursively, without the figures."""
+    if isinstance(obj, dict):
+        return {k: keys(v) for k, v in obj.items()}
+    return type(obj).__name__ if not isinstance(obj, (int, float)) or isinstance(obj, bool) else "number"
+
+
+def test_two_processes_train_one_run_as_one_process_records_it(rank0_run, twin, tmp_path):
+    """accelerate launch with 2 processes on CPU: one run folder, written by rank 0 alone, holding what a
+    single-process run holds: the same files, config, JSON keys, history columns and epochs, and predictions
+    for every validation and holdout image (gathered over both ranks, not one rank's half)."""
+    import json
+    pytest.importorskip("accelerate")
+    r, data, runs, one, sets = rank0_run
+    p = launch(2, twin, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (two,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert p.stdout.count("run folder:") == 1 and p.stdout.count("precision:") == 1, p.stdout  # rank 0 speaks
+
+    def files(d):
+        return sorted(str(f.relative_to(d)) for f in d.rglob("*"))
+    assert files(two) == files(one)
+    c1, c2 = (json.loads((d / "config.json").read_text()) for d in (one, two))
+    assert (c2.pop("environment")["processes"], c1.pop("environment")["processes"]) == (2, 1)
+    assert c2 == c1
+    for name in ("metrics.json", "status.json"):
+        assert keys(json.loads((two / name).read_text())) == keys(json.loads((one / name).read_text())), name
+    import pandas as pd
+    h1, h2 = (pd.read_csv(d / "history.csv") for d in (one, two))
+    assert list(h2.columns) == list(h1.columns) and len(h2) == len(h1)
+    for name in ("valid_preds.csv", "holdout_preds.csv"):
+        a, b = (pd.read_csv(d / name) for d in (one, two))
+        assert list(b.columns) == list(a.columns)
+        assert sorted(b.iloc[:, 0]) == sorted(a.iloc[:, 0]), name  # every image once, none padded twice
+    headings = [[ln for ln in (d / "card.md").read_text().splitlines() if ln.startswith("#")] for d in (one, two)]
+    assert headings[1] == headings[0]
+    from fastai.learner import load_learner
+    learn = load_learner(two / "model.pkl")
+    assert not any("module." in k for k in learn.model.state_dict())  # the export holds the bare model

@@ -341,8 +341,11 @@ def environment():
     import fastai
     import timm
     import torch
+
+    from fastmask.learn.distributed import world_size
     env = {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
-           "timm": timm.__version__, "command": " ".join([Path(sys.executable).name, "-m", "fastmask.run", *sys.argv[1:]])}
+           "timm": timm.__version__, "command": " ".join([Path(sys.executable).name, "-m", "fastmask.run", *sys.argv[1:]]),
+           "processes": world_size()}  # data-parallel: bs is per process, the effective batch bs x processes
     try:
         top = Path(__file__).resolve().parent.parent
         env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=top, capture_output=True,

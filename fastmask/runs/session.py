@@ -15,7 +15,7 @@ from fastmask.data.load import load_data
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import build_dls, build_learner, fit, preflight, valid_frame
 from fastmask.learn.callbacks import KeepBest
-from fastmask.learn.distributed import context, is_main, main_first, rank, setup, share
+from fastmask.learn.distributed import alone, context, is_main, main_first, rank, setup, share
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.runs.card import headline as headline_line
 from fastmask.runs.export import export
@@ -197,12 +197,13 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
             # the best epoch so far, not the half epoch (put back already unless a second Ctrl-C hit)
             trained = any(cb.restore() for cb in learn.cbs if isinstance(cb, KeepBest))
         if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
-            part.rows, part.probs = valid_frame(learn)
-            if data.eval is not None and data.answers is not None and part.status == "finished":
-                part.eval_probs = predict_probs(learn, data.eval["path"])
-            if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
-                part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
-                export(learn, part.model, r)
+            with alone():
+                part.rows, part.probs = valid_frame(learn)
+                if data.eval is not None and data.answers is not None and part.status == "finished":
+                    part.eval_probs = predict_probs(learn, data.eval["path"])
+                if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
+                    part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
+                    export(learn, part.model, r)
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside fit: nothing of this part is kept
         part.status, part.rows = "interrupted", None
     except Exception as e:  # noqa: BLE001  (recorded in status.json; re-raised when no fold finished)
@@ -223,7 +224,7 @@ _SAID = set()
 def say_once(line):
     """A notice said once per process: each fold, seed or search trial builds a learner, and "no pretrained
     weights ..." or "precision: fp32 ..." would otherwise repeat for every one."""
-    if line and line not in _SAID:
+    if line and line not in _SAID and is_main():  # ranks > 0 would say it again
         _SAID.add(line)
         print(line)
 
