@@ -54,7 +54,7 @@ def loader_rate(dls, batches=30):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
-    ap.add_argument("--size", default="384,384")
+    ap.add_argument("--size", default="384,288")
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     a = ap.parse_args()

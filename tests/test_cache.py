@@ -110,3 +110,23 @@ def test_exif_orientation_in_the_cache_and_in_prepare_alike(tmp_path, monkeypatc
         assert got.shape == (16, 8, 3)
         assert got[1, -1].argmax() == 0 and got[-2, 0].argmax() == 2  # red top right, blue bottom left
     assert np.array_equal(arr[0], from_disk)
+
+
+def test_at_most_a_window_of_chunks_in_flight():
+    """The cache build asks for the next chunk only as it writes one: a 6 GB set never sits in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+    from fastmask.data.cache import _bounded_map
+    asked, ahead = [], []
+
+    def items():
+        for i in range(20):
+            asked.append(i)
+            yield i
+
+    with ThreadPoolExecutor(2) as pool:
+        out = []
+        for r in _bounded_map(pool, lambda x: x * x, items(), window=3):
+            ahead.append(len(asked) - len(out))  # submitted but not yet handed back, counting this one
+            out.append(r)
+    assert out == [i * i for i in range(20)]  # in order, none lost
+    assert max(ahead) == 3
