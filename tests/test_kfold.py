@@ -223,3 +223,19 @@ def test_holdout_figure_is_the_soft_vote_of_the_finished_folds():
     # 1 1 2 0 -> class 0 tp 1 fn 1 -> 2/3, class 1 tp 1 fp 1 -> 2/3, class 2 -> 1: 7/9; fold 2 is the soft vote's 5/9
     assert h["holdout_folds"] == pytest.approx([7 / 9, 7 / 9, 5 / 9], abs=1e-12)
     assert h["holdout_models"] == ["fold0", "fold1", "fold2"]
+
+
+def test_no_weights_stored_twice(run):
+    """model.pkl names fold0's learner without a second copy on disk: every weights file with the same
+    bytes as another is the same file (a hard link), and nothing else (no models/best.pth) is left behind."""
+    import hashlib
+    import os
+    seen = {}
+    for f in sorted(run.rglob("*")):
+        if f.suffix in (".pkl", ".pth", ".safetensors", ".pt"):
+            seen.setdefault(hashlib.sha256(f.read_bytes()).hexdigest(), []).append(f)
+    twins = [fs for fs in seen.values() if len(fs) > 1]
+    assert twins, "model.pkl should name fold0's learner"
+    for fs in twins:
+        assert all(os.path.samefile(fs[0], f) for f in fs[1:]), fs
+    assert not (run / "models").exists()
