@@ -173,3 +173,20 @@ def test_a_run_draws_every_plot_and_lr_find_only_when_the_lr_was_found(tmp_path)
     drawn = draw_plots(FakeRun(tmp_path), parts, metrics, HIST, "fold", y, p, kfold=True)
     assert "lr_find.png" in drawn and (tmp_path / "lr_find.png").stat().st_size > 1000
     assert "batches.png" in drawn  # from the one model with a recorder
+
+
+def test_one_or_two_epochs_tick_whole_epochs_only():
+    """A 1-epoch run's curve was ticked 0.945 .. 1.050: the ticks are the epochs themselves."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fastmask.runs.plots import whole_epochs
+    for xs in ([1], [1, 2], [1, 2, 3, 4, 5, 6]):
+        fig, ax = plt.subplots()
+        ax.plot(xs, [0.1 * x for x in xs], marker="o")
+        whole_epochs(ax)
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), (xs, ticks)
+        assert set(xs) <= set(ticks) or len(xs) > 2, (xs, ticks)
+        plt.close(fig)

@@ -239,7 +239,8 @@ def plot(c: Comparison, out):
     import matplotlib  # here, not at the top: the board reads this module's tables and draws nothing
     matplotlib.use("Agg")  # a file, no display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+
+    from fastmask.runs.plots import whole_epochs
     fig = plt.figure(figsize=(13, 8.5))
     grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.25))
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
@@ -248,7 +249,7 @@ def plot(c: Comparison, out):
             if cur is not None and col in cur:
                 ax.plot(cur.index + 1, cur[col], marker="o", ms=3, label=lab + (f" (mean of {k} {kind})" if kind else ""))
         ax.set_title(title), ax.set_xlabel("epoch"), ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        whole_epochs(ax)
         if ax.lines:
             ax.legend(fontsize=8)
         else:

@@ -152,9 +152,18 @@ def _curve_panel(ax, hist, cols, group, what):
             ax.plot(band.index, band["mean"], marker="o", color=colour, lw=2)
         handles.append(Line2D([], [], color=colour, marker="o", lw=2,
                               label=_LABELS.get(col, col) + (f" (mean of {len(series)} {what})" if len(series) > 1 else "")))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    whole_epochs(ax)
     ax.set_xlabel("epoch")
     return handles
+
+
+def whole_epochs(ax):
+    """Ticks on whole epochs only; with one or two epochs the locator alone would tick 0.95 .. 1.05."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    xs = sorted({float(x) for ln in ax.lines for x in ln.get_xdata()})
+    if 0 < len(xs) < 3:
+        ax.set_xticks(xs)
+        ax.set_xlim(xs[0] - 0.5, xs[-1] + 0.5)
 
 
 def save_curves(history, path, group=None):
