@@ -9,6 +9,7 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
+from fastai.torch_core import get_model  # the model inside DDP: its weights are named `module.*`, the fit ends unwrapped
 from fastai.imports import noop  # the noop of Learner.no_logging (fastcore has its own)
 
 from fastmask import console
@@ -72,7 +73,7 @@ class KeepBest(TrackerCallback):
         super().after_epoch()
         if self.new_best:
             self.best_epoch = self.epoch
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in bare(self.learn.model).state_dict().items()}
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in get_model(self.learn.model).state_dict().items()}
             if is_main() and console.mode() == console.BARS:  # lines mode marks the epoch's line (ConsoleProgress)
                 print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best:.4f}.")
 
@@ -87,14 +88,9 @@ class KeepBest(TrackerCallback):
         """Put the best epoch's weights back (once: the copy is dropped, so an export does not carry it);
         False when no epoch finished."""
         if self.state is not None:
-            bare(self.learn.model).load_state_dict(self.state)
+            get_model(self.learn.model).load_state_dict(self.state)
             self.state = None
         return self.best_epoch is not None
-
-
-def bare(model):
-    """The model inside a data-parallel wrapper (DDP names every weight `module.*`; the fit ends unwrapped)."""
-    return getattr(model, "module", model)
 
 
 class PeakAwareEarlyStopping(EarlyStoppingCallback):
