@@ -361,12 +361,18 @@ SEARCH = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def searched(twin, tmp_path_factory):
-    root = tmp_path_factory.mktemp("search")
+def project(root, **recipes):
+    """`root` as a project folder: a `recipes` package holding each recipe text under its name."""
     (root / "recipes").mkdir()
     (root / "recipes" / "__init__.py").write_text("")
-    (root / "recipes" / "tiny_search.py").write_text(TINY_RECIPE)
+    for name, text in recipes.items():
+        (root / "recipes" / f"{name}.py").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def searched(twin, tmp_path_factory):
+    root = project(tmp_path_factory.mktemp("search"), tiny_search=TINY_RECIPE)
     runs = root / "runs"
     p = subprocess.run([sys.executable, "-c", SEARCH, str(root / "recipes" / "tiny_search.py"), str(twin), str(runs)],
                        cwd=root, capture_output=True, text=True, timeout=900, env=env())
@@ -566,11 +572,7 @@ def space(trial):
 @pytest.fixture(scope="module")
 def searched_child(twin, tmp_path_factory):
     """`fastmask.run` trained tiny_root; then the command searches tiny_search = tiny_root.but()."""
-    root = tmp_path_factory.mktemp("search_child")
-    (root / "recipes").mkdir()
-    (root / "recipes" / "__init__.py").write_text("")
-    (root / "recipes" / "tiny_root.py").write_text(ROOT_RECIPE)
-    (root / "recipes" / "tiny_search.py").write_text(CHILD_RECIPE)
+    root = project(tmp_path_factory.mktemp("search_child"), tiny_root=ROOT_RECIPE, tiny_search=CHILD_RECIPE)
     outs = []
     for cmd in (["fastmask.run", "recipes/tiny_root.py"],
                 ["fastmask.search", "recipes/tiny_search.py", "--trials", "2", "--pruner", "none", "--seed", "0"]):
