@@ -9,6 +9,12 @@ class FastmaskError(Exception):
     """Bad input a user can fix: the message names the file or field at fault."""
 
 
+class StopNow(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM: the user will not wait for the first one's cleanup. Whatever is in flight
+    is dropped; only the run's status is still written (it is a KeyboardInterrupt, so every handler of one
+    that writes the status sees it)."""
+
+
 def cli(main):
     """Wrap a `python -m` entry point: FastmaskError -> one line on stderr and exit 2.
 

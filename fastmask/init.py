@@ -38,14 +38,28 @@ def init(folder="."):
     for name in files:
         if (dest / name).exists():
             raise FastmaskError(f"{dest / name}: already exists; not overwriting it (move it away, or init another folder)")
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        try:
+    written = []
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
             with open(dest / name, "x", encoding="utf-8") as f:  # "x": never replace a file that appeared meanwhile
+                written.append(dest / name)
                 f.write(text)
-        except FileExistsError:
-            raise FastmaskError(f"{dest / name}: appeared while writing; not overwriting it") from None
+    except FileExistsError as e:
+        _undo(written)  # ours only: the file in the way is someone else's
+        raise FastmaskError(f"{e.filename}: appeared while writing; not overwriting it") from None
+    except OSError as e:  # a read-only place, a file where a folder should be, a full disk: half a set helps nobody
+        _undo(written)
+        raise FastmaskError(f"{e.filename or dest}: cannot write the recipes there ({e.strerror})") from None
     return dest, sorted(n for n in files if n != "__init__.py")
+
+
+def _undo(paths):
+    for p in paths:
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def main(argv):

@@ -50,12 +50,15 @@ def main(argv):
 def _predict(args, quiet):
     from fastmask.data.layout import read_answers, read_eval
     from fastmask.errors import FastmaskError
-    from fastmask.runs.infer import check_out, eval_root, load_models, predict, write_submission
+    from fastmask.runs.infer import check_out, check_out_reads, eval_root, load_models, predict, write_submission
     if args.tta < 0:
         raise FastmaskError(f"--tta: {args.tta} is negative")
+    if args.bs is not None and args.bs < 1:
+        raise FastmaskError(f"--bs: {args.bs} is not a batch size (an int >= 1)")
     check_out(args.out)  # a bad --out fails now, not after every model has run
     weights = parse_weights(args.weights)
     root = eval_root(args.eval)
+    check_out_reads(args.out, args.models, root)  # before loading: the submission must not replace an input
     ev = read_eval(root)
     answers = read_answers(root)
     models = load_models(args.models, weights, trust_pickle=args.trust_pickle)

@@ -12,7 +12,9 @@ seeded by `seed`; every identity and every photo has its own generator keyed by 
 so pixels do not depend on the order or the process in which people are drawn.
 """
 import argparse
+import signal
 import sys
+import threading
 import time
 
 from fastmask import console
@@ -48,8 +50,24 @@ def _parser():
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 @cli
 def main(argv):
+    # SIGTERM (`timeout`, `kill`) ends the drawing as Ctrl-C does: workers stopped, the partial folder
+    # removed, "fastmask: interrupted" and exit 130 (cli), instead of a silent death and orphaned workers
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main(argv):
     args = _parser().parse_args(argv)
     size = parse_size(args.size)
     start = time.perf_counter()

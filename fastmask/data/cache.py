@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -31,6 +32,7 @@ from PIL import Image, ImageOps
 from rich.progress import Progress
 
 from fastmask.data.layout import load_image, to_rgb
+from fastmask.errors import FastmaskError
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
 CHUNK = 64  # images per worker task
@@ -85,8 +87,31 @@ def build(paths, size, crop=None, progress=True, workers=None):
             return np.load(f, mmap_mode="r")
         print(f"fastmask: notice: cache file {f} was damaged ({problem}); rebuilding", file=sys.stderr)
         f.unlink(missing_ok=True)
+    _check_room(f, len(paths), size)
     _write(f, paths, shape, crop, progress, workers)
     return np.load(f, mmap_mode="r")
+
+
+def check_room(paths, size, crop=None):
+    """FastmaskError naming the size and the cache folder unless the cache for `paths` at `size` is there or
+    fits in the free space: a build that fills the disk half-way costs minutes and leaves nothing."""
+    paths = [str(p) for p in paths]
+    f = cache_dir() / f"{_key(paths, size, crop)}-{size[0]}x{size[1]}.npy"
+    if not f.exists():
+        _check_room(f, len(paths), size)
+
+
+def _check_room(f, n, size):
+    folder = f.parent
+    need = n * size[0] * size[1] * 3 + 4096  # rows + the .npy header and manifest
+    above = folder
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    free = shutil.disk_usage(above).free
+    if need > free:
+        raise FastmaskError(f"recipe field size: {size[0]},{size[1]} needs a {need / 1e9:.1f} GB image cache for "
+                            f"{n} images, and {folder} has {free / 1e9:.1f} GB free; use a smaller size, "
+                            "--set cache=false, or FASTMASK_CACHE=DIR on a larger disk")
 
 
 def _write(f, paths, shape, crop, progress, workers):
@@ -138,13 +163,17 @@ def _manifest_path(f):
     return f.with_name(f.name + ".json")
 
 
-def _sample_rows(n):
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, SAMPLE_ROWS))}) if n else []
+def _sample_rows(n, middle=True):
+    """First, last, evenly between, and (`middle`) the middle row itself, which the even spacing can step
+    over. Manifests written before `middle` say so (no "sample_middle"), and keep their old sample: a changed
+    rule must not cost every existing cache a rebuild."""
+    rows = {int(round(x)) for x in np.linspace(0, n - 1, min(n, SAMPLE_ROWS))} if n else set()
+    return sorted(rows | ({n // 2} if n and middle else set()))
 
 
-def _sample_digest(arr):
+def _sample_digest(arr, middle=True):
     h = hashlib.sha256()
-    for i in _sample_rows(len(arr)):
+    for i in _sample_rows(len(arr), middle):
         h.update(np.ascontiguousarray(arr[i]).tobytes())
     return h.hexdigest()
 
@@ -153,7 +182,7 @@ def _write_manifest(f, shape, nbytes, digest):
     m = _manifest_path(f)
     tmp = _temp_name(m)
     record = dict(version=VERSION, shape=list(shape), dtype="uint8", bytes=nbytes,
-                  sample_rows=SAMPLE_ROWS, sample_sha256=digest)
+                  sample_rows=SAMPLE_ROWS, sample_middle=True, sample_sha256=digest)
     try:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         os.replace(tmp, m)
@@ -197,7 +226,7 @@ def _damage(f, shape):
         return f"not a readable array: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
     if arr.dtype != np.uint8 or arr.shape != tuple(shape):
         return f"holds {arr.dtype} {arr.shape}, expected uint8 {tuple(shape)}"
-    if m["sample_rows"] != SAMPLE_ROWS or _sample_digest(arr) != m["sample_sha256"]:
+    if m["sample_rows"] != SAMPLE_ROWS or _sample_digest(arr, bool(m.get("sample_middle"))) != m["sample_sha256"]:
         return "sampled rows differ from the manifest checksum"
     return None
 

@@ -7,6 +7,7 @@ the id, not the folder, so person-grouped splits keep both folders on one side.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import warnings
@@ -131,18 +132,24 @@ def _image_problem(path: str, size: int, decode: bool = False) -> str | None:
 def _scan_folder(folder: Path) -> tuple[dict, str | None]:
     """{stem: (file name, byte size)} of the 7 photos, or a one-line problem naming the folder."""
     found: dict[str, list[tuple[str, int]]] = {}
-    unexpected = []
+    unexpected, broken = [], {}
     with os.scandir(folder) as entries:
         for entry in entries:
             if _ignored(entry.name):
                 continue
             stem, ext = os.path.splitext(entry.name)
-            if stem in PHOTOS and ext.lower() in IMAGE_EXTS and entry.is_file():
-                found.setdefault(stem, []).append((entry.name, entry.stat().st_size))
-            else:
-                unexpected.append(entry.name)
+            try:
+                photo = stem in PHOTOS and ext.lower() in IMAGE_EXTS and entry.is_file()
+                if photo:
+                    found.setdefault(stem, []).append((entry.name, entry.stat().st_size))
+                else:
+                    unexpected.append(entry.name)
+            except OSError as e:  # a symlink to itself or to nowhere reachable: name it, not a traceback
+                broken[stem] = f"{entry.name} ({e.strerror})"
     faults = []
-    missing = [s for s in PHOTOS if s not in found]
+    if broken:
+        faults.append("unreadable " + ", ".join(sorted(broken.values())))
+    missing = [s for s in PHOTOS if s not in found and s not in broken]
     if missing:
         faults.append("missing " + ", ".join(missing))
     doubled = sorted(n for files in found.values() if len(files) > 1 for n, _ in files)
@@ -246,14 +253,27 @@ def _info_ids(root: Path) -> tuple[Path, list[str]]:
     return info_path, ids
 
 
+def _is_file(entry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop: not a usable file (read_eval names it)
+        return False
+
+
 def read_eval(root) -> pd.DataFrame:
     """`ImageID` and absolute `path`, in info.csv order (the order a submission must keep)."""
     root = _as_dir(root, "eval folder")
     info_path, ids = _info_ids(root)
     images = _as_dir(root / "images", "images folder")
     # One listing instead of 12,600 stat calls.
-    present = {e.name for e in os.scandir(images) if e.is_file() and not _ignored(e.name)}
+    present = {e.name for e in os.scandir(images) if _is_file(e) and not _ignored(e.name)}
     missing = [i for i in ids if i not in present]
+    for i in missing[:1]:
+        try:
+            os.stat(images / i)
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # there, but a symlink loop or unreadable: say so
+                raise FastmaskError(f"{images / i}: unreadable ({e.strerror})") from None
     if missing:
         raise FastmaskError(f"{images}: {len(missing)} of {len(ids)} images listed in "
                             f"{info_path.name} are missing (first: {missing[0]})")

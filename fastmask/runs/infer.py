@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.transforms import Transform
-from fastai.learner import Learner, load_learner
+from fastai.learner import Learner, defaults, load_learner
 from fastai.torch_core import TensorImage
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,8 +40,8 @@ from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
 from fastmask.runs import model_files as safe_model
-from fastmask.runs.folder import atomic_write
-from fastmask.runs.model_files import drop_training_cbs, files, SUFFIXES
+from fastmask.runs.folder import STATUS, atomic_write
+from fastmask.runs.model_files import files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
 
@@ -184,13 +184,16 @@ def needs_fastmask():
 
 def export_pickle(learn, path):
     """`learn.export` to `path` through a temp name (removed on any failure, e.g. a full disk), without
-    training callbacks, with the fastmask check first in the pickled state."""
+    training callbacks, with the fastmask check first in the pickled state. The learner gets its callbacks
+    back (as fastai's own export puts back what it takes off): a REPL user fits on after exporting, and a
+    learner stripped of CutMix or keep-best would quietly train another hypothesis."""
     path = Path(path)
-    drop_training_cbs(learn)
+    training = [cb for cb in learn.cbs if type(cb) not in defaults.callbacks]
     tmp = path.with_name(f".{path.name}.tmp")
     _put_first(learn.__dict__, "exported_by", needs_fastmask())  # a pickle's state loads in dict order
     try:
-        learn.export(tmp)
+        with learn.removed_cbs(training):
+            learn.export(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -390,6 +393,28 @@ def check_out(path):
         raise FastmaskError(f"--out {path}: {above} is a file, not a folder")
     if not os.access(above, os.W_OK | os.X_OK):
         raise FastmaskError(f"--out {path}: cannot write in {above} (permission denied or read-only)")
+
+
+def check_out_reads(out, sources, eval_dir, trust_pickle=False):
+    """FastmaskError naming both paths when the submission would land on something predict reads or a run
+    keeps: a model file named (or its .json/.safetensors/.pkl companions), any file of a run folder, or any
+    file of the eval folder. Symlinks are followed, so another name for the same file is caught too."""
+    target = Path(out).resolve()
+
+    def clash(path, what):
+        raise FastmaskError(f"--out {out}: would overwrite {what} {path}; write the submission elsewhere")
+
+    root = Path(eval_dir).resolve()
+    if root == target or root in target.parents:
+        clash(eval_dir, "a file of the eval folder")
+    for src in sources:
+        for f in expand(src, trust_pickle=True):  # every file a source could mean, trusted or not
+            for mate in (*files(f.with_suffix("")), f.with_suffix(".pkl"), f):
+                if mate.resolve() == target:
+                    clash(mate, "the model file")
+    for above in target.parents:
+        if (above / STATUS).is_file() or ((above / "config.json").is_file() and (above / "recipe.py").is_file()):
+            clash(above, "a file of the run folder")
 
 
 def write_submission(ids, ans, path):

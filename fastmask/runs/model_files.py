@@ -30,7 +30,7 @@ from fastmask.data.augment import Albumentations
 from fastmask.data.cache import Prepare
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import build_learner
-from fastmask.recipe import _FIELD_NAMES, _plain, Recipe
+from fastmask.recipe import _FIELD_NAMES, _plain, coerce, Recipe
 from fastmask.runs.folder import atomic_write, write_json
 
 FORMAT = "fastmask-safe-model"
@@ -212,11 +212,17 @@ def _dls(spec, recipe, spec_path):
     a one-row in-memory cache, and both are dropped afterwards, as an export drops its items."""
 
     try:
-        size, vocab = tuple(int(x) for x in spec["size"]), list(spec["vocab"])
-        norm = Normalize.from_stats([float(x) for x in spec["normalize"]["mean"]],
-                                    [float(x) for x in spec["normalize"]["std"]], cuda=False)
-        prep = Prepare(size, spec["crop"], [DUMMY], np.zeros((1, *size, 3), np.uint8))
+        # size and crop are recipe fields: checked as a recipe file's are (a negative crop flips the image)
+        size, crop, vocab = coerce("size", spec["size"]), coerce("crop", spec["crop"]), list(spec["vocab"])
+        mean, std = ([float(x) for x in spec["normalize"][k]] for k in ("mean", "std"))
+        if not all(np.isfinite(mean)) or not all(np.isfinite(std)) or min(std) <= 0:
+            # a zero std divides every pixel into inf: one class predicted for everything
+            raise FastmaskError(f"{spec_path}: normalize std {std} and mean {mean} must be finite with std > 0")
+        norm = Normalize.from_stats(mean, std, cuda=False)
+        prep = Prepare(size, crop, [DUMMY], np.zeros((1, *size, 3), np.uint8))
         augment = _augment_tfms(spec["augment"])
+    except FastmaskError as e:
+        raise FastmaskError(str(e) if str(e).startswith(str(spec_path)) else f"{spec_path}: {e}") from None
     except (TypeError, KeyError, ValueError, IndexError) as e:
         raise FastmaskError(f"{spec_path}: malformed model file ({type(e).__name__}: {e})") from None
     block = DataBlock(blocks=(TransformBlock(type_tfms=prep, batch_tfms=IntToFloatTensor),

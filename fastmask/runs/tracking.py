@@ -51,7 +51,23 @@ def tracking_uri(runs_dir="runs", uri=None):
     uri = resolve_uri(uri, runs_dir)
     if uri is not None:
         _client_class()
+        _check_scheme(uri)
     return uri
+
+
+def _check_scheme(uri):
+    """FastmaskError naming the URI unless MLflow has a tracking store for its scheme, checked without
+    opening it (opening a sqlite store creates the database)."""
+    from urllib.parse import urlparse
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+        known = set(_tracking_store_registry._registry)
+    except (ImportError, AttributeError):  # another MLflow: its own error will have to do
+        return
+    scheme = urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2://: the database's scheme
+    if scheme not in known:
+        raise FastmaskError(f"MLflow tracking URI {uri!r}: scheme {scheme!r} is not one MLflow tracks to "
+                            f"({', '.join(sorted(k for k in known if k))}; or a plain path for a sqlite file)")
 
 
 def _client_class():

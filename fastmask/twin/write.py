@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import signal
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -68,6 +69,22 @@ def _write_chunk(people, root, seed, size):
     return sum(write_person(p, root, seed, size) for p in people)
 
 
+def _ignore_ctrl_c():
+    # A terminal's Ctrl-C reaches the whole process group: the parent stops the pool, the workers stay quiet
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool):
+    """End the pool's workers now: leaving the `with` block would wait for every queued chunk to be drawn,
+    and a parent killed meanwhile leaves them running, orphaned."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+
+
 def write_images(persons, root, seed, size, progress=True, workers=None):
     """All photos, in a process pool when it pays; pixels do not depend on the worker."""
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
@@ -77,10 +94,15 @@ def write_images(persons, root, seed, size, progress=True, workers=None):
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("drawing people", total=len(persons))
         if workers > 1 and len(persons) >= 64:  # below that, starting the pool costs more
-            with ProcessPoolExecutor(workers) as pool:
+            pool = ProcessPoolExecutor(workers, initializer=_ignore_ctrl_c)
+            try:
                 jobs = [pool.submit(_write_chunk, ch, root, seed, size) for ch in chunks]
                 for job in as_completed(jobs):
                     bar.advance(task, job.result())
+            except BaseException:
+                _stop(pool)
+                raise
+            pool.shutdown()
         else:
             for ch in chunks:
                 bar.advance(task, _write_chunk(ch, root, seed, size))
