@@ -233,3 +233,128 @@ def test_halves_partners_are_other_images():
     for rec in recs:
         for i in range(len(rec["x"])):
             assert len(pasted_columns(rec, i)) == 6  # a half of 12 columns came from another image
+
+
+# --- hand-computed halves, the partner's same half, mix_prob for every mixer, MixUp's alpha ---------------------
+
+def test_halves_hand_computed_lam_labels_and_loss():
+    # Two images, so the cycle pairs each with the other: image 0 (label 3, zeros) and image 1 (label 10, ones).
+    # Width 5: the pasted half is 5 // 2 = 2 columns at one edge, the kept share lam = 3/5.
+    torch.manual_seed(0)
+    xs = torch.stack([torch.zeros(3, 4, 5), torch.ones(3, 4, 5)])
+    spy = Spy()
+    train = list(zip(xs, torch.tensor([3, 10])))
+    dls = DataLoaders(DataLoader(train, bs=2), DataLoader(train, bs=2))
+    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(60, 18)), loss_func=CrossEntropyLossFlat(),
+                    cbs=[spy, CutMixHalves()])
+    (rec,) = fit(learn, spy)
+    m = rec["mixed"][:, 0, 0]  # one row of one channel: (2 images, 5 columns)
+    assert m.tolist() in ([[1, 1, 0, 0, 0], [0, 0, 1, 1, 1]], [[0, 0, 0, 1, 1], [1, 1, 1, 0, 0]])
+    assert rec["mixer"]["lam"] == pytest.approx(0.6) and rec["mixer"]["y1"].tolist() == [10, 3]
+    logp = rec["pred"].log_softmax(-1)
+    want = -(0.6 * logp[0, 3] + 0.4 * logp[0, 10] + 0.6 * logp[1, 10] + 0.4 * logp[1, 3]) / 2
+    assert rec["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_the_pasted_half_is_the_partners_same_half():
+    # Pixel value = column index + 1 in the partner: its left half is 1, 2 and its right half 4, 5.
+    x, x1 = torch.zeros(2, 3, 4, 5), torch.arange(1.0, 6.0).expand(2, 3, 4, 5)
+    out, _ = _paste_half(x, x1, right=False)
+    assert out[0, 0, 0].tolist() == [1, 2, 0, 0, 0]
+    out, _ = _paste_half(x, x1, right=True)
+    assert out[0, 0, 0].tolist() == [0, 0, 0, 4, 5]  # not the partner's left half (1, 2), nor mirrored (2, 1)
+    spy = Spy()  # and in training: whatever side is drawn, the partner's columns land where they were
+    for rec in fit(tiny_learner(torch.arange(32) % 18, [spy, CutMixHalves()], w=13), spy):
+        for i in range(len(rec["x"])):
+            cols = pasted_columns(rec, i)
+            partner_of(rec, i, cols, rec["x"], rec["y"])
+
+
+MIXERS = ["halves", "rare", "rare-box", "box", "mixup"]
+
+
+def mixer(name, p, alpha=1.0):
+    if name == "mixup":
+        return mixing_callbacks(mixup=alpha, p=p)[0]
+    return mixing_callbacks(name, rare=(0, 1, 2, 3, 4, 5, 6, 7, 8), alpha=alpha, p=p)[0]
+
+
+def was_mixed(rec):
+    # Pixels changed, or a kept share below 1: fastai's box CutMix and MixUp pair by plain randperm, so a
+    # mixed batch of 4 keeps its pixels when the permutation is the identity (1 in 24), but not its lam.
+    return not torch.equal(rec["mixed"], rec["x"]) or bool((torch.as_tensor(rec["mixer"]["lam"]) < 1).any())
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_mix_prob_mixes_about_that_share_of_batches_and_leaves_the_rest_plain(name):
+    spy, cb = Spy(), mixer(name, p=0.3)
+    recs = fit(tiny_learner(torch.arange(400) % 18, [spy, cb], bs=4), spy)  # 100 batches, seeded
+    mixed = [was_mixed(r) for r in recs]
+    assert 15 <= sum(mixed) <= 45, sum(mixed)  # binomial(100, 0.3): mean 30, sd 4.6; 0.7 or 1 is far outside
+    for r, m in zip(recs, mixed):
+        if not m:  # an unmixed batch trains on its own labels alone
+            assert torch.equal(r["mixed"], r["x"]) and r["mixer"]["lam"] == 1
+            assert r["loss"].item() == pytest.approx(F.cross_entropy(r["pred"], r["y"]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_mix_prob_one_mixes_every_batch(name):
+    spy = Spy()
+    recs = fit(tiny_learner(torch.arange(80) % 18, [spy, mixer(name, p=1.0)], bs=4), spy)
+    assert sum(was_mixed(r) for r in recs) >= len(recs) - 2  # a box under 2 pixels a side comes out empty
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_the_recipes_mix_prob_and_alpha_reach_the_training_callback(name):
+    from types import SimpleNamespace
+
+    from fastmask.learn.callbacks import training_callbacks
+    from fastmask.recipe import Recipe
+    r = Recipe(mixup=0.7, mix_prob=0.25) if name == "mixup" else Recipe(cutmix=name, mix_prob=0.25)
+    learn = SimpleNamespace(dls=SimpleNamespace(train=SimpleNamespace(items={"y": np.arange(36) % 18}),
+                                                device=torch.device("cpu")))
+    (cb,) = [c for c in training_callbacks(r, learn, notify=lambda *a: None) if hasattr(c, "distrib")]
+    assert cb.p == 0.25
+    if name == "mixup":  # issue 21: Beta(alpha, alpha) with the recipe's alpha, not fastai's default 0.4
+        assert isinstance(cb, MixUp)
+        assert cb.distrib.concentration1.item() == pytest.approx(0.7)
+        assert cb.distrib.concentration0.item() == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.5])
+def test_mixup_beta_is_the_given_alpha(alpha):
+    cb = mixing_callbacks(mixup=alpha)[0]
+    assert (cb.distrib.concentration1.item(), cb.distrib.concentration0.item()) == pytest.approx((alpha, alpha))
+
+
+# --- partners of the same mask status (the recipe's "halves" and "rare") -------------------------------------
+# A half with a mask beside a half without one looks like an incorrectly worn mask, which neither label names:
+# unmatched, the incorrect-mask class was learnt as half wear, half no mask (its F1 fell from 0.91 to 0.03).
+
+def test_recipe_halves_pairs_images_of_the_same_mask_status():
+    (cb,) = mixing_callbacks("halves")
+    spy = Spy()
+    ys = torch.tensor([0, 4, 7, 9, 12, 17, 3, 14, 5, 16, 1, 2, 8, 6, 13, 11])  # per batch of 8: >= 2 of each mask
+    for rec in fit(tiny_learner(ys.repeat(4), [spy, cb], w=13), spy):
+        y, y1 = rec["y"], rec["mixer"]["y1"]
+        assert torch.equal(y1 // 6, y // 6), (y.tolist(), y1.tolist())
+        for i in range(len(y)):  # still another image: a half of 13 columns from a same-mask partner
+            assert len(pasted_columns(rec, i)) == 6
+            partner_of(rec, i, pasted_columns(rec, i), rec["x"], y)
+
+
+def test_rare_matched_partners_come_from_the_buffer_of_the_same_mask_or_else_the_batch():
+    rare = (2, 8)  # a wear and an incorrect class: the buffer holds no unmasked image
+    ys = torch.tensor([2, 8, 0, 6, 12, 1, 7, 13] + [0, 6, 12, 1, 7, 13, 3, 15] * 3)
+    spy, cb = Spy(), mixing_callbacks("rare", rare=rare)[0]
+    assert cb.match == "mask" and mixing_callbacks("rare-box", rare=rare)[0].match is None
+    recs = fit(tiny_learner(ys, [spy, cb], factorised=True), spy)
+    for rec in recs[1:]:
+        y, y1 = rec["y"].tolist(), rec["mixer"]["y1"].tolist()
+        want = {0: 2, 1: 8}  # wear -> the rare wear class, incorrect -> the rare incorrect one
+        for i, (own, partner) in enumerate(zip(y, y1)):
+            if own // 6 in want:
+                assert partner == want[own // 6]
+            else:  # no mask: another unmasked image of the batch
+                assert partner // 6 == 2
+                partner_of(rec, i, pasted_columns(rec, i), rec["x"], rec["y"])
