@@ -17,6 +17,7 @@ COMMANDS = {
     "compare": ("fastmask.compare", "runs side by side: config diff, metric deltas with the paired test, curves"),
     "board": ("fastmask.board", "every run in a runs folder as a table, plus RUNS/index.html"),
     "predict": ("fastmask.predict", "predict eval images with a model or an ensemble; write submission.csv"),
+    "plan": ("fastmask.plan", "what would decide a run's hypothesis: seeds, validation people or k-fold for an effect"),
     "search": ("fastmask.search", "optuna search over a recipe's space(trial); every trial a recorded run"),
     "synth": ("fastmask.synth", "write a synthetic twin of the data set (train/, eval/ with answers)"),
     "suspects": ("fastmask.suspects", "re-rank a k-fold run's suspect labels from its out-of-fold predictions"),

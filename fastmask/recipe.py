@@ -45,12 +45,18 @@ class Recipe:
     crop: Optional[float] = None    # centre crop keeping this fraction of height and width, every split
     cutmix: Optional[str] = None    # None, "box" (fastai's), "halves" (left/right face half), "rare", "rare-box"
     mixup: Optional[float] = None   # MixUp alpha
+    mix_prob: float = 1.0           # the share of batches CutMix or MixUp mixes (timm's Mixup `prob`)
     heads: str = "single"           # "single" 18-way; "multi": mask/gender/age heads factorised into 18;
                                     # "separate": three whole models, one per task, trained side by side
     loss: Any = "ce"                # "ce", "smooth", "focal", "f1", "focal:3", or weights {"ce": .6, "f1": .4}
     task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi" or "separate"
     age_threshold: int = 60         # training labels only: people >= this are "old"; metrics use true labels
     precision: str = "auto"         # "auto" (CUDA autocast when a GPU is present, else fp32), "fp32", "bf16", "fp16"
+    # How the hypothesis is judged (JUDGING: they never make a run incomparable with its parent's runs):
+    judged_on: str = "macro_f1"     # "macro_f1" (validation), "gap" (|validation - holdout| macro F1, the leak),
+                                    # or one task's validation F1: "mask_f1", "gender_f1", "age_f1"
+    min_effect: float = 0.02        # the smallest change worth knowing: within +-this is "no effect"
+    decide: int = 0                 # >= 2: add paired seeds (child and parent) up to this many until the verdict decides
     # Who this recipe is: `load_recipe` sets these from the recipe module that assigns it to `recipe`
     # (its name, file and docstring); never compared or overridden.
     name: str = field(default="recipe", compare=False, repr=False)
@@ -67,9 +73,11 @@ class Recipe:
 
     def but(self, **changes):
         """A child recipe: this one with `changes`, remembering this one as its parent. It is nameless
-        until `load_recipe` names it after the recipe module that assigns it to `recipe`."""
-        return dataclasses.replace(self, **coerce_all(changes), parent=self, name="recipe", file=None, hypothesis="",
-                                   space=None)
+        until `load_recipe` names it after the recipe module that assigns it to `recipe`. How a hypothesis
+        is judged (JUDGING) is its own: a child starts from the defaults there, not from its parent's."""
+        judging = {k: getattr(_DEFAULTS, k) for k in JUDGING}
+        return dataclasses.replace(self, **{**judging, **coerce_all(changes)}, parent=self, name="recipe", file=None,
+                                   hypothesis="", space=None)
 
     def variant(self, **changes):
         """This same recipe (name, file, hypothesis, parent) with `changes`: one fold or seed of a run,
@@ -81,12 +89,14 @@ class Recipe:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
 
     def diff(self, other=None):
-        """Fields that differ from `other` (default: the parent), as {field: [other's, this]}."""
+        """Fields that differ from `other` (default: the parent), as {field: [other's, this]}: the change
+        under test, so the fields that say how it is judged (JUDGING) are not part of it."""
         other = self.parent if other is None else other
         if other is None:
             return {}
         mine, theirs = self.fields(), other.fields()
-        return {k: [_plain(theirs[k]), _plain(v)] for k, v in mine.items() if _plain(theirs[k]) != _plain(v)}
+        return {k: [_plain(theirs[k]), _plain(v)] for k, v in mine.items()
+                if k not in JUDGING and _plain(theirs[k]) != _plain(v)}
 
     def config(self):
         return {"name": self.name, "parent": self.parent.name if self.parent else None,
@@ -124,6 +134,9 @@ def _plain(v):
 
 
 _FIELD_NAMES = [f.name for f in fields(Recipe) if f.compare]
+# Fields that say how a run is judged, not what it trains: runs differing only in these compare as one setup.
+JUDGING = ("judged_on", "min_effect", "decide")
+JUDGED_ON = ("macro_f1", "gap", "mask_f1", "gender_f1", "age_f1")
 _DEFAULTS = Recipe.__new__(Recipe)
 for _f in fields(Recipe):
     setattr(_DEFAULTS, _f.name, _f.default)
@@ -169,11 +182,36 @@ def coerce(key, value):
             if value is None or (text and value.lower() in ("none", "null")):
                 return None
             v = tuple(_finite(float(x)) for x in (value.split(",") if text else value))
-            if len(v) != 3:
+            # all-zero or negative weights train on nothing (loss 0) or away from the labels, yet finish
+            if len(v) != 3 or min(v) < 0 or sum(v) <= 0:
                 raise ValueError
             return v
         if key == "loss" and text and "," in value:  # weights; one "name:value" is for the loss to read
-            return {k.strip(): _finite(float(w)) for k, w in (part.split(":") for part in value.split(","))}
+            w = {k.strip(): _finite(float(w)) for k, w in (part.split(":") for part in value.split(","))}
+            if min(w.values()) < 0 or sum(w.values()) <= 0:
+                raise ValueError
+            return w
+        if key == "loss" and isinstance(value, dict):  # a recipe file's {"ce": .6, "f1": .4}: checked as --set's
+            w = {str(k): _finite(float(x)) for k, x in value.items()}
+            if not w or any(isinstance(x, bool) for x in value.values()) or min(w.values()) < 0 or sum(w.values()) <= 0:
+                raise ValueError
+            return w
+        if key == "judged_on":
+            if value not in JUDGED_ON:
+                raise ValueError
+            return value
+        if key == "mix_prob":
+            v = _finite(float(value))
+            if isinstance(value, bool) or not 0 < v <= 1:
+                raise ValueError
+            return v
+        if key == "min_effect":
+            v = _finite(float(value))
+            if isinstance(value, bool) or not 0 < v < 1:
+                raise ValueError
+            return v
+        if key == "decide" and not isinstance(value, bool) and int(value) == 1:
+            raise ValueError  # one seed decides nothing
         if key == "augment" and text and value not in ("none", "light", "strong"):
             raise ValueError
         if isinstance(default, bool):
@@ -189,11 +227,13 @@ def coerce(key, value):
             return v
         return value
     except (ValueError, KeyError, TypeError, AttributeError):
-        want = {"size": "height,width", "task_weights": "mask,gender,age weights", "crop": "fraction in (0, 1]",
+        want = {"size": "height,width", "task_weights": "mask,gender,age weights (>= 0, positive sum)", "crop": "fraction in (0, 1]",
                 "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "mixup": "alpha in (0, 100]", "epochs": "int >= 1", "bs": "int >= 1",
                 "seed": "int >= 0", "split_seed": "int >= 0", "replicates": "int >= 1", "num_workers": "int >= 0", "lr": "positive number or 'find'",
                 "wd": "non-negative number", "patience": "int >= 1 or none",
-                "loss": "loss (a name, name:value, or weights as ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
+                "judged_on": f"quantity ({', '.join(JUDGED_ON)})", "mix_prob": "probability in (0, 1]",
+                "min_effect": "effect in (0, 1)", "decide": "seed budget: 0 (off) or an int >= 2",
+                "loss": "loss (a name, name:value, or weights >= 0 with a positive sum as ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
                 "split": "split (a name, or kfold:K / kfold:K/F with K >= 2 and 0 <= F < K)",
                 **{k: "choice (a name, or name:number)" for k in CHOICE_FIELDS if k != "split"}}.get(key, type(default).__name__)
         raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None

@@ -1,11 +1,14 @@
-"""fastmask run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--skip-bad] [--quiet]
+"""fastmask run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--decide [N]] [--no-parent] [--quiet]
 
-Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder."""
+Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder, after
+training the parent recipe's run first when there is no comparable one, so the card ends with a verdict."""
 import argparse
 import os
 import sys
 
 from fastmask import console
+
+DEFAULT_DECIDE = 6  # as runs.judgement.DEFAULT_DECIDE, without importing torch for --help
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -19,6 +22,12 @@ def parse(argv):
     ap.add_argument("--runs", default="runs", help="runs folder (default: runs/)")
     ap.add_argument("--replicates", type=int, metavar="N",
                     help="train N seeds on the same split (same as --set replicates=N)")
+    ap.add_argument("--decide", nargs="?", type=int, const=DEFAULT_DECIDE, metavar="N",
+                    help=f"add paired seeds to this recipe and its parent until the verdict decides, at most N "
+                         f"(default {DEFAULT_DECIDE}; same as --set decide=N)")
+    ap.add_argument("--decide-minutes", type=float, metavar="M", help="stop adding seeds after M minutes")
+    ap.add_argument("--no-parent", action="store_true",
+                    help="do not train the parent's missing runs first (the verdict uses the runs that exist)")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad folders instead of stopping")
     ap.add_argument("--quiet", action="store_true",
                     help=f"no progress bars or epoch lines: warnings, errors and the result only (or {console.ENV_QUIET}=1)")
@@ -30,11 +39,14 @@ def main(argv):
     args = parse(argv)
     if args.replicates is not None:
         args.sets.append(f"replicates={args.replicates}")
+    if args.decide is not None:
+        args.sets.append(f"decide={args.decide}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
-    from fastmask.runs.session import run_file
+    from fastmask.runs.hypothesis import run_file
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
     with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
-        return run_file(args.recipe, args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad)
+        return run_file(args.recipe, args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,
+                        parent=not args.no_parent, minutes=args.decide_minutes)
 
 
 def terminate_as_interrupt():

@@ -161,7 +161,8 @@ def test_a_kfold_run_says_why_it_has_no_delta_against_a_single_split_parent(runs
     assert "not comparable: k-fold vs single split (kfold:5 vs person)" in text
     p = Page((runs / "index.html").read_text())
     assert cell(p, IDS[2], "Δ parent") == "—" and "k-fold vs single split" in cell(p, IDS[2], "verdict")
-    assert cell(p, IDS[1], "Δ parent") == "+0.050"  # the same split: still the plain difference
+    # no verdict recorded (its card says no comparable parent run): no bare difference either
+    assert cell(p, IDS[1], "Δ parent") == "—"
     assert cell(p, IDS[3], "Δ parent") == "+0.020"  # the verdict's paired delta
 
 

@@ -108,6 +108,17 @@ def tables(md):
     return out
 
 
+def test_two_paired_seeds_claim_and_the_card_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    two = lambda acc: pd.concat([fake_preds(tmp_path, acc=acc, seed=7).assign(seed=s) for s in (0, 1)])
+    par, pcfg, _ = make_run(runs, "20260101T000000Z", "oversample", vp=two(0.2), fields={"replicates": 2})
+    child, cfg, m = make_run(runs, "20260102T000000Z", "oversample_cutmix", parent="oversample", vp=two(0.8),
+                             parent_fields=pcfg["fields"], fields={"replicates": 2})
+    md = write_card(child, cfg, m, "finished", runs)
+    assert "**Verdict: supported**" in md and "above 0" in md and "--decide" not in md.split("## Error")[0]
+    assert m["verdict"]["verdict"] == "supported" and m["verdict"]["seeds"] == 2
+
+
 def test_card_holds_every_section(pair):
     runs, par, child, cfg, m = pair
     md = write_card(child, cfg, m, "finished", runs)
@@ -120,8 +131,10 @@ def test_card_holds_every_section(pair):
         assert re.search(rf"^\| {row} \|", md, re.M), row
     assert f"parent ({par.name})" in md and "| minutes | 3.5 | 3.5 | +0.0 |" in md
     # the verdict, with its threshold and evidence; recorded in metrics with the parent run
-    assert "**Verdict: supported**" in md and "bootstrap interval" in md and "above 0" in md
-    assert m["verdict"]["verdict"] == "supported" and m["verdict"]["parent_run"] == par.name
+    # one seed each: the delta, no claim, and the command that decides it
+    assert "**Unreplicated**" in md and "one seed cannot claim" in md and "--decide 6` decides it" in md
+    assert m["verdict"]["verdict"] == "unreplicated" and m["verdict"]["parent_run"] == par.name
+    assert "**What would decide it.**" in md and "**Design.**" in md
     # comparability flags: versions, code and a dirty tree
     assert "package versions differ" in md and "torch 2.13.0 → 2.14.1" in md
     assert "commit `0ld0ld0` → `abc1234`" in md and "uncommitted changes" in md
@@ -155,16 +168,23 @@ def test_confused_pairs_are_in_words(pair):
     assert f"{describe(t)} read as {describe(p)}" in write_card(child, cfg, m, "finished", runs)
 
 
-def test_identical_child_is_inconclusive_and_drop_is_refuted(tmp_path):
+def two_seeds(root, **kw):
+    """fake_preds twice, as seeds 0 and 1 (no training noise): a verdict may claim from two paired seeds."""
+    return pd.concat([fake_preds(root, **kw).assign(seed=s) for s in (0, 1)])
+
+
+def test_identical_child_is_no_effect_and_drop_is_refuted(tmp_path):
     runs = tmp_path / "runs"
-    par, pcfg, _ = make_run(runs, "20260101T000000Z", "a", vp=fake_preds(tmp_path, acc=0.6, seed=1))
-    same, cfg, m = make_run(runs, "20260102T000000Z", "b", parent="a", vp=fake_preds(tmp_path, acc=0.6, seed=1),
-                            parent_fields=pcfg["fields"])
+    par, pcfg, _ = make_run(runs, "20260101T000000Z", "a", vp=two_seeds(tmp_path, acc=0.6, seed=1),
+                            fields={"replicates": 2})
+    same, cfg, m = make_run(runs, "20260102T000000Z", "b", parent="a", vp=two_seeds(tmp_path, acc=0.6, seed=1),
+                            fields={"replicates": 2}, parent_fields=pcfg["fields"])
     md = write_card(same, cfg, m, "finished", runs)
-    assert "**Verdict: inconclusive**" in md and m["verdict"]["delta"] == 0
+    # the same predictions on two seeds: the interval is [0, 0], inside +-min_effect
+    assert "**Verdict: no effect as large as 0.02**" in md and m["verdict"]["delta"] == 0
     assert "package versions differ" not in md and "code changed" not in md
-    worse, cfg, m = make_run(runs, "20260103T000000Z", "c", parent="a", vp=fake_preds(tmp_path, acc=0.05, seed=2),
-                             parent_fields=pcfg["fields"])
+    worse, cfg, m = make_run(runs, "20260103T000000Z", "c", parent="a", vp=two_seeds(tmp_path, acc=0.05, seed=2),
+                             fields={"replicates": 2}, parent_fields=pcfg["fields"])
     pd.read_csv(par / "valid_preds.csv")  # the parent is the 0.6 run
     md = write_card(worse, cfg, m, "finished", runs)
     assert "**Verdict: refuted**" in md and m["verdict"]["verdict"] == "refuted"

@@ -24,7 +24,7 @@ HEADLINE = re.compile(r"^person_split \[finished\]: validation macro F1 ", re.M)
 def run_piped(tmp_path, twin, *args, env=None):
     """`python -m fastmask.run` with stdout and stderr into pipes, as `... | tee log` runs it."""
     env = {**os.environ, "FASTMASK_QUIET": "", **(env or {})}
-    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", *SETS, *args,
+    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", "--no-parent", *SETS, *args,
                         "--data", str(twin), "--runs", str(tmp_path / "runs")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env, timeout=600)
     out, err = p.stdout.decode(), p.stderr.decode()

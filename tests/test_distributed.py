@@ -115,7 +115,7 @@ def test_accelerate_launch_one_process(twin, tmp_path):
         env.pop(k, None)
     p = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                        "-m", "fastmask.run", "recipes/person_split.py", *TINY, "--data", str(twin),
+                        "-m", "fastmask.run", "recipes/person_split.py", "--no-parent", *TINY, "--data", str(twin),
                         "--runs", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     (d,) = [d for d in tmp_path.iterdir() if d.is_dir()]

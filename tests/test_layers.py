@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "fastmask"
-COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "compare", "mlflow_sync", "init", "__main__",
+COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "compare", "mlflow_sync", "init", "plan", "__main__",
             "split"}  # split: a contract re-export
 LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "runs": 4, "commands": 5}
 # A recipe is vocabulary (recipe files import nothing heavy), yet r.dls(), r.learner() and r.export() are the

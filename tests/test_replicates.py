@@ -1,5 +1,6 @@
-"""Seeds on one split, and verdicts that count training noise: the two-level bootstrap pairs seeds and
-resamples them as well as people; runs validated on other people are compared on the holdout."""
+"""Seeds on one split, and verdicts that count training noise: seeds pair by value, the interval adds the
+spread of the per-seed deltas to the person bootstrap; runs validated on other people are compared on the
+holdout."""
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from fastmask.runs.verdict import compare, paired_bootstrap, sentence, still_improving
+from fastmask.runs.judgement import still_improving
+from fastmask.runs.verdict import compare, paired_bootstrap, sentence
 
 from conftest import TINY
 
@@ -39,24 +41,27 @@ def test_seeds_pair_by_seed_not_by_row_order():
     parent = frame({1: (1, 0), 0: (0, 0)})         # seed 1 first in the file: 0.000; seed 0: 0.333
     parent = parent.sample(frac=1, random_state=3)  # rows shuffled too: pair by path, not position
     v = paired_bootstrap(child, parent, n=400)
-    # paired by seed: seed 0 -> 1 - 1/3 = 0.667, seed 1 -> 1/3 - 0 = 0.333; resampling two seeds gives
-    # means in {0.333, 0.5, 0.667}: interval [0.333, 0.667], all above 0
-    assert v["delta"] == pytest.approx(0.5, abs=1e-9)
-    assert v["low"] == pytest.approx(1 / 3, abs=1e-9) and v["high"] == pytest.approx(2 / 3, abs=1e-9)
-    assert v["verdict"] == "supported" and v["seeds"] == 2 and v["people"] == 20
-    # crossed seeds (child 0 with parent 1: 1.0, child 1 with parent 0: 0.0) would give [0, 1], inconclusive
+    # paired by seed: seed 0 -> 1 - 1/3 = 0.667, seed 1 -> 1/3 - 0 = 0.333; crossed seeds (child 0 with parent 1,
+    # child 1 with parent 0) would give 1.0 and 0.0: the same mean, twice the spread
+    assert v["seed_deltas"] == pytest.approx([2 / 3, 1 / 3], abs=1e-9)
+    assert v["delta"] == pytest.approx(0.5, abs=1e-9) and v["seed_sd"] == pytest.approx((1 / 3) / 2 ** 0.5, abs=1e-9)
+    assert v["seeds"] == 2 and v["people"] == 20
 
 
-def test_training_noise_counts_resampling_the_seeds():
+def test_training_noise_widens_the_interval():
+    from scipy import stats
     child = frame({0: (0, 1), 1: (0, 0)})   # 1.000, 0.333
     parent = frame({0: (0, 0), 1: (0, 0)})  # 0.333, 0.333
     v = paired_bootstrap(child, parent, n=400)
-    # per seed 0.667 and 0.000: a quarter of the resamples draw seed 1 twice -> delta 0, so the interval
-    # reaches 0 and the verdict cannot be "supported" although the mean is +0.333
-    assert v["delta"] == pytest.approx(1 / 3, abs=1e-9)
-    assert v["low"] == pytest.approx(0.0, abs=1e-9) and v["high"] == pytest.approx(2 / 3, abs=1e-9)
-    assert v["verdict"] == "inconclusive"
-    assert v["se"] > 0.2 and v["mde"] == pytest.approx(2.8016 * v["se"], rel=1e-3)  # z .975 + z .80
+    # per seed 0.667 and 0.000; people never move macro F1 here, so the interval is training noise alone:
+    # sd of the two deltas sqrt(2) / 3, over sqrt 2 -> 1/3, on t with 1 df at the first look's 0.05 / 2:
+    # 1/3 +- 25.45 / 3 -- two seeds that disagree this much say nothing
+    half = stats.t.ppf(1 - 0.025 / 2, 1) / 3
+    assert v["delta"] == pytest.approx(1 / 3, abs=1e-9) and v["person_se"] == 0
+    assert v["low"] == pytest.approx(1 / 3 - half, abs=1e-9) and v["high"] == pytest.approx(1 / 3 + half, abs=1e-9)
+    assert v["verdict"] == "inconclusive" and v["se"] == pytest.approx(1 / 3, abs=1e-9)
+    # MDE: (t_.9875 + t_.8) on 1 df times 1/3
+    assert v["mde"] == pytest.approx((stats.t.ppf(0.9875, 1) + stats.t.ppf(0.8, 1)) / 3, rel=1e-6)
 
 
 def test_one_seed_matches_a_plain_person_bootstrap_and_sklearn():
@@ -122,7 +127,7 @@ def test_still_improving_reads_the_last_epoch(curve, rising):
 
 def run_cli(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "fastmask.run", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fastmask.run", "--no-parent", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env=env)
 
 

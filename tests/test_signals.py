@@ -26,7 +26,7 @@ def defaults():
 
 def start(args, runs):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "fastmask.run", *args, "--runs", str(runs)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "fastmask.run", *args, "--no-parent", "--runs", str(runs)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=defaults)
 
@@ -107,7 +107,7 @@ def test_a_first_epoch_error_shows_the_real_message(twin, tmp_path):
     victim = sorted((data / "train" / "images").glob("*/mask1.*"))[0]
     raw = victim.read_bytes()
     victim.write_bytes(raw[: len(raw) // 3])
-    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", *TINY, "--set",
+    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", "--no-parent", *TINY, "--set",
                         "cache=false", "--data", str(data),
                         "--runs", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -42,6 +42,7 @@ def build_dls(recipe, df):
         moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
         df.loc[df.index[train_idx], "y"] = moved
     df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
+    check_bs(recipe.bs, len(train_idx))
     size = tuple(recipe.size)
     paths = df["path"].unique()  # oversampled copies share their original's cached pixels
     bar = console.mode() == console.BARS  # piped, a rich bar is an empty line; quiet, nothing
@@ -61,6 +62,24 @@ def build_dls(recipe, df):
         return block.dataloaders(df, **kw)
 
 
+def check_bs(bs, n_train):
+    # fastai drops the last partial training batch: a bs above the training rows trains no batch at all
+    if bs > n_train:
+        raise FastmaskError(f"recipe field bs: {bs} is more than the {n_train} training images of this split, so "
+                            f"no batch would be trained; use bs <= {n_train}")
+
+
+def check_data(recipe, df):
+    """What only the data can judge, before a run folder or a cache exists: the batch size against the
+    training rows, and the cache's size against the free disk."""
+    df = df.reset_index(drop=True)
+    train_idx, _ = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
+    _, train_idx, _ = resample(recipe.sampler, df.assign(y=df["label"]), train_idx, seed=recipe.seed, label_col="y")
+    check_bs(recipe.bs, len(train_idx))
+    if recipe.cache:
+        cache.check_room(df["path"].unique(), tuple(recipe.size), recipe.crop)
+
+
 def label_of_rows(rows, threshold):
     return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
 
@@ -70,9 +89,11 @@ def preflight(recipe):
     check_choices(recipe)
     check_arch(recipe.arch)
     if recipe.pretrained not in ("auto", False, None):
-        resolve_weights(recipe.arch, recipe.pretrained)  # a missing file, or True offline: fail fast
+        weights, _ = resolve_weights(recipe.arch, recipe.pretrained)  # a missing file, or True offline: fail fast
+        if weights and isinstance(recipe.pretrained, str):
+            check_weights_file(weights)
     build_loss(recipe.loss, recipe.heads, recipe.task_weights)
-    mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES))
+    mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES), p=recipe.mix_prob)
     precision_callbacks(recipe.precision)
     if recipe.replicates > 1 and parse_split(recipe.split).n_folds:
         raise FastmaskError("recipe field replicates: k-fold already trains one model per fold; "
@@ -88,6 +109,8 @@ def build_learner(recipe, dls, notify=print, train=True):
     weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
     if notice and train:
         notify(notice)
+    if weights and train and isinstance(recipe.pretrained, str) and recipe.pretrained != "auto":
+        check_weights_file(weights)
     extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
     loss = build_loss(recipe.loss, recipe.heads, recipe.task_weights)
     common = dict(loss_func=loss, metrics=[MacroF1(), accuracy], wd=recipe.wd)
@@ -100,6 +123,23 @@ def build_learner(recipe, dls, notify=print, train=True):
         learn.add_cbs(training_callbacks(recipe, learn, notify))
         learn.lr = pick_lr(recipe, learn)
     return learn
+
+
+def check_weights_file(path):
+    """A user's weights file opened as timm will open it (torch's weights_only, or safetensors), so a file
+    it refuses is one line naming it rather than an unpickling traceback. weights_only runs no code."""
+    import torch
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            load_file(str(path))
+        else:
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (UnpicklingError, SafetensorError, EOFError, RuntimeError: all the file's)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FastmaskError(f"recipe field pretrained: {path} is not a weights file torch opens safely "
+                            f"({type(e).__name__}: {first[:160]})") from None
 
 
 def pick_lr(recipe, learn):
@@ -126,10 +166,41 @@ def fit(recipe, learn, cbs=()):
     """fit_one_cycle over the recipe's epochs at `learn.lr`, with the recipe's callbacks already on
     `learn` (see build_learner). Ctrl-C: the learner is left clean at its best epoch so far, then
     KeyboardInterrupt is raised. Returns the lr used."""
-    learn.fit_one_cycle(recipe.epochs, learn.lr, cbs=list(cbs))
+    cbs, logger = list(cbs), learn.logger
+    try:
+        learn.fit_one_cycle(recipe.epochs, learn.lr, cbs=cbs)
+    except KeyboardInterrupt:  # a second signal (StopNow): fastai ran no after_fit, so undo what they would have
+        tidy_after_stop(learn, cbs, logger)
+        raise
     if any(getattr(cb, "hit", False) for cb in learn.cbs if isinstance(cb, StopOnInterrupt)):
         raise KeyboardInterrupt
+    check_trained(learn.recorder.losses)
     return learn.lr
+
+
+def check_trained(losses):
+    """FastmaskError unless some training batch gave a finite, non-zero loss: a model that learnt nothing
+    must not be recorded as a finished run."""
+    losses = [float(x) for x in losses]
+    if not losses:
+        raise FastmaskError("training ran no batch (fewer training images than bs?): nothing was learnt")
+    if all(x == 0 or not np.isfinite(x) for x in losses):
+        raise FastmaskError(f"every training loss of the {len(losses)} batches was 0 or NaN: nothing was learnt "
+                            "(check the recipe's loss and task_weights)")
+
+
+def tidy_after_stop(learn, cbs, logger):
+    """The learner as after a whole fit, when fit ended by an exception fastai does not cancel on: without
+    this a CSVLogger's open file stays its logger (an export then fails to pickle it) and the progress
+    callbacks stay switched off for the next fit."""
+    for cb in [*learn.cbs, *cbs]:
+        if isinstance(cb, ConsoleProgress) and "bar" in vars(cb):  # its before_fit ran
+            cb.after_fit()
+        f = getattr(cb, "file", None)
+        if f is not None and hasattr(f, "close"):
+            f.close()
+        cb.run = True
+    learn.logger = logger
 
 
 def valid_frame(learn):

@@ -13,7 +13,7 @@ from fastai.torch_core import get_model  # the model inside DDP: its weights are
 from fastai.imports import noop  # the noop of Learner.no_logging (fastcore has its own)
 
 from fastmask import console
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, StopNow
 from fastmask.learn.distributed import is_main
 from fastmask.learn.mixing import mixing_callbacks
 from fastmask.learn.precision import precision_callbacks
@@ -27,7 +27,7 @@ def training_callbacks(recipe, learn, notify=print):
     if not console.quiet():
         notify(line)
     cbs = [KeepBest(), NanGuard(), StopOnInterrupt(),
-           *mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y), *prec]
+           *mixing_callbacks(recipe.cutmix, recipe.mixup, labels=train_y, p=recipe.mix_prob), *prec]
     if recipe.patience:
         cbs.append(PeakAwareEarlyStopping(monitor="macro_f1", comp=np.greater, patience=recipe.patience))
     for cb in cbs:
@@ -125,27 +125,38 @@ def _peak(sched):
 class StopOnInterrupt(Callback):
     """Ctrl-C or SIGTERM ends training at the next batch through fastai's cancel path, so every callback
     cleans up (CutMix restores the loss, CSVLogger closes its file, KeepBest reloads the best epoch)
-    before `fit` raises KeyboardInterrupt. A second signal interrupts at once."""
+    before `fit` raises KeyboardInterrupt. A second signal stops at once (StopNow), the handlers that
+    were there before put back first. Only a real fit is watched: get_preds calls before_fit too, and a
+    cancel raised there would escape it as an error (the holdout prediction after training)."""
     order = 0
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    hit, old = False, {}  # until the first fit (never changed in place)
 
     def before_fit(self):
+        if hasattr(self.learn, "gather_preds"):
+            self.run = False  # fastai turns it back on after this get_preds
+            return
         self.hit, self.old = False, {}
         if threading.current_thread() is threading.main_thread():
             self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
 
     def _handler(self, signum, frame):
         if self.hit:
-            raise KeyboardInterrupt
+            self._put_back()
+            raise StopNow
         self.hit = True
+
+    def _put_back(self):
+        for s, old in self.old.items():
+            signal.signal(s, old)
+        self.old = {}
 
     def after_batch(self):
         if self.hit:
             raise CancelFitException
 
     def after_fit(self):
-        for s, old in self.old.items():
-            signal.signal(s, old)
+        self._put_back()
         if self.hit:  # raising here would skip the cleanup of later callbacks: `fit` raises instead
             print("interrupted: the learner holds its best epoch so far")
 

@@ -18,7 +18,7 @@ from fastmask.recipe import Recipe, parse_split
 from fastmask.runs.compare import METRICS, config_diff, flat
 from fastmask.runs.folder import atomic_write
 from fastmask.runs.html import board_page
-from fastmask.runs.index import entries
+from fastmask.runs.index import entries, setup
 from fastmask.runs.records import RunRecord
 from fastmask.runs.verdict import same_folds
 
@@ -27,12 +27,42 @@ RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
 
 # --- the runs as a tree -----------------------------------------------------------------------------
 
-def collect(runs_dir, warn=None):
+def collect(runs_dir, warn=None, rejudge=False):
     """One dict per run folder of the run index, oldest first. A folder whose JSON is unreadable or not
     an object is skipped with one warning line (`warn`, default stderr), so one bad folder never hides
-    the others."""
+    the others. A finished run whose recorded verdict misses evidence that came later (its parent finished
+    after it, more seeds came in) is judged again (judgement.rejudge), so the board shows what its card
+    would say now; `rejudge` also rewrites the card and metrics.json."""
     warn = warn or _warn
-    return [_row(e) for e in entries(runs_dir, warn=lambda m: warn(f"board: {m}"), must_exist=True)]
+    rows = [_row(e) for e in entries(runs_dir, warn=lambda m: warn(f"board: {m}"), must_exist=True)]
+    for r in rows:
+        if rejudge or _stale(r, rows):
+            try:
+                from fastmask.runs.outputs import rejudge as again  # fastai's metrics: only when a verdict is stale
+                entry = again(r["dir"], runs_dir, write=rejudge).entry or {}
+            except Exception as e:  # noqa: BLE001  (one damaged run folder never hides the board)
+                warn(f"board: re-judging {r['id']}: {type(e).__name__}: {e}")
+                continue
+            r.update(verdict=_text(entry.get("verdict")), delta=entry.get("delta"),
+                     parent_run=_text(entry.get("parent_run")))
+    return rows
+
+
+def _stale(r, rows):
+    """Whether finished run `r`'s recorded verdict misses runs that now pool with it or its parent (the
+    rule of judgement.evidence, from the rows already read)."""
+    if r["status"] != "finished" or not r["parent"] or r["parent_fields"] is None:
+        return False
+    def same(name, fields):
+        want = setup(fields)
+        return [x["id"] for x in reversed(rows) if x["status"] == "finished" and x["name"] == name
+                and x["fingerprint"] == r["fingerprint"] and setup(x["fields"]) == want]
+    kids = [r["id"]] + [i for i in same(r["name"], r["fields"]) if i != r["id"]]
+    parents = same(r["parent"], r["parent_fields"])
+    v = r["metrics"].get("verdict") if isinstance(r["metrics"].get("verdict"), dict) else {}
+    if not parents:
+        return bool(v)
+    return v.get("parent_runs") != parents or v.get("child_runs") != kids
 
 
 def _warn(message):
@@ -54,6 +84,7 @@ def _row(e):
             "macro_f1": m.get("macro_f1"), "holdout_macro_f1": m.get("holdout_macro_f1"),
             "verdict": _text(v.get("verdict")), "delta": v.get("delta"), "parent_run": _text(v.get("parent_run")),
             "hypothesis": _text(cfg.get("hypothesis"), ""), "fields": fields, "metrics": m,
+            "parent_fields": cfg.get("parent_fields") if isinstance(cfg.get("parent_fields"), dict) else None,
             # what compare.config_diff and verdict.same_folds read, with "fields" always a dict
             "record": RunRecord(e.dir, {**cfg, "fields": fields}, {})}
 
@@ -128,24 +159,22 @@ def not_comparable(r):
 
 
 def delta(r):
-    """Macro F1 against the parent: the verdict's paired delta, else the difference from the parent run
-    when the two validated on the same people (None when they did not: see `not_comparable`)."""
-    if _num(r.get("delta")):
-        return r["delta"]
-    up = r.get("up")
-    if up and _num(r["macro_f1"]) and _num(up["macro_f1"]) and not not_comparable(r):
-        return r["macro_f1"] - up["macro_f1"]
-    return None
+    """The verdict's delta against the parent (the quantity it judges, on the evidence it pooled), or None
+    when there is no verdict: the board shows no figure the card does not."""
+    return r["delta"] if _num(r.get("delta")) else None
 
 
 def verdict_word(r):
+    """The verdict as its card says it, else why there is none."""
     if r.get("verdict"):
         return r["verdict"]
-    if r["parent"] and not r.get("up"):
-        return "no parent run"
+    if not r["parent"]:
+        return "—"
     if not_comparable(r):
         return "not comparable"
-    return "—" if not r["parent"] else ""
+    if r["status"] == "finished" or not r.get("up"):
+        return "no parent run"
+    return ""
 
 
 # --- parameter columns ------------------------------------------------------------------------------
@@ -195,7 +224,8 @@ def _f(v, spec=".3f"):
 
 COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "started UTC")
 NUMERIC = ("val F1", "holdout F1", "Δ parent", "minutes")
-_STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "finished": "", "running": "cyan",
+_STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "no effect": "blue",
+          "unreplicated": "yellow", "neither learned": "red", "finished": "", "running": "cyan",
           "interrupted": "magenta", "partial": "yellow", "failed": "red", "lost": "red", "not comparable": "dim"}
 
 
@@ -287,11 +317,12 @@ def render_html(rows, root):
                       stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False):
+def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False, rejudge=False):
     """Print the tree table (with the parameter columns `columns`, and with `params` every recipe field
-    that varies); write RUNS_DIR/index.html unless html_out is False. Returns the rows."""
+    that varies); write RUNS_DIR/index.html unless html_out is False; with `rejudge`, rewrite every run's
+    verdict on the evidence there is now. Returns the rows."""
     runs_dir = Path(runs_dir)
-    rows = tree(collect(runs_dir))
+    rows = tree(collect(runs_dir, rejudge=rejudge))
     shown = param_columns(rows, columns, params)  # before any output: a bad name is one line, exit 2
     console = console or Console()
     if rows:

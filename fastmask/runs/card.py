@@ -9,7 +9,7 @@ import numpy as np
 from fastmask.labels import decode, describe, N_CLASSES
 from fastmask.learn.metrics import per_class, TASKS
 from fastmask.runs.folder import PLOTS, TOP_LOSSES
-from fastmask.runs.verdict import fold_scores, sentence
+from fastmask.runs.verdict import fold_scores, plan_lines, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
@@ -71,7 +71,8 @@ def render(this, judgement, status, plots=(), top_losses=None):
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     lines += _seed_noise(metrics)
     if par:
-        lines += [sentence(v, provisional=bool(rising)), ""]
+        lines += [sentence(v, provisional=bool(rising), command=getattr(j, "command", None)), ""]
+        lines += _evidence(j, cfg)
         if rising:
             lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
                       "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
@@ -102,6 +103,24 @@ def render(this, judgement, status, plots=(), top_losses=None):
 
 
 # --- pieces ---------------------------------------------------------------------------------------
+
+def _evidence(j, cfg):
+    """Which runs the verdict pooled, the sequential design it used, and, when it did not decide, what
+    would: the plan from the measured seed and person noise."""
+    v = j.verdict or {}
+    out = []
+    kids, parents = getattr(j, "child_runs", []), getattr(j, "parent_runs", [])
+    if len(kids) > 1 or len(parents) > 1:
+        out += [f"**Evidence.** {len(kids)} run(s) of this setup and {len(parents)} of the parent's, paired seed by "
+                f"seed: {', '.join(f'`{k}`' for k in kids)} against {', '.join(f'`{p}`' for p in parents)}.", ""]
+    if v.get("design"):
+        out += [f"**Design.** {v['design']}", ""]
+    if v and v.get("verdict") not in ("supported", "refuted", "no effect"):
+        plan = plan_lines(v, total_people=cfg.get("n_people"))
+        if plan:
+            out += ["**What would decide it.**", ""] + [f"- {line}" for line in plan] + [""]
+    return out
+
 
 def analysed_rows(vp):
     """The validation predictions the error analyses read (path, label, pred; with replicates, every image

@@ -18,6 +18,8 @@ from rich.table import Table
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES
 from fastmask.runs.folder import STATUS, read_json
+from fastmask.runs.index import setup
+from fastmask.runs.judgement import judge
 from fastmask.runs.records import RunRecord, read_run
 from fastmask.runs.verdict import compare as paired_test
 from fastmask.runs.verdict import fold_scores, sentence
@@ -139,11 +141,23 @@ def comparison(run_dirs, n=1000):
                       *map(list, zip(*curves)))
 
 
+def is_parent_run(child: RunRecord, ref: RunRecord):
+    """Whether `ref` is one of the runs `child`'s verdict pools as its parent: the parent recipe, the same
+    data and the parent's setup (any seeds)."""
+    cfg = child.config
+    return (bool(cfg.get("parent")) and ref.config.get("name") == cfg["parent"]
+            and ref.config.get("data_fingerprint") == cfg.get("data_fingerprint")
+            and cfg.get("parent_fields") is not None
+            and setup(ref.config.get("fields")) == setup(cfg["parent_fields"]))
+
+
 def _paired(child: RunRecord, ref: RunRecord, n):
     fa, fb = child.config.get("data_fingerprint"), ref.config.get("data_fingerprint")
     if fa and fb and fa != fb:
         return None, f"trained on other data ({fa} vs {fb}): no paired test"
     try:
+        if is_parent_run(child, ref):  # the hypothesis' own verdict, as its card and the board show it
+            return judge(child, child.dir.parent).verdict, "no paired test"
         v = paired_test(child, ref, n=n)
     except Exception as e:  # noqa: BLE001  (a damaged run must not cost the rest of the comparison)
         warnings.warn(f"paired test of {child.name} against {ref.name}: {type(e).__name__}: {e}")

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fastmask.errors import FastmaskError
+from fastmask.recipe import _plain, JUDGING, Recipe
 from fastmask.runs.folder import STATUS, effective_status, json_problem, read_json
 
 
@@ -62,6 +63,36 @@ def finished(runs_dir, name=None, fingerprint=None, fields=None):
             and (name is None or e.name == name)
             and (fingerprint is None or e.config.get("data_fingerprint") == fingerprint)
             and (fields is None or e.config.get("fields") == fields)]
+
+
+# Fields that never make two runs of one recipe different setups: which seeds trained (they pool, seed by
+# seed), how many, and how the hypothesis is judged.
+SEED_FIELDS = ("seed", "replicates")
+
+
+def setup(fields):
+    """A run's resolved fields less the seeds and the judging fields, with the defaults of fields added
+    since the run was made, so an older run still pools with a newer one of the same setup."""
+    full = {**_DEFAULT_FIELDS, **(fields or {})}
+    return {k: v for k, v in full.items() if k not in SEED_FIELDS and k not in JUDGING}
+
+
+_DEFAULT_FIELDS = {k: _plain(v) for k, v in Recipe().fields().items()}
+
+
+def seeds_of(fields):
+    """The seeds a run trained: seed .. seed + replicates - 1 (one for a k-fold run)."""
+    fields = fields or {}
+    seed, n = fields.get("seed", 0), fields.get("replicates", 1)
+    return list(range(seed, seed + n)) if isinstance(seed, int) and isinstance(n, int) else []
+
+
+def pool(runs_dir, name, fingerprint, fields, exclude=None):
+    """Every finished run of recipe `name` on data `fingerprint` with the setup of `fields` (any seeds),
+    newest first: together they are the evidence for that setup, seed by seed."""
+    want = setup(fields)
+    return [e for e in finished(runs_dir, name=name, fingerprint=fingerprint)
+            if e.dir != exclude and setup(e.config.get("fields")) == want]
 
 
 def parent_of(cfg, runs_dir):

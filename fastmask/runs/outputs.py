@@ -2,6 +2,8 @@
 validation (out-of-fold) predictions, metrics, holdout figures and predictions, plots and the card."""
 import os
 import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,11 +11,12 @@ import pandas as pd
 from fastmask.labels import N_CLASSES
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.runs import card, plots, suspects
-from fastmask.runs.folder import TOP_LOSSES, atomic_write, write_json
+from fastmask.runs.folder import PLOTS, STATUS, TOP_LOSSES, atomic_write, read_json, write_json
 from fastmask.runs.folds import cv_summary, oof_frame, probs_of
 from fastmask.runs.infer import soft_vote
-from fastmask.runs.records import RunRecord
-from fastmask.runs.verdict import judge
+from fastmask.runs.index import finished
+from fastmask.runs.judgement import judge, same_verdict, stale
+from fastmask.runs.records import RunRecord, read_run
 
 
 def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
@@ -202,3 +205,46 @@ def draw_top_losses(this, k=16):
         return plots.save_top_losses(vp, this.dir / TOP_LOSSES, k=k)
     except (OSError, ValueError) as e:
         return str(e)
+
+
+def rejudge(run_dir, runs_dir, write=True):
+    """Judge a finished run again on the evidence there is now; when the verdict changed and `write`,
+    rewrite its card and metrics.json's "verdict" (the old one appended to "verdict_history"). Returns
+    the new Judgement."""
+    d = Path(run_dir)
+    this = read_run(d)
+    j = judge(this, runs_dir)
+    old = this.metrics.get("verdict")
+    if not write or same_verdict(j.entry, old):
+        return j
+    metrics = dict(this.metrics)
+    history = list(metrics.get("verdict_history") or [])
+    if old:
+        history.append(old)
+    metrics["verdict_history"] = history
+    if j.entry is None:
+        metrics.pop("verdict", None)
+    else:
+        metrics["verdict"] = j.entry
+    status = (read_json(d / STATUS, {}) or {}).get("status", "finished")
+    drawn = [n for n, _ in PLOTS if (d / n).exists()]
+    text = card.render(RunRecord(this.dir, this.config, metrics, this.history, this.valid, this.holdout, this.minutes),
+                       j, status, drawn, draw_top_losses(this))
+    atomic_write(d / "card.md", text)
+    write_json(d / "metrics.json", metrics)
+    return j
+
+
+def rejudge_children(runs_dir, name, fingerprint):
+    """After a run of recipe `name` finished: re-judge the finished runs of its child recipes (and of its
+    own setup) on the same data whose verdict it changes. Returns the folders rewritten."""
+    out = []
+    for e in finished(runs_dir, fingerprint=fingerprint):
+        if (e.config.get("parent") == name or e.name == name) and stale(e.dir, runs_dir):
+            try:
+                rejudge(e.dir, runs_dir)
+            except Exception as err:  # noqa: BLE001  (a damaged older run never costs this run its status)
+                warnings.warn(f"re-judging {e.dir.name}: {type(err).__name__}: {err}")
+                continue
+            out.append(e.dir)
+    return out

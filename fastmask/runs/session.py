@@ -3,6 +3,8 @@ status, the same on every rank of a data-parallel run (ranks > 0 train beside ra
 import gc
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -11,37 +13,18 @@ import pandas as pd
 from fastai.callback.progress import CSVLogger
 
 from fastmask.data.layout import fingerprint
-from fastmask.data.load import load_data
-from fastmask.errors import FastmaskError
-from fastmask.learn.build import build_dls, build_learner, fit, preflight, valid_frame
+from fastmask.errors import FastmaskError, StopNow
+from fastmask.learn.build import build_dls, build_learner, check_data, fit, valid_frame
 from fastmask.learn.callbacks import KeepBest
-from fastmask.learn.distributed import alone, context, is_main, main_first, rank, setup, share
-from fastmask.recipe import load_recipe, parse_sets
+from fastmask.learn.distributed import alone, context, is_main, rank, share
 from fastmask.runs.card import headline as headline_line
 from fastmask.runs.export import export
-from fastmask.runs.folder import environment, read_json, Run, STATUS, write_json
+from fastmask.runs.folder import environment, Run, write_json
 from fastmask.runs.folds import fold_recipe, folds, n_folds
 from fastmask.runs.infer import predict_probs
 from fastmask.runs.outputs import record
 from fastmask.runs.tracking import track, tracking_uri
 
-
-
-def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False):
-    """`python -m fastmask.run`: load the recipe with its `--set` values, check it, load the data (the twin
-    by default) and train and record it. Returns the exit status: 0 finished, 1 otherwise (partial)."""
-    overrides = parse_sets(sets)
-    recipe = load_recipe(recipe_file, overrides)
-    setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
-    preflight(recipe)  # bad field values (a k-fold split included) fail before any data work or run folder
-    if data is not None and not Path(data).exists():
-        raise FastmaskError(f"--data {data}: no such folder")
-    with main_first():
-        loaded = load_data(data, skip_bad=skip_bad)
-    d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
-    if d is None:  # a rank > 0 of a data-parallel run: rank 0 records and reports
-        return 0
-    return 0 if read_json(d / STATUS, {}).get("status") == "finished" else 1  # partial: some folds failed
 
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
@@ -54,9 +37,11 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
     if not is_main():
         return follow(recipe, data, cbs)
     uri = tracking_uri(runs_dir)  # None unless FASTMASK_MLFLOW is set; exit 2 if mlflow is missing
+    check_data(fold_recipe(recipe, units(recipe)[0][0]), data.train)  # bs and cache size: before the run folder
     run, cfg = start_run(recipe, data, runs_dir, overrides, info)
     try:
-        status, parts, metrics = train_parts(recipe, data, run, cfg, cbs, runs_dir)
+        with Signals() as signals:
+            status, parts, metrics = train_parts(recipe, data, run, cfg, cbs, runs_dir, signals)
     except KeyboardInterrupt:  # outside a fit (building data, recording): nothing half-done is kept as finished
         final(run, "interrupted")
         raise
@@ -67,7 +52,7 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
         track(run.dir, uri)
     if metrics is not None:
         headline(run, metrics, status)
-    if status == "interrupted":
+    if status == "interrupted" or signals.hits:  # a signal during the card: recorded whole, yet the user asked to stop
         raise KeyboardInterrupt
     if status == "failed":
         raise next(p.exc for p in parts if p.exc is not None)
@@ -77,8 +62,9 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
     return run.dir
 
 
-def train_parts(recipe, data, run, cfg, cbs, runs_dir):
+def train_parts(recipe, data, run, cfg, cbs, runs_dir, signals=None):
     """Train every model of the run, then record it; the run's final status is written here."""
+    signals = signals or Signals()
     share(run.dir)  # the other ranks learn which folder is the run's (they write nothing into it)
     parts = []
     for fold, seed in units(recipe):
@@ -86,10 +72,15 @@ def train_parts(recipe, data, run, cfg, cbs, runs_dir):
             run.mark("running", fold=fold, folds=n_folds(recipe))
         elif recipe.replicates > 1:
             run.mark("running", seed=seed, seeds=recipe.replicates)
-        part = train_part(recipe, data, run, fold, cbs, seed=seed)
+        part = train_part(recipe, data, run, fold, cbs, seed=seed, signals=signals)
         parts.append(part)
         if part.status == "interrupted" or (part.status == "failed" and not part.keep_going) or asked_status(cbs):
             break
+    with signals.held():
+        return finish(recipe, run, cfg, cbs, runs_dir, parts, data)
+
+
+def finish(recipe, run, cfg, cbs, runs_dir, parts, data):
     status = run_status(parts)
     if status == "finished" and asked_status(cbs):
         status = asked_status(cbs)
@@ -165,13 +156,12 @@ class Part:
         return f"fold{self.fold}" if self.fold is not None else f"seed{self.seed}" if self.replicate else "model"
 
 
-def train_part(recipe, data, run, fold, cbs=(), seed=None):
+def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
     """Build, fit, predict and export one model. Ctrl-C keeps its best epoch; a crash is recorded, not raised.
+    A signal once fit has returned is held (see Signals): the model is still exported, the part interrupted.
 
     Under several processes every rank fits (fastai's distrib_ctx); only rank 0 logs, predicts and exports."""
-
-
-
+    signals = signals or Signals()
     r = fold_recipe(recipe, fold)
     seed = r.seed if seed is None else seed
     if seed != r.seed:
@@ -192,19 +182,24 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
             with context(learn):
                 part.lr = fit(r, learn, cbs=[*log, *cbs])
                 part.recorder = dict(loss=list(map(float, learn.recorder.losses)), lr=list(learn.recorder.lrs), iters=list(learn.recorder.iters), lr_find=getattr(learn, "lr_curve", None))
+        except StopNow:
+            raise
         except KeyboardInterrupt:
             part.status = "interrupted"
-            # the best epoch so far, not the half epoch (put back already unless a second Ctrl-C hit)
-            trained = any(cb.restore() for cb in learn.cbs if isinstance(cb, KeepBest))
-        if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
-            with alone():
-                part.rows, part.probs = valid_frame(learn)
-                if data.eval is not None and data.answers is not None and part.status == "finished":
-                    part.eval_probs = predict_probs(learn, data.eval["path"])
-                if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
-                    part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
-                    export(learn, part.model, r)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside fit: nothing of this part is kept
+            signals.hits = max(signals.hits, 1)  # the next signal, during the export, means "stop now"
+            trained = any(cb.restore() for cb in learn.cbs if isinstance(cb, KeepBest))  # the best epoch, not the half one
+        with signals.held():
+            if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
+                with alone():
+                    part.rows, part.probs = valid_frame(learn)
+                    if data.eval is not None and data.answers is not None and part.status == "finished":
+                        part.eval_probs = signals.unless_stopped(predict_probs, learn, data.eval["path"])
+                    if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
+                        part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
+                        export(learn, part.model, r)
+            if signals.hits and part.status == "finished":
+                part.status = "interrupted"
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before fit: nothing of this part is kept
         part.status, part.rows = "interrupted", None
     except Exception as e:  # noqa: BLE001  (recorded in status.json; re-raised when no fold finished)
         part.status, part.exc, part.error = "failed", e, one_line(e)
@@ -216,6 +211,67 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None):
     part.history = read_history(run.path(hist_name)) if main else pd.DataFrame()
     return part
 
+
+
+class Signals:
+    """Ctrl-C and SIGTERM in one run session outside fit (StopOnInterrupt has them inside it).
+
+    Before a model is trained, and while a later fold builds its data, a signal interrupts at once. Once a
+    fit has returned, inside `held()` (the validation and holdout predictions, the export, the card), the
+    first signal is held: the work finishes, so the best model and its record are kept, and the run ends
+    interrupted. The holdout prediction, figures only, is the one step it cuts short (`unless_stopped`). A
+    second signal stops at once (StopNow); the session's handlers still write the status. Signals are
+    only caught in the main thread (Python delivers them there)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.hits, self.holding, self.cut_short, self.old = 0, False, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self.old.items():
+            signal.signal(s, old)
+        self.old = {}
+        return False
+
+    def _handler(self, signum, frame):
+        self.hits += 1
+        if self.hits > 1:
+            raise StopNow
+        if not self.holding or self.cut_short:
+            raise KeyboardInterrupt
+        print("fastmask: interrupted: finishing the model files and the card (once more to stop now)",
+              file=sys.stderr, flush=True)
+
+    @contextmanager
+    def held(self):
+        was, self.holding = self.holding, True
+        try:
+            yield self
+        finally:
+            self.holding = was
+
+    def unless_stopped(self, fn, *args):
+        """fn(*args), or None when a signal came before or comes during it."""
+        if self.hits:
+            return None
+        self.cut_short = True
+        try:
+            return fn(*args)
+        except StopNow:
+            raise
+        except KeyboardInterrupt:
+            if self.hits != 1:  # not ours: a KeyboardInterrupt raised by fn itself
+                raise
+            print("fastmask: interrupted: holdout prediction stopped; keeping the model and writing the card",
+                  file=sys.stderr, flush=True)
+            return None
+        finally:
+            self.cut_short = False
 
 
 _SAID = set()

@@ -1,0 +1,152 @@
+"""This run against its parent: which runs count as the evidence, and the one judgement that the card, the
+board, `fastmask compare` and MLflow all show (one function, so no two views can disagree).
+
+The evidence for a hypothesis is every finished run of the child's setup and every finished run of the
+parent's setup on the same data (`index.pool`: any seeds, any replicates), paired seed by seed, so seeds
+added later (`--decide`, `--replicates`, another `--set seed=`) join the same verdict. A card written
+before its parent finished, or before more seeds came in, is re-judged (`rejudge`) by the next run of
+that recipe, by `fastmask board` and by `fastmask compare` (outputs.rejudge rewrites the card); the verdict it
+replaced stays in metrics.json's `verdict_history`."""
+import shlex
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from fastmask.runs.folder import read_json
+from fastmask.runs.index import finished, pool
+from fastmask.runs.records import RunRecord, read_run
+from fastmask.runs.verdict import compare
+
+DECIDED = ("supported", "refuted", "no effect")
+DEFAULT_DECIDE = 6  # `--decide` without a number: up to six paired seeds
+
+
+@dataclass
+class Judgement:
+    """This run against its parent's comparable runs: what the card says and metrics.json records."""
+    parent: Optional[RunRecord] = None           # the parent's newest comparable run
+    verdict: Optional[dict] = None               # verdict.compare's dict; None when no paired test was possible
+    rising: list = field(default_factory=list)   # which of the two were still improving at their last epoch
+    other_fingerprints: list = field(default_factory=list)  # no parent run: the data of the parent's other runs
+    child_runs: list = field(default_factory=list)   # the folders pooled on each side, newest first
+    parent_runs: list = field(default_factory=list)
+    command: Optional[str] = None                # the command that adds the seeds a claim needs
+
+    @property
+    def entry(self):
+        """metrics.json's "verdict": the verdict with the runs it pooled; None without a parent run."""
+        if self.parent is None:
+            return None
+        return {**(self.verdict or {"verdict": "cannot compare"}), "parent_run": self.parent.name,
+                "child_runs": self.child_runs, "parent_runs": self.parent_runs,
+                **({"provisional": True} if self.rising and self.verdict else {}),
+                **({"command": self.command} if self.command else {})}
+
+
+def evidence(this, runs_dir):
+    """(child records, parent records): `this` run first, then the other finished runs of its setup, and
+    the parent setup's finished runs on the same data, each newest first. The parent side is empty when
+    the recipe has no parent or the parent has no comparable run."""
+    cfg = this.config
+    fp = cfg.get("data_fingerprint")
+    kids = [this] + [read_run(e.dir) for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=this.dir)]
+    if not cfg.get("parent") or cfg.get("parent_fields") is None:
+        return kids, []
+    return kids, [read_run(e.dir) for e in pool(runs_dir, cfg["parent"], fp, cfg["parent_fields"])]
+
+
+def judge(this, runs_dir):
+    """The Judgement of RunRecord `this` against its parent's comparable runs in `runs_dir`."""
+    cfg = this.config
+    kids, parents = evidence(this, runs_dir)
+    if not parents:
+        other = [e for e in finished(runs_dir, name=cfg["parent"])
+                 if e.config.get("data_fingerprint") != cfg.get("data_fingerprint")] if cfg.get("parent") else []
+        return Judgement(other_fingerprints=[str(e.config.get("data_fingerprint")) for e in other])
+    fields = cfg.get("fields") or {}
+    try:
+        v = compare(kids, parents, judged_on=fields.get("judged_on", "macro_f1"),
+                    min_effect=fields.get("min_effect", 0.02))  # open-ended looks: one rule for every view, whenever re-judged
+    except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
+        warnings.warn(f"verdict against {parents[0].name}: {type(e).__name__}: {e}")
+        v = None
+    newest = parents[0]
+    rising = [who for who, h in (("this run", this.history), ("the parent's run", newest.history)) if still_improving(h)]
+    command = decide_command(cfg) if v is not None and v.get("verdict") not in DECIDED else None
+    return Judgement(newest, v, rising, child_runs=[k.name for k in kids], parent_runs=[p.name for p in parents],
+                     command=command)
+
+
+def decide_command(cfg, budget=None):
+    """The command that adds paired seeds to this run's setup and its parent's until the verdict decides."""
+    fields = cfg.get("fields") or {}
+    budget = budget or max(DEFAULT_DECIDE, int(fields.get("decide") or 0))
+    sets = [f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+            for k, v in (cfg.get("overrides") or {}).items() if k not in ("decide", "replicates")]
+    data = cfg.get("data")
+    extra = []
+    if data and Path(data).name != "twin":
+        extra += ["--data", shlex.quote(str(Path(data).parent if Path(data).name == "train" else data))]
+    return " ".join([f"fastmask run recipes/{cfg.get('name')}.py", *sets, *extra, f"--decide {budget}"])
+
+
+def still_improving(history, tol=0.005):
+    """True when validation macro F1 was still rising at the last epoch (the mean curve over folds or
+    seeds): the best epoch is the last and it beats every earlier one by more than `tol`."""
+    if history is None or "macro_f1" not in history or len(history) < 2:
+        return False
+    groups = [c for c in ("fold", "seed") if c in history]
+    curve = (history.groupby("epoch")["macro_f1"].mean() if groups and "epoch" in history
+             else history["macro_f1"]).to_numpy(float)
+    return bool(len(curve) >= 2 and curve[-1] > curve[:-1].max() + tol)
+
+
+def same_verdict(a, b):
+    """Whether two recorded verdicts say the same thing on the same runs."""
+    keys = ("verdict", "parent_runs", "child_runs", "provisional")
+    a, b = a or {}, b or {}
+    return all(a.get(k) == b.get(k) for k in keys) and (
+        a.get("delta") is None) == (b.get("delta") is None) and (
+        a.get("delta") is None or abs(a["delta"] - b["delta"]) < 1e-12)
+
+
+def stale(run_dir, runs_dir):
+    """Whether run `run_dir`'s recorded verdict no longer holds all the evidence: a comparable run of its
+    setup or of its parent's finished since. Cheap (config.json reads only): the board asks it of every row."""
+    d = Path(run_dir)
+    cfg = read_json(d / "config.json", {}) or {}
+    if not cfg.get("parent"):
+        return False
+    m = read_json(d / "metrics.json", {}) or {}
+    old = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
+    fp = cfg.get("data_fingerprint")
+    parents = [e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))] if cfg.get("parent_fields") is not None else []
+    kids = [d.name] + [e.dir.name for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=d)]
+    if not parents:
+        return bool(old)  # the parent runs it was judged on are gone
+    return old.get("parent_runs") != parents or old.get("child_runs") != kids
+
+
+def plan_for(run_dir, runs_dir=None, effect=None):
+    """`fastmask plan`: the lines saying what would resolve `effect` (default: the recipe's min_effect)
+    for the hypothesis of run `run_dir`, from the noise its verdict measured."""
+    from fastmask.errors import FastmaskError
+    from fastmask.runs.verdict import plan_lines
+    d = Path(run_dir)
+    if not (d / "config.json").is_file():
+        raise FastmaskError(f"{d}: not a run folder (no config.json)")
+    this = read_run(d)
+    cfg = this.config
+    if not cfg.get("parent"):
+        raise FastmaskError(f"{d}: recipe {cfg.get('name')} has no parent: there is no hypothesis to plan for")
+    j = judge(this, Path(runs_dir) if runs_dir else d.parent)
+    if j.verdict is None:
+        raise FastmaskError(f"{d}: no comparable finished run of the parent {cfg['parent']} to measure the noise "
+                            f"against; run `{decide_command(cfg, 2)}` first")
+    v = j.verdict
+    effect = effect or (cfg.get("fields") or {}).get("min_effect", 0.02)
+    head = (f"{cfg.get('name')} vs {cfg['parent']}: {v.get('verdict')}"
+            + (f", delta {v['delta']:+.3f}" if "delta" in v else "")
+            + f" on {v.get('seeds', 1)} paired seed(s) and {v.get('people', '?')} {v.get('units', 'people')}")
+    return [head, *plan_lines(v, effect=effect, total_people=cfg.get("n_people"))]

@@ -1,0 +1,215 @@
+"""Which runs are the evidence for a verdict (pooled seed by seed, same data, same setup), when a recorded
+verdict goes stale and is re-judged, and the --decide loop's stopping rule: on planted run folders, no
+training (the stopping rule's trainer writes planted folders too)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastmask.recipe import Recipe
+from fastmask.runs import hypothesis
+from fastmask.runs.board import collect
+from fastmask.runs.index import pool, seeds_of
+from fastmask.runs.judgement import judge, stale
+from fastmask.runs.outputs import rejudge
+from fastmask.runs.records import read_run
+
+PEOPLE = 60
+BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
+_stamp = iter(range(1, 10_000))
+
+
+def frame(acc, seed, salt=0):
+    """valid_preds rows: 7 photos a person; person i (label i % 18) right with probability `acc`, the same
+    people on every seed (no training noise: the loop's stopping rule is under test, not the statistics)."""
+    rng = np.random.default_rng(salt)
+    rows = []
+    for i in range(PEOPLE):
+        label = i % 18
+        right = rng.random() < acc
+        rows += [dict(path=f"/d/{i:04d}/{k}.jpg", person=f"{i:06d}", label=label,
+                      pred=label if right else (label + 1 + k) % 18, seed=seed) for k in range(7)]
+    return pd.DataFrame(rows)
+
+
+def make_run(runs, name, seeds, acc, parent=None, fp="fp1", fields=None, parent_fields=None, status="finished",
+             salt=0):
+    """A run folder as a finished `fastmask run` leaves it, as far as the verdict reads it."""
+    d = Path(runs) / f"20260101T{next(_stamp):06d}Z-{name}"
+    d.mkdir(parents=True)
+    f = {**BASE, **(fields or {}), "seed": seeds[0], "replicates": len(seeds)}
+    cfg = {"name": name, "parent": parent, "fields": f, "data_fingerprint": fp, "n_people": 300,
+           "parent_fields": ({**BASE, **(parent_fields or {})} if parent else None), "overrides": {}}
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "status.json").write_text(json.dumps({"status": status}))
+    (d / "metrics.json").write_text(json.dumps({"macro_f1": acc}))
+    pd.concat([frame(acc, s, salt) for s in seeds]).to_csv(d / "valid_preds.csv", index=False)
+    return d
+
+
+def test_seeds_of_a_run():
+    assert seeds_of({"seed": 3, "replicates": 2}) == [3, 4] and seeds_of({"seed": 0}) == [0]
+
+
+def test_pool_takes_any_seeds_of_one_setup_on_one_data(tmp_path):
+    a = make_run(tmp_path, "p", [0], 0.5)
+    b = make_run(tmp_path, "p", [1, 2], 0.5, fields={"decide": 6, "judged_on": "gap"})  # judging fields: same setup
+    make_run(tmp_path, "p", [3], 0.5, fp="other")                  # other data
+    make_run(tmp_path, "p", [4], 0.5, fields={"epochs": 1})        # other setup (--set epochs=1)
+    make_run(tmp_path, "p", [5], 0.5, status="interrupted")        # not finished
+    got = pool(tmp_path, "p", "fp1", {**BASE, "seed": 9})
+    assert [e.dir for e in got] == [b, a]  # newest first
+
+
+def test_a_parent_on_other_data_or_other_overrides_is_never_the_comparable_parent(tmp_path):
+    make_run(tmp_path, "p", [0], 0.9, fp="other")
+    make_run(tmp_path, "p", [0], 0.9, fields={"epochs": 3})
+    c = make_run(tmp_path, "c", [0], 0.2, parent="p")
+    j = judge(read_run(c), tmp_path)
+    assert j.parent is None and j.verdict is None and j.entry is None and j.other_fingerprints == ["other"]
+
+
+def test_seeds_pool_across_folders_on_both_sides(tmp_path):
+    make_run(tmp_path, "p", [0, 1, 2], 0.3)
+    make_run(tmp_path, "c", [1], 0.8, parent="p")
+    make_run(tmp_path, "c", [7], 0.8, parent="p")        # no parent seed 7: not paired
+    c = make_run(tmp_path, "c", [0, 2], 0.8, parent="p")
+    j = judge(read_run(c), tmp_path)
+    assert j.verdict["seeds"] == 3
+    assert j.child_runs[0] == c.name and len(j.child_runs) == 3 and len(j.parent_runs) == 1
+
+
+def test_one_seed_gives_a_command_that_decides(tmp_path):
+    make_run(tmp_path, "p", [0], 0.3)
+    c = make_run(tmp_path, "c", [0], 0.9, parent="p")
+    j = judge(read_run(c), tmp_path)
+    assert j.verdict["verdict"] == "unreplicated"
+    assert j.entry["command"].startswith("fastmask run recipes/c.py") and "--decide" in j.entry["command"]
+
+
+def test_provisional_exactly_when_a_model_was_still_improving(tmp_path):
+    make_run(tmp_path, "p", [0, 1], 0.3)
+    c = make_run(tmp_path, "c", [0, 1], 0.9, parent="p")
+    flat, rising = [0.2, 0.5, 0.5], [0.2, 0.3, 0.5]
+    for curve, want in ((flat, False), (rising, True)):
+        pd.DataFrame({"epoch": range(3), "macro_f1": curve}).to_csv(c / "history.csv", index=False)
+        j = judge(read_run(c), tmp_path)
+        assert bool(j.entry.get("provisional")) is want and bool(j.rising) is want
+
+
+def test_a_child_run_before_its_parent_is_rejudged_and_keeps_its_old_verdict(tmp_path):
+    c = make_run(tmp_path, "c", [0, 1], 0.9, parent="p")
+    (c / "card.md").write_text("# c\n")
+    assert not stale(c, tmp_path)  # no parent run yet: nothing newer to judge on
+    make_run(tmp_path, "p", [0, 1], 0.2)
+    assert stale(c, tmp_path)
+    rows = {r["id"]: r for r in collect(tmp_path)}
+    assert rows[c.name]["verdict"] == "supported"            # the board shows it now ...
+    assert "verdict" not in json.loads((c / "metrics.json").read_text())  # ... without writing it
+    rejudge(c, tmp_path)
+    m = json.loads((c / "metrics.json").read_text())
+    assert m["verdict"]["verdict"] == "supported" and m["verdict_history"] == []
+    assert "supported" in (c / "card.md").read_text() and not stale(c, tmp_path)
+    make_run(tmp_path, "p", [2], 0.2)   # more parent evidence: stale again; the old verdict is kept
+    make_run(tmp_path, "c", [2], 0.9, parent="p")
+    assert stale(c, tmp_path)
+    rejudge(c, tmp_path)
+    m = json.loads((c / "metrics.json").read_text())
+    assert m["verdict"]["seeds"] == 3 and m["verdict_history"][0]["seeds"] == 2
+
+
+def test_the_board_shows_no_delta_without_a_comparable_parent(tmp_path):
+    make_run(tmp_path, "p", [0], 0.2, fields={"epochs": 3})  # the parent recipe, other overrides
+    c = make_run(tmp_path, "c", [0], 0.9, parent="p")
+    from fastmask.runs.board import delta, tree, verdict_word
+    r = next(r for r in tree(collect(tmp_path)) if r["id"] == c.name)
+    assert delta(r) is None and verdict_word(r) == "no parent run"
+
+
+# --- the --decide loop, with a trainer that writes planted runs -------------------------------------
+
+class Planted:
+    """Stands in for session.train_and_record: writes a finished run folder of the recipe's seeds whose
+    accuracy is planted per recipe name."""
+    def __init__(self, acc):
+        self.acc, self.trained = acc, []
+
+    def __call__(self, recipe, data, runs_dir, overrides=None, info=None, cbs=()):
+        seeds = list(range(recipe.seed, recipe.seed + recipe.replicates))
+        self.trained.append((recipe.name, tuple(seeds)))
+        cfg = recipe.config()
+        return make_run(runs_dir, recipe.name, seeds, self.acc[recipe.name],
+                        parent=cfg["parent"], fields=cfg["fields"], parent_fields=cfg["parent_fields"],
+                        salt=0 if recipe.name == "c" else 1)
+
+
+def recipes(decide):
+    p = Recipe(arch="x", epochs=1)
+    p.name = "p"
+    c = p.but(epochs=1, lr=0.01, decide=decide)
+    c.name = "c"
+    return c
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    def make(acc):
+        t = Planted(acc)
+        monkeypatch.setattr(hypothesis, "train_and_record", t)
+        return t
+    return make
+
+
+def test_decide_stops_as_soon_as_the_verdict_decides(tmp_path, planted):
+    t = planted({"p": 0.2, "c": 0.95})
+    c = recipes(decide=6)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
+    assert t.trained[0] == ("p", (0,)) and t.trained[1] == ("c", (0,))
+    assert t.trained[2:] == [("p", (1,)), ("c", (1,))]  # one pair more, then supported: no third seed
+    assert json.loads((first / "metrics.json").read_text())["verdict"]["verdict"] == "supported"
+
+
+def test_decide_stops_at_the_seed_budget(tmp_path, planted):
+    t = planted({"p": 0.5, "c": 0.5})
+    c = recipes(decide=3)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
+    v = json.loads((first / "metrics.json").read_text())["verdict"]
+    assert v["seeds"] <= 3 and sum(1 for n, _ in t.trained if n == "c") == v["seeds"]
+    if v["verdict"] not in ("no effect", "supported", "refuted"):
+        assert v["seeds"] == 3
+
+
+def test_the_parent_on_demand_trains_only_missing_seeds(tmp_path, planted, capsys):
+    t = planted({"p": 0.5, "c": 0.5})
+    c = recipes(decide=0)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0, 1, 2], "c")
+    assert t.trained == [("p", (0, 1, 2))]  # all missing: one run with the child's replicates
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0, 1, 2], "c")
+    assert len(t.trained) == 1 and "reusing" in capsys.readouterr().out
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [2, 3, 5], "c")
+    assert t.trained[1:] == [("p", (3,)), ("p", (5,))]
+
+
+# --- the parent on demand, for real (tiny models) ----------------------------------------------------
+
+def test_run_trains_the_missing_parent_first_then_reuses_it(twin, tmp_path, capsys):
+    from conftest import TINY
+    from fastmask.runs.hypothesis import run_file
+    sets = [s for s in TINY if s != "--set"]
+    assert run_file("recipes/oversample.py", sets, data=twin, runs_dir=tmp_path) == 0
+    dirs = sorted(d for d in tmp_path.iterdir() if d.is_dir())
+    assert [d.name.split("-", 1)[1] for d in dirs] == ["person_split", "oversample"]
+    parent, child = dirs
+    assert json.loads((parent / "config.json").read_text())["trained_for"] == "oversample"
+    v = json.loads((child / "metrics.json").read_text())["verdict"]
+    assert v["parent_run"] == parent.name and v["seeds"] == 1
+    assert "training it first" in capsys.readouterr().out
+    assert run_file("recipes/oversample.py", sets, data=twin, runs_dir=tmp_path, parent=True) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 3  # the parent was not trained again
