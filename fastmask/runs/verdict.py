@@ -703,7 +703,8 @@ def sentence(v, provisional=False, command=None):
     where = ("" if gap else "on the holdout, since the runs validated on different images" if on == "holdout"
              else "on validation")
     units = "people" if v.get("units", "person") == "person" else "images"
-    what = (f"the gap |validation - holdout macro F1| shrank by {v['delta']:+.3f} against the parent's"
+    what = (f"the gap |validation - holdout macro F1| {'shrank' if v['delta'] >= 0 else 'grew'} by "
+            f"{abs(v['delta']):.3f} against the parent's (delta {v['delta']:+.3f}: positive is a smaller gap)"
             if gap else f"{q} {v['delta']:+.3f} against the parent {where}".rstrip())
     if v["verdict"] == "neither learned":
         ch = v.get("chance") or {}
