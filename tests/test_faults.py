@@ -9,7 +9,8 @@ import pytest
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe, load_recipe, parse_sets
-from fastmask.runs.folder import Run, atomic_write
+from fastmask.io import atomic_write
+from fastmask.runs.folder import Run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
         def write(self, data):
             self.f.write(data[:3])  # part of it lands, then the disk is full
             raise OSError(28, "No space left on device")
-    monkeypatch.setattr("fastmask.runs.folder.os.fdopen", Full)
+    monkeypatch.setattr("fastmask.io.os.fdopen", Full)
     with pytest.raises(OSError, match="No space"):
         atomic_write(target, "new content")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -33,6 +33,7 @@ from rich.progress import Progress
 
 from fastmask.data.layout import load_image, to_rgb
 from fastmask.errors import FastmaskError
+from fastmask.io import replacing
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
 CHUNK = 64  # images per worker task
@@ -120,8 +121,7 @@ def _write(f, paths, shape, crop, progress, workers):
     Rows go to the file by plain writes, a few chunks in flight at a time: the set is never held in memory
     (at 384x288 the real training set is 6.3 GB), and a memory map's dirty pages would count as ours."""
     size = shape[1:3]
-    tmp = _temp_name(f)
-    try:
+    with replacing(f, _temp_name(f)) as tmp:
         header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)  # sized, no rows yet
         offset = header.offset
         del header
@@ -139,10 +139,6 @@ def _write(f, paths, shape, crop, progress, workers):
         # The manifest lands first, so a reader never meets a finished data file without one: a
         # manifest-less file can then only be damage (or an older fastmask), never a build in flight.
         _write_manifest(f, shape, tmp.stat().st_size, digest)
-        os.replace(tmp, f)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _bounded_map(pool, fn, items, window):
@@ -180,15 +176,10 @@ def _sample_digest(arr, middle=True):
 
 def _write_manifest(f, shape, nbytes, digest):
     m = _manifest_path(f)
-    tmp = _temp_name(m)
     record = dict(version=VERSION, shape=list(shape), dtype="uint8", bytes=nbytes,
                   sample_rows=SAMPLE_ROWS, sample_middle=True, sample_sha256=digest)
-    try:
+    with replacing(m, _temp_name(m)) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, m)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _read_manifest(f):

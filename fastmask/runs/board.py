@@ -14,9 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write
 from fastmask.recipe import Recipe, parse_split
 from fastmask.runs.compare import METRICS, config_diff, flat
-from fastmask.runs.folder import atomic_write
 from fastmask.runs.html import board_page
 from fastmask.runs.index import entries, setup
 from fastmask.runs.records import RunRecord

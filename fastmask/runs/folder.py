@@ -16,13 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write, pid_alive
 
 # The plots a run may draw beside its card (runs.plots), in the order the card shows them, with alt text.
 PLOTS = (("confusion.png", "confusion"), ("per_class_f1.png", "per-class F1"), ("curves.png", "learning curves"),
@@ -34,39 +34,6 @@ LOST_AFTER = 5          # heartbeats missed before a running run reads as lost (
 
 
 # --- files ----------------------------------------------------------------------------------------
-
-def _read_umask():
-    """The process umask, read without changing it where Linux allows (/proc), since os.umask can only
-    be read by setting it, and another thread creating a file meanwhile would get the wrong mode."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-FILE_MODE = 0o666 & ~_read_umask()  # what open() would give; mkstemp alone gives 0600
-
-
-def atomic_write(path, data, mode="w"):
-    """Write to a temp file beside `path` and rename, so a crash never leaves half a file under its name.
-    The file gets the mode open() would give it, so teammates can read a shared runs folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def write_json(path, obj):
     atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
@@ -121,30 +88,6 @@ def heartbeat_period():
 
 
 # --- is a running run alive? ------------------------------------------------------------------------
-
-def pid_alive(pid):
-    """True/False when this host can tell whether process `pid` lives; None when it cannot."""
-    if os.name != "posix" or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return None  # on Windows os.kill(pid, 0) would terminate the process, not probe it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    except OSError:
-        return None
-    return not _zombie(pid)
-
-
-def _zombie(pid):
-    # A killed run whose parent has not reaped it still answers kill(pid, 0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] == "Z"
-    except (OSError, ValueError, IndexError):
-        return False
-
 
 def _parse_time(text):
     try:

@@ -37,10 +37,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fastmask.data import augment  # noqa: F401  (the classes a pickled learner names)
 from fastmask.data.augment import Albumentations, reseed
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
 from fastmask.runs import model_files as safe_model
-from fastmask.runs.folder import STATUS, atomic_write
+from fastmask.runs.folder import STATUS
 from fastmask.runs.model_files import files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
@@ -192,12 +193,8 @@ def export_pickle(learn, path):
     tmp = path.with_name(f".{path.name}.tmp")
     _put_first(learn.__dict__, "exported_by", needs_fastmask())  # a pickle's state loads in dict order
     try:
-        with learn.removed_cbs(training):
+        with replacing(path, tmp), learn.removed_cbs(training):
             learn.export(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         learn.__dict__.pop("exported_by", None)
 

@@ -29,9 +29,10 @@ from safetensors.torch import save as to_bytes
 from fastmask.data.augment import Albumentations
 from fastmask.data.cache import Prepare
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write
 from fastmask.learn.build import build_learner
 from fastmask.recipe import _FIELD_NAMES, _plain, coerce, Recipe
-from fastmask.runs.folder import atomic_write, write_json
+from fastmask.runs.folder import write_json
 
 FORMAT = "fastmask-safe-model"
 VERSION = 1

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.runs import card, plots, suspects
-from fastmask.runs.folder import PLOTS, STATUS, TOP_LOSSES, atomic_write, read_json, write_json
+from fastmask.runs.folder import PLOTS, STATUS, TOP_LOSSES, read_json, write_json
 from fastmask.runs.folds import cv_summary, oof_frame, probs_of
 from fastmask.runs.infer import soft_vote
 from fastmask.runs.index import finished
@@ -180,12 +181,12 @@ def link_first_fold(run, parts):
     if first is None:
         return
     tmp = run.path(".model.pkl.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(first, tmp)
-    except OSError:
-        shutil.copyfile(first, tmp)
-    os.replace(tmp, run.path("model.pkl"))
+    tmp.unlink(missing_ok=True)  # a killed earlier call's: os.link will not write over it
+    with replacing(run.path("model.pkl"), tmp):
+        try:
+            os.link(first, tmp)
+        except OSError:
+            shutil.copyfile(first, tmp)
 
 
 def card_and_verdict(this, runs_dir, status, plots_drawn):

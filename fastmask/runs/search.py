@@ -39,11 +39,12 @@ from optuna.trial import FixedTrial, TrialState, create_trial
 
 from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
+from fastmask.io import atomic_write
 from fastmask.learn.build import preflight
 from fastmask.learn.callbacks import KeepBest
 from fastmask.learn.distributed import is_distributed
 from fastmask.recipe import _plain, coerce, load_recipe, parse_sets
-from fastmask.runs.folder import atomic_write, environment, read_json
+from fastmask.runs.folder import environment, read_json
 from fastmask.runs.folds import n_folds
 from fastmask.runs.index import entries, finished
 from fastmask.runs.session import train_and_record

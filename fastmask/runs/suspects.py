@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write
 from fastmask.labels import describe
-from fastmask.runs.folder import atomic_write, read_json, write_json
+from fastmask.runs.folder import read_json, write_json
 from fastmask.runs.folds import probs_of
 
 NOISE = "noise.csv"
