@@ -33,7 +33,7 @@ from rich.progress import Progress
 
 from fastmask.data.layout import load_image, to_rgb
 from fastmask.errors import FastmaskError
-from fastmask.io import replacing
+from fastmask.io import pid_alive, replacing
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
 CHUNK = 64  # images per worker task
@@ -236,23 +236,13 @@ def _temp_name(target):
     return target.with_name(f".{target.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: someone else's process, alive
-        return True
-    return True
-
-
 def _stale(name, mtime, now):
     """A temp whose builder is gone: its pid is dead on this host, or it has not been touched for hours
     (another host's, or an older fastmask's without a pid)."""
     if now - mtime > STALE_AFTER:
         return True
     m = _TEMP.match(name)
-    return bool(m) and m["host"] == _host() and not _alive(int(m["pid"]))
+    return bool(m) and m["host"] == _host() and pid_alive(int(m["pid"])) is False
 
 
 def _clean_stale_temps(folder):
@@ -284,7 +274,7 @@ def _die_with_parent(parent):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):
             pass
-    if not _alive(parent):  # it died before the death signal was armed
+    if pid_alive(parent) is False:  # it died before the death signal was armed
         os._exit(1)
     # Elsewhere (and as a second line): poll. A daemon thread costs nothing while the parent lives.
     ppid = os.getppid()
