@@ -3,21 +3,15 @@
 Sets runs beside the first (A): the config fields that differ, the figures with their deltas and the paired
 test when both predicted the same images, per-class F1 side by side, and the learning curves overlaid
 (validation macro F1 and loss per epoch; several folds or seeds: their mean) in a PNG."""
-import argparse
 import sys
 
 from fastmask import console
-from fastmask.errors import FastmaskError, cli
+from fastmask.errors import FastmaskError, Parser, cli
 from fastmask.runs.compare import compare_runs
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
-        raise FastmaskError(f"{self.prog}: {message}")
-
-
 def main(argv):
-    ap = _Parser(prog=console.prog("compare"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("compare"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference (A)")
     ap.add_argument("--out", default="compare.png", help="the PNG to write (default: compare.png here)")
     ap.add_argument("--resamples", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")

@@ -1,4 +1,5 @@
 """Bad input ends in exit status 2 and one line naming the file or field; nothing else does."""
+import argparse
 import errno
 import functools
 import os
@@ -13,6 +14,13 @@ class StopNow(KeyboardInterrupt):
     """A second Ctrl-C or SIGTERM: the user will not wait for the first one's cleanup. Whatever is in flight
     is dropped; only the run's status is still written (it is a KeyboardInterrupt, so every handler of one
     that writes the status sees it)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse for the commands: a usage error is a FastmaskError naming the command, so `cli` prints it as
+    one line and exits 2 (argparse would print the whole usage above it)."""
+    def error(self, message):
+        raise FastmaskError(f"{self.prog}: {message}")
 
 
 def cli(main):

@@ -3,18 +3,12 @@
 Writes the shipped recipes into DIR/recipes (default: the current folder), ready to run and edit:
 `fastmask run recipes/person_split.py`. Existing files are never overwritten: if one is in the way, nothing
 is written and the command names it."""
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
 
 from fastmask import console
-from fastmask.errors import FastmaskError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
-        raise FastmaskError(f"{self.prog}: {message}")
+from fastmask.errors import FastmaskError, Parser
 
 
 def shipped():
@@ -63,7 +57,7 @@ def _undo(paths):
 
 
 def main(argv):
-    ap = _Parser(prog=console.prog("init"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("init"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("folder", nargs="?", default=".", metavar="DIR", help="project folder (default: here)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)

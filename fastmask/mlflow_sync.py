@@ -3,20 +3,14 @@
 Back-fills MLflow with run folders made before tracking was on: every run of a runs folder (or the run folders
 named) is logged once, as a finished run logs itself; runs the store already holds (by their fastmask.run_dir
 tag) and runs still running are skipped. The store: --uri, else $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db."""
-import argparse
 import sys
 from pathlib import Path
 
 from fastmask import console
-from fastmask.errors import FastmaskError, cli
+from fastmask.errors import FastmaskError, Parser, cli
 from fastmask.runs.folder import STATUS
 from fastmask.runs.index import entries
 from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
-        raise FastmaskError(f"{self.prog}: {message}")
 
 
 def run_folders(paths, warn=print):
@@ -87,7 +81,7 @@ def sync(paths, uri=None, force=False, say=print):
 
 
 def main(argv):
-    ap = _Parser(prog=console.prog("mlflow-sync"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("mlflow-sync"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("paths", nargs="+", metavar="RUNS_DIR|RUN_DIR", help="runs folders or run folders")
     ap.add_argument("--uri", help="MLflow tracking URI or sqlite file (default: $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db)")
     ap.add_argument("--force", action="store_true", help="log runs again even when the store holds them")

@@ -3,21 +3,15 @@
 What would decide the run's hypothesis: from the seed noise and the person noise its verdict measured, how
 many paired seeds, how many validation people, or which k-fold on this data would resolve an effect of
 --effect macro F1 (default: the recipe's min_effect) at 80 % power."""
-import argparse
 import sys
 from pathlib import Path
 
 from fastmask import console
-from fastmask.errors import FastmaskError, cli
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
-        raise FastmaskError(f"{self.prog}: {message}")
+from fastmask.errors import FastmaskError, Parser, cli
 
 
 def main(argv):
-    ap = _Parser(prog=console.prog("plan"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("plan"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("run", metavar="RUN_DIR", help="a finished run folder of a recipe with a parent")
     ap.add_argument("--effect", type=float, metavar="F", help="the effect to resolve (default: the recipe's min_effect)")
     ap.add_argument("--runs", help="the runs folder to pool evidence from (default: the run folder's own)")

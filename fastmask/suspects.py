@@ -2,20 +2,14 @@
 
 Re-ranks a k-fold run's suspect labels (suspects.csv) from its out-of-fold predictions (oof.csv) and, on a
 synthetic twin, scores the ranking against the twin's noise.csv."""
-import argparse
 import sys
 
 from fastmask import console
-from fastmask.errors import FastmaskError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (argparse would print the usage too)
-        raise FastmaskError(f"{self.prog}: {message}")
+from fastmask.errors import Parser
 
 
 def main(argv):
-    ap = _Parser(prog=console.prog("suspects"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("suspects"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("run", metavar="RUN_DIR", help="a k-fold run folder (holding oof.csv)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
