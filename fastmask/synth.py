@@ -11,14 +11,13 @@ Determinism: the population (ids, ages, genders, extensions, noise) comes from o
 seeded by `seed`; every identity and every photo has its own generator keyed by (seed, id, ...),
 so pixels do not depend on the order or the process in which people are drawn.
 """
-import argparse
 import signal
 import sys
 import threading
 import time
 
 from fastmask import console
-from fastmask.errors import FastmaskError, cli
+from fastmask.errors import FastmaskError, Parser, cli
 from fastmask.twin import default_eval_people, make_twin
 
 
@@ -31,14 +30,9 @@ def parse_size(text: str) -> tuple:
     return int(parts[0]), int(parts[1])
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse would print usage too; the contract is one line
-        raise FastmaskError(message)
-
-
 def _parser():
-    p = _Parser(prog=console.prog("synth"),
-                description="Write a synthetic twin of the mask/gender/age data set.")
+    p = Parser(prog=console.prog("synth"),
+               description="Write a synthetic twin of the mask/gender/age data set.")
     p.add_argument("out_dir", help="folder to write train/, eval/, noise.csv, preview.png into")
     p.add_argument("--people", type=int, default=300, help="train person folders (default 300)")
     p.add_argument("--eval-people", type=int, default=None,
