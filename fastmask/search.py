@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 
+from fastmask import console
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
     lines = __doc__.splitlines()
-    ap = argparse.ArgumentParser(prog="python -m fastmask.search", description=lines[2], epilog="\n".join(lines[4:]),
+    ap = argparse.ArgumentParser(prog=console.prog("search"), description=lines[2], epilog="\n".join(lines[4:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", help="a recipe file with a `space(trial)`, e.g. recipes/search_lr_cutmix.py")
     ap.add_argument("--trials", type=int, required=True, help="trials in the study in all (shared by its workers)")
