@@ -1,2 +1,2 @@
-"""The runs layer: one run session (every rank), its folder and atomic IO, outputs, verdict, card, plots,
+"""The runs layer: one run session (every rank), its folder, outputs, verdict, card, plots,
 model files and inference, MLflow, and the index of run folders."""

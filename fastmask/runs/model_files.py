@@ -52,7 +52,7 @@ def files(path):
 # ---------------------------------------------------------------------------------------------
 def save(learn, recipe, stem):
     """Write STEM.safetensors and STEM.json for `learn`, trained from `recipe`. Each file is written
-    through a temp name (see record.atomic_write); the weights go first, as the JSON carries their hash."""
+    through a temp name (see fastmask.io.atomic_write); the weights go first, as the JSON carries their hash."""
 
     spec = describe(learn, recipe)  # fails on a pipeline it cannot describe, before writing anything
     spec_path, weights_path = files(stem)

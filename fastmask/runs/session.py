@@ -309,7 +309,7 @@ def headline(run, metrics, status):
 
 
 class Follower:
-    """A rank > 0's stand-in for `record.Run`: rank 0's folder, no writes."""
+    """A rank > 0's stand-in for `runs.folder.Run`: rank 0's folder, no writes."""
     def __init__(self, run_dir):
         if run_dir is None:
             raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")
