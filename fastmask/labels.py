@@ -6,6 +6,7 @@ GENDERS = ("male", "female")
 AGE_GROUPS = ("<30", "30-59", ">=60")
 AGE_THRESHOLD = 60
 N_CLASSES = len(MASKS) * len(GENDERS) * len(AGE_GROUPS)
+TASKS = ("mask", "gender", "age")  # the parts of the code, in the order decode returns them
 # Words for cards and plots: "not_wear" reads badly in a sentence.
 _MASK_WORDS = ("mask", "incorrect-mask", "no-mask")
 

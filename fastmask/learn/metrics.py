@@ -4,9 +4,7 @@ import numpy as np
 from fastai.metrics import AccumMetric
 from sklearn.metrics import f1_score
 
-from fastmask.labels import CLASS_NAMES, N_CLASSES, decode
-
-TASKS = ("mask", "gender", "age")
+from fastmask.labels import CLASS_NAMES, N_CLASSES, decode, TASKS
 
 
 def macro_f1(y, p):

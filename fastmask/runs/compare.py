@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
-from fastmask.labels import CLASS_NAMES
+from fastmask.labels import CLASS_NAMES, TASKS
 from fastmask.runs.folder import STATUS, read_json
 from fastmask.runs.index import setup
 from fastmask.runs.judgement import judge
@@ -24,7 +24,6 @@ from fastmask.runs.records import RunRecord, read_run
 from fastmask.runs.verdict import compare as paired_test
 from fastmask.runs.verdict import fold_scores, sentence
 
-TASKS = ("mask", "gender", "age")  # as learn.metrics.TASKS, without importing fastai for a table
 # (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
 METRICS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
            *((f"{t}_f1", f"validation {t} F1") for t in TASKS), ("cv_mean", "k-fold mean macro F1"),

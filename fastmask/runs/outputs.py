@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fastmask.io import atomic_write, replacing
-from fastmask.labels import N_CLASSES
+from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.runs import card, plots, suspects
 from fastmask.runs.folder import PLOTS, STATUS, TOP_LOSSES, read_json, write_json
@@ -137,7 +137,7 @@ def holdout(parts, data, kfold):
         per = [scores(y, p.eval_probs.argmax(1)) for p in done]
     h = mean_of(per)
     out = {"holdout_macro_f1": h["macro_f1"], "holdout_accuracy": h["accuracy"],
-           "holdout_task_f1": {k: h[f"{k}_f1"] for k in ("mask", "gender", "age")}}
+           "holdout_task_f1": {k: h[f"{k}_f1"] for k in TASKS}}
     if kfold:
         out["holdout_folds"] = [macro_f1(y, p.eval_probs.argmax(1)) for p in done]
         out["holdout_models"] = [p.name for p in done]
