@@ -42,3 +42,16 @@ def describe(label: int) -> str:
 
 
 CLASS_NAMES = [describe(i) for i in range(N_CLASSES)]
+
+
+def per_class(metrics, key="per_class_f1"):
+    """{class id: value} from a metrics dict's per-class entry (`per_class_f1` or `per_class_support`),
+    keyed by class name as learn.metrics.scores writes it, or by "0".."17" as runs before class-name keys
+    wrote it."""
+    ids = {name: i for i, name in enumerate(CLASS_NAMES)}
+    out = {}
+    for k, v in (metrics.get(key) or {}).items():
+        c = ids.get(k, int(k) if str(k).isdigit() else None)
+        if c is not None and 0 <= c < N_CLASSES:
+            out[c] = v
+    return out

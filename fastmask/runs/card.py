@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmask.labels import decode, describe, N_CLASSES, TASKS
-from fastmask.learn.metrics import per_class
+from fastmask.labels import decode, describe, N_CLASSES, per_class, TASKS
 from fastmask.runs.folder import PLOTS, TOP_LOSSES
 from fastmask.runs.verdict import fold_scores, plan_lines, sentence
 
