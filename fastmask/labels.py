@@ -5,6 +5,8 @@ MASKS = ("wear", "incorrect", "not_wear")
 GENDERS = ("male", "female")
 AGE_GROUPS = ("<30", "30-59", ">=60")
 AGE_THRESHOLD = 60
+# (first age, last age, the group boundary between them): where an age-group error is a near miss
+AGE_BANDS = ((28, 31, 30), (57, 60, 60))
 N_CLASSES = len(MASKS) * len(GENDERS) * len(AGE_GROUPS)
 TASKS = ("mask", "gender", "age")  # the parts of the code, in the order decode returns them
 # Words for cards and plots: "not_wear" reads badly in a sentence.

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmask.labels import decode, describe, N_CLASSES, per_class, TASKS
+from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class, TASKS
 from fastmask.runs.folder import PLOTS, TOP_LOSSES
 from fastmask.runs.verdict import fold_scores, plan_lines, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
-AGE_BANDS = ((28, 31), (57, 60))  # either side of the <30 and >=60 boundaries
 
 # (key in the flattened metrics, label, format); per-task holdout F1 sits under holdout_task_f1.
 ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation accuracy", ".3f"),
@@ -310,7 +309,7 @@ def _age_bands(vp):
     wrong = y != p
     out = ["**Near the age boundaries** (validation images; the age group changes at 30 and 60):", "",
            "| ages | images | people | error rate | age-group error rate |", "|---|---|---|---|---|"]
-    for lo, hi in AGE_BANDS:
+    for lo, hi, _ in AGE_BANDS:
         sel = ((vp["age"] >= lo) & (vp["age"] <= hi)).to_numpy()
         n = int(sel.sum())
         ppl = vp.loc[sel, "person"].nunique() if "person" in vp else "—"

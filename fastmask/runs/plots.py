@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from fastmask.labels import decode, describe, N_CLASSES, per_class
+from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class
 
 _SHORT_MASK, _SHORT_GENDER, _SHORT_AGE = ("mask", "inc", "none"), ("M", "F"), ("<30", "30-59", "60+")
 # Colours of the learning-curve series (matplotlib's default cycle, fixed so folds share a colour per series).
@@ -288,7 +288,7 @@ def loss_title(r):
     who = []
     age = getattr(r, "age", None)
     if age is not None and not pd.isna(age):
-        near = next((b for lo, hi, b in ((28, 31, 30), (57, 60, 60)) if lo <= int(age) <= hi), None)
+        near = next((b for lo, hi, b in AGE_BANDS if lo <= int(age) <= hi), None)
         who.append(f"age {int(age)}" + (f" (near {near})" if near else ""))
     person = getattr(r, "person", None)
     if person is not None and not pd.isna(person):
