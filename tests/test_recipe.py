@@ -159,7 +159,7 @@ def test_a_bad_choice_fails_at_preflight_listing_the_registry_names(monkeypatch)
                                           ("sampler", "weighted2"), ("sampler", "oversample:0.1"), ("cutmix", "halves:2"),
                                           ("heads", "two"), ("precision", "fp8")])
 def test_every_choice_field_is_checked_by_its_registry(field, value):
-    from fastmask.recipe import _REGISTRIES, CHOICE_FIELDS, check_choices
+    from fastmask.choices import _REGISTRIES, CHOICE_FIELDS, check_choices
     import fastmask.learn.build  # noqa: F401  (imports every module that implements a choice)
     assert set(_REGISTRIES) == set(CHOICE_FIELDS)
     check_choices(Recipe())
@@ -187,7 +187,7 @@ def test_set_of_an_unknown_choice_exits_2_in_one_line_before_data(tmp_path):
     ("kfold:5", ("kfold", 5, None, 5, [0, 1, 2, 3, 4])), ("kfold:5/2", ("kfold", 5, 2, None, [None])),
     ("kfold:2/1", ("kfold", 2, 1, None, [None]))])
 def test_split_is_parsed_in_one_place(text, want):
-    from fastmask.recipe import parse_split
+    from fastmask.choices import parse_split
     s = parse_split(text)
     assert (s.kind, s.k, s.fold, s.n_folds, s.folds()) == want and str(s) == text
     if s.n_folds:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.recipe import Choices
+from fastmask.choices import Choices
 
 
 def class_counts(labels, idx=None):

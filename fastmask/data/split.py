@@ -8,7 +8,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group
-from fastmask.recipe import Choices, parse_split
+from fastmask.choices import Choices, parse_split
 
 
 class LeakError(FastmaskError):

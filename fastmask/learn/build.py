@@ -26,7 +26,7 @@ from fastmask.learn.metrics import MacroF1
 from fastmask.learn.mixing import mixing_callbacks
 from fastmask.learn.model import check_arch, resolve_weights
 from fastmask.learn.precision import precision_callbacks
-from fastmask.recipe import check_choices, parse_split
+from fastmask.choices import check_choices, parse_split
 
 
 def build_dls(recipe, df):

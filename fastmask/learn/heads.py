@@ -12,7 +12,7 @@ from torch import nn
 from fastai.vision.learner import create_timm_model
 
 from fastmask.labels import AGE_GROUPS, GENDERS, MASKS, N_CLASSES
-from fastmask.recipe import Choices
+from fastmask.choices import Choices
 
 SIZES = (len(MASKS), len(GENDERS), len(AGE_GROUPS))  # (3, 2, 3): the order of the class code
 

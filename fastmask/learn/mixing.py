@@ -12,7 +12,7 @@ from fastai.callback.mixup import MixHandler
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.recipe import Choices
+from fastmask.choices import Choices
 
 
 def _paste_half(x, x1, right):

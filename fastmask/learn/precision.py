@@ -5,7 +5,7 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
 from fastmask.errors import FastmaskError
-from fastmask.recipe import Choices
+from fastmask.choices import Choices
 
 
 class CPUAutocast(Callback):

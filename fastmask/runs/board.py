@@ -15,7 +15,8 @@ from rich.table import Table
 
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
-from fastmask.recipe import Recipe, parse_split
+from fastmask.choices import parse_split
+from fastmask.recipe import Recipe
 from fastmask.runs.compare import METRICS, config_diff, flat
 from fastmask.runs.html import board_page
 from fastmask.runs.index import entries, setup

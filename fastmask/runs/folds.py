@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fastmask.labels import N_CLASSES
-from fastmask.recipe import parse_split
+from fastmask.choices import parse_split
 
 PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
 
