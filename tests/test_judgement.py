@@ -185,6 +185,23 @@ def test_decide_stops_at_the_seed_budget(tmp_path, planted):
         assert v["seeds"] == 3
 
 
+def test_decide_builds_on_the_childs_finished_seed_instead_of_training_it_again(tmp_path, planted, monkeypatch, capsys):
+    """The card's own command (`fastmask run c.py --decide N`) after a first run: seed 0 of both exists, so
+    the first thing trained is the pair for seed 1."""
+    from types import SimpleNamespace
+    t = planted({"p": 0.5, "c": 0.5})
+    c = recipes(decide=3)
+    for name, fake in (("load_recipe", lambda *a, **k: c), ("preflight", lambda r: None), ("setup", lambda r: None),
+                       ("load_data", lambda *a, **k: SimpleNamespace(train=None)), ("fingerprint", lambda df: "fp1")):
+        monkeypatch.setattr(hypothesis, name, fake)
+    t(c.parent, None, tmp_path)
+    t(c, None, tmp_path)
+    t.trained.clear()
+    assert hypothesis.run_file("recipes/c.py", runs_dir=tmp_path) == 0
+    assert ("c", (0,)) not in t.trained and t.trained[:2] == [("p", (1,)), ("c", (1,))]
+    assert "reusing" in capsys.readouterr().out
+
+
 def test_the_parent_on_demand_trains_only_missing_seeds(tmp_path, planted, capsys):
     t = planted({"p": 0.5, "c": 0.5})
     c = recipes(decide=0)

@@ -41,12 +41,20 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
         train_missing(recipe.parent, loaded, runs_dir, overrides, fp, seeds_of(recipe.config()["fields"]), recipe.name)
     elif recipe.parent is not None:
         print(f"parent {recipe.parent.name}: not trained (--no-parent); the verdict uses its runs that exist")
-    d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
-    status = _status(d)
-    if status != "finished":
-        return 1
-    rejudge_children(runs_dir, recipe.name, fp)
-    if recipe.decide and recipe.parent is not None and parent:
+    deciding = bool(recipe.decide and recipe.parent is not None and parent)
+    mine = pool(runs_dir, recipe.name, fp, recipe.config()["fields"]) if deciding else []
+    reuse = next((e.dir for e in mine if set(seeds_of(recipe.config()["fields"])) <= set(seeds_of(e.config.get("fields")))),
+                 None)
+    if reuse is not None:  # --decide builds on the evidence there is: the card's own command must not retrain it
+        print(f"{recipe.name}: reusing {reuse.name} for seed(s) {', '.join(map(str, seeds_of(recipe.config()['fields'])))}; "
+              "adding paired seeds from there")
+        d = reuse
+    else:
+        d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
+        if _status(d) != "finished":
+            return 1
+        rejudge_children(runs_dir, recipe.name, fp)
+    if deciding:
         d = decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes)
     return 0
 
