@@ -104,23 +104,17 @@ class Recipe:
                 "fields": {k: _plain(v) for k, v in self.fields().items()}, "changed": self.diff(),
                 "parent_fields": {k: _plain(v) for k, v in self.parent.fields().items()} if self.parent else None}
 
-    # REPL entry points: the same objects `python -m fastmask.run` trains.
-    def dls(self, data=None):
-        from fastmask.learn.build import build_dls
-        from fastmask.data.load import load_data
-        return build_dls(self, load_data(data).train)
+    # r.dls(), r.learner() and r.export() are attached by the layers that build and export them
+    # (learn.build, runs.export: fastcore's @patch, as fastai attaches fit_one_cycle from callback/schedule),
+    # so the recipe imports nothing above it; `fastmask.repl` imports them all.
+    def __getattr__(self, name):  # only reached for a name the instance and class lack
+        if name in REPL_METHODS:
+            raise AttributeError(f"Recipe.{name} is attached by fastmask.repl: `from fastmask.repl import "
+                                 f"load_recipe` (or `import fastmask.repl`) first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def learner(self, data=None, dls=None):
-        """The Learner `python -m fastmask.run` trains: the recipe's callbacks (CutMix, precision,
-        keep-best, early stopping, ...) are on `learn.cbs` and its lr is `learn.lr`."""
-        from fastmask.learn.build import build_learner
-        return build_learner(self, dls if dls is not None else self.dls(data))
 
-    def export(self, learn, path):
-        """`learn` as a run exports it: PATH.pkl (fastai's load_learner) beside PATH.safetensors and
-        PATH.json (what `fastmask.predict` opens without unpickling), without training callbacks."""
-        from fastmask.runs.export import export
-        export(learn, Path(path).with_suffix(".pkl"), self)
+REPL_METHODS = ("dls", "learner", "export")
 
 
 def _plain(v):

@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 
 from fastmask.data.load import load_data
 from fastmask.errors import StopNow
-from fastmask.recipe import load_recipe, parse_sets
+from fastmask.repl import load_recipe, parse_sets
 
 from conftest import TINY
 

@@ -28,7 +28,7 @@ def eval_paths(twin):
 def repl_export(twin, tmp_path_factory):
     """The README's REPL session on the twin, with tiny overrides; returns the exported learner's path."""
     from fastai.interpret import ClassificationInterpretation
-    from fastmask.recipe import load_recipe, parse_sets
+    from fastmask.repl import load_recipe, parse_sets
     tmp = tmp_path_factory.mktemp("repl")
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
     learn = r.learner(data=twin)
@@ -48,10 +48,7 @@ def repl_export(twin, tmp_path_factory):
 
 
 def test_load_recipe_from_the_package():
-    import fastmask
-    if not hasattr(fastmask, "load_recipe"):
-        pytest.skip("fastmask/__init__.py has no lazy load_recipe yet (the lead's line)")
-    from fastmask import load_recipe
+    from fastmask import load_recipe  # a contract path (DESIGN.md)
     assert load_recipe(REPO / "recipes" / "kfold.py").split == "kfold:5"
 
 
@@ -177,7 +174,7 @@ def test_safe_model_rebuilds_heads_crop_and_augmentation(change, twin, eval_path
     """Untrained learners (the weights need not be good to be the same) of the other heads, a centre
     crop and the strong preset: the rebuilt learner predicts what the exported pickle predicts."""
     from fastmask.runs.infer import export_pickle, load, predict_probs, train_only_tfms
-    from fastmask.recipe import load_recipe, parse_sets
+    from fastmask.repl import load_recipe, parse_sets
     from fastmask.runs.model_files import save
     from fastmask.learn.build import build_dls, build_learner
     from fastmask.data.load import load_data
@@ -253,7 +250,7 @@ def test_a_full_disk_during_export_leaves_no_temp_file(fails, run, tmp_path, mon
     import fastmask.runs.folder
     import torch
     from fastmask.runs.infer import load
-    from fastmask.recipe import Recipe
+    from fastmask.repl import Recipe
     from fastmask.runs.export import export
     learn = load(run / "fold0.safetensors")
     real_save = torch.save

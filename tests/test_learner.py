@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from fastmask.recipe import Recipe, load_recipe, parse_sets
+from fastmask.repl import Recipe, load_recipe, parse_sets
 from fastmask.learn.callbacks import NanGuard, PeakAwareEarlyStopping, recipe_cbs
 from fastmask.learn.build import build_dls, build_learner, fit
 from fastmask.data.load import load_data

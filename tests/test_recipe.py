@@ -208,3 +208,20 @@ def test_recipes_and_import_stay_free_of_libraries():
             "print(r.name, r.parent.name, heavy)")
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.stdout.strip() == "oversample_cutmix oversample []", p.stderr[-2000:]
+
+
+def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own_them():
+    """A recipe is plain data: r.learner() and friends come from learn.build and runs.export (@patch) once
+    fastmask.repl is imported; before that, asking for one says which import attaches it."""
+    import subprocess
+    import sys
+    code = ("import fastmask\nr = fastmask.load_recipe('recipes/oversample_cutmix.py')\n"
+            "try:\n    r.learner\nexcept AttributeError as e:\n    print('before:', e)\n"
+            "import fastmask.repl\nfrom fastmask.recipe import Recipe\n"
+            "print('after:', Recipe.dls.__module__, Recipe.learner.__module__, Recipe.export.__module__)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    before, after = p.stdout.strip().splitlines()
+    assert "fastmask.repl" in before and before.startswith("before: Recipe.learner")
+    assert after.split()[1:] == ["fastmask.learn.build", "fastmask.learn.build", "fastmask.runs.export"]
+
+

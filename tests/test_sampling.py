@@ -133,7 +133,7 @@ def test_class_weights_by_hand():
 
 
 def test_weighted_sampler_field_draws_training_classes_equally(twin):
-    from fastmask.recipe import load_recipe
+    from fastmask.repl import load_recipe
     r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="weighted", size=(32, 24), bs=16, augment="none")
     dls = r.dls(twin)
     items = dls.train.items
@@ -150,7 +150,7 @@ def test_weighted_sampler_field_draws_training_classes_equally(twin):
 
 
 def test_oversample_field_copies_stay_on_the_training_side(twin):
-    from fastmask.recipe import load_recipe
+    from fastmask.repl import load_recipe
     from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="oversample", size=(32, 24), bs=16, augment="none")
     dls = r.dls(twin)

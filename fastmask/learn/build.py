@@ -5,6 +5,7 @@ from pathlib import Path
 
 import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 import numpy as np
+from fastcore.basics import patch
 from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
 from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
 from fastai.metrics import accuracy
@@ -15,9 +16,11 @@ from fastmask import console
 from fastmask.data import cache
 from fastmask.data.augment import augmentation
 from fastmask.data.cache import Prepare
+from fastmask.data.load import load_data
 from fastmask.data.sampling import resample
 from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
+from fastmask.recipe import Recipe
 from fastmask.labels import AGE_THRESHOLD, N_CLASSES, label_of
 from fastmask.learn.callbacks import ConsoleProgress, StopOnInterrupt, training_callbacks
 from fastmask.learn.heads import HEADS
@@ -207,3 +210,16 @@ def valid_frame(learn):
     """The validation rows (true labels in `label`) with their probabilities, as the learner saw them."""
     probs, _ = learn.get_preds(ds_idx=1)
     return learn.dls.valid.items, probs.numpy()
+
+
+@patch
+def dls(self: Recipe, data=None):
+    """The DataLoaders `python -m fastmask.run` trains on, from the data folder `data` (the twin by default)."""
+    return build_dls(self, load_data(data).train)
+
+
+@patch
+def learner(self: Recipe, data=None, dls=None):
+    """The Learner `python -m fastmask.run` trains: the recipe's callbacks (CutMix, precision,
+    keep-best, early stopping, ...) are on `learn.cbs` and its lr is `learn.lr`."""
+    return build_learner(self, dls if dls is not None else self.dls(data))

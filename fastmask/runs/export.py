@@ -1,7 +1,11 @@
 """One trained learner as files: safetensors + JSON (no code, what predict opens) and fastai's pickle."""
 import sys
+from pathlib import Path
+
+from fastcore.basics import patch
 
 from fastmask.errors import FastmaskError
+from fastmask.recipe import Recipe
 from fastmask.runs.infer import export_pickle
 from fastmask.runs.model_files import save
 
@@ -15,3 +19,10 @@ def export(learn, path, recipe):
         print(f"fastmask: warning: {path.stem}.safetensors not written ({e}); predict needs --trust-pickle "
               f"for {path.name}", file=sys.stderr)
     export_pickle(learn, path)
+
+
+@patch
+def export(self: Recipe, learn, path):
+    """`learn` as a run exports it: PATH.pkl (fastai's load_learner) beside PATH.safetensors and
+    PATH.json (what `fastmask.predict` opens without unpickling), without training callbacks."""
+    export(learn, Path(path).with_suffix(".pkl"), self)  # the module's export: @patch keeps that name bound to it
