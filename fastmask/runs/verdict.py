@@ -22,6 +22,7 @@ predictor nothing is claimed ("neither learned"); otherwise "supported" when the
 "refuted" when below, "no effect" when it lies inside +-min_effect, else "inconclusive". K folds on the
 same people: the per-fold paired differences, judged by a paired t-test (`fold_test`). `plan` says what would
 resolve a given effect; `sentence` writes the card's verdict paragraph."""
+import functools
 import math
 from pathlib import Path
 
@@ -224,6 +225,7 @@ def design_text(alpha=ALPHA, max_seeds=None):
             f"re-judging as seeds come in keeps a false claim below {alpha:g}. " + _NOISE)
 
 
+@functools.lru_cache(maxsize=4096)  # plan() searches seeds and people: thousands of scalar ppf calls, few distinct
 def _quantile(p, df=math.inf):
     st = _stats()
     return float(st.norm.ppf(p) if not math.isfinite(df) else st.t.ppf(p, df))
