@@ -83,7 +83,7 @@ def _prepare_of(dls):
     tfms = dls.valid_ds.tls[0].tfms.fs
     prep = next((t for t in tfms if isinstance(t, Prepare)), None)
     if prep is None:
-        raise FastmaskError("the learner's images are not read by fastmask.cache.Prepare: "
+        raise FastmaskError("the learner's images are not read by fastmask.data.cache.Prepare: "
                             "only learners built by fastmask can be saved without a pickle")
     return prep
 
