@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
-from fastmask.runs.folder import STATUS
+from fastmask.runs.folder import CONFIG, STATUS
 from fastmask.runs.index import entries
 from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
 
@@ -19,10 +19,10 @@ def run_folders(paths, warn=print):
     for p in map(Path, paths):
         if not p.is_dir():
             raise FastmaskError(f"{p}: no such folder")
-        if (p / "config.json").is_file() or (p / STATUS).is_file():
+        if (p / CONFIG).is_file() or (p / STATUS).is_file():
             found = [e for e in entries(p.parent) if e.dir.resolve() == p.resolve()]
             if not found:
-                raise FastmaskError(f"{p}: unreadable run folder (config.json or {STATUS})")
+                raise FastmaskError(f"{p}: unreadable run folder ({CONFIG} or {STATUS})")
         else:
             found = entries(p, warn=warn)
             if not found:

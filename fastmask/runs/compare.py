@@ -17,7 +17,7 @@ from rich.table import Table
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES, TASKS
-from fastmask.runs.folder import STATUS, read_json
+from fastmask.runs.folder import CONFIG, STATUS, read_json
 from fastmask.runs.index import setup
 from fastmask.runs.judgement import judge
 from fastmask.runs.records import RunRecord, read_run
@@ -62,8 +62,8 @@ def load(run_dirs):
     for d in dirs:
         if not d.is_dir():
             raise FastmaskError(f"{d}: no such run folder")
-        if not ((d / "config.json").is_file() or (d / STATUS).is_file()):
-            raise FastmaskError(f"{d}: not a run folder (no config.json or {STATUS})")
+        if not ((d / CONFIG).is_file() or (d / STATUS).is_file()):
+            raise FastmaskError(f"{d}: not a run folder (no {CONFIG} or {STATUS})")
     if len(dirs) < 2:
         raise FastmaskError(f"compare needs two run folders or more, got {len(dirs)}")
     return [read_run(d) for d in dirs]

@@ -24,11 +24,30 @@ from pathlib import Path
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, pid_alive
 
+# The run folder's files, by name: every module opens them through these (the names on disk never change).
+RECIPE_FILE = "recipe.py"           # the recipe file as run
+CONFIG = "config.json"              # every resolved field, written once before training
+STATUS = "status.json"              # what the run is doing, with its heartbeat
+HISTORY = "history.csv"             # per epoch (several folds or seeds: one frame with a fold/seed column)
+VALID_PREDS = "valid_preds.csv"     # validation (out-of-fold) predictions: the verdict's input
+HOLDOUT_PREDS = "holdout_preds.csv" # predictions on the eval images when they have answers
+OOF = "oof.csv"                     # k folds: every training image once
+SUSPECTS = "suspects.csv"           # k folds: images whose out-of-fold prediction disagrees with the label
+FOLD_SCORES = "folds.csv"           # per-fold macro F1, read when metrics.json has no "folds"
+METRICS = "metrics.json"
+CARD = "card.md"
+MODEL_PKL = "model.pkl"             # fastai's pickle (folds: fold0.pkl, ...; the first linked here)
+MODEL_SAFETENSORS = "model.safetensors"  # with model.json: the model without code (runs.model_files)
+
 # The plots a run may draw beside its card (runs.plots), in the order the card shows them, with alt text.
-PLOTS = (("confusion.png", "confusion"), ("per_class_f1.png", "per-class F1"), ("curves.png", "learning curves"),
-         ("batches.png", "per-batch loss and lr"), ("lr_find.png", "lr finder"))
-TOP_LOSSES = "top_losses.png"
-STATUS = "status.json"
+CONFUSION_PLOT, PER_CLASS_F1_PLOT, CURVES_PLOT = "confusion.png", "per_class_f1.png", "curves.png"
+BATCHES_PLOT, LR_FIND_PLOT = "batches.png", "lr_find.png"
+PLOTS = ((CONFUSION_PLOT, "confusion"), (PER_CLASS_F1_PLOT, "per-class F1"), (CURVES_PLOT, "learning curves"),
+         (BATCHES_PLOT, "per-batch loss and lr"), (LR_FIND_PLOT, "lr finder"))
+TOP_LOSSES = "top_losses.png"       # drawn beside the card from the validation predictions
+PLOT_FILES = (*(name for name, _ in PLOTS), TOP_LOSSES)  # every plot a run folder may hold
+# What a run publishes for a reader (the board's links, MLflow's artifacts), in this order.
+RECORDS = (CARD, CONFIG, METRICS, HISTORY, VALID_PREDS, RECIPE_FILE)
 HEARTBEAT_S = 30.0      # seconds between heartbeats; FASTMASK_HEARTBEAT_S overrides it (tests use less)
 LOST_AFTER = 5          # heartbeats missed before a running run reads as lost (slow disks, busy GIL)
 
@@ -212,7 +231,7 @@ class Run:
         # RLock: a signal handler in the main thread may mark while the main thread is inside mark
         self._lock, self._state, self._beat, self._stop = threading.RLock(), {}, None, threading.Event()
         if recipe.file:
-            shutil.copyfile(recipe.file, d / "recipe.py")
+            shutil.copyfile(recipe.file, d / RECIPE_FILE)
         self.mark("running")
 
     def path(self, name):

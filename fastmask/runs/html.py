@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from fastmask.runs.folder import PLOTS as CARD_PLOTS, TOP_LOSSES
+from fastmask.runs.folder import CARD, MODEL_PKL, PLOT_FILES, RECORDS
 
 # html=False: a card's raw HTML (a hypothesis holding <script>) shows as text, never runs.
 _MD = MarkdownIt("commonmark", {"html": False, "xhtmlOut": False}).enable("table")
@@ -92,8 +92,7 @@ def script_json(data):
 
 # --- the board's page -------------------------------------------------------------------------------
 
-FILES = ("card.md", "config.json", "metrics.json", "history.csv", "valid_preds.csv", "recipe.py", "model.pkl")
-PLOTS = (*(name for name, _ in CARD_PLOTS), TOP_LOSSES)  # the plots a run folder may hold
+FILES = (*RECORDS, MODEL_PKL)  # the files a run's section links to
 _CLASSED = {"supported", "refuted", "inconclusive", "finished", "running", "interrupted", "partial", "failed",
             "lost", "not comparable"}
 
@@ -149,7 +148,7 @@ def _table(views, names, numeric):
 
 def _read_card(d):
     try:
-        return (d / "card.md").read_text(encoding="utf-8")
+        return (d / CARD).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -188,7 +187,7 @@ def _section(v, root):
         h.append(f"<p>{escape(v['status'])}: no card yet.</p>")
         if v["hypothesis"]:
             h.append(f"<p><strong>Hypothesis.</strong> {escape(v['hypothesis'])}</p>")
-    h += [f'<img src="{rel}/{p}" alt="{p}" loading="lazy">' for p in PLOTS
+    h += [f'<img src="{rel}/{p}" alt="{p}" loading="lazy">' for p in PLOT_FILES
           if f"{rel}/{p}" not in shown and (d / p).is_file()]
     return (f'<details class="run" id="{v["anchor"]}">{_summary(v)}\n<section class="run">\n' + "\n".join(h)
             + "\n</section></details>")

@@ -10,7 +10,7 @@ from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.runs.folder import read_json, STATUS
+from fastmask.runs.folder import CARD, read_json, STATUS
 from fastmask.runs.index import pool, seeds_of
 from fastmask.runs.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
@@ -134,5 +134,5 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
     word = v.get("verdict", "cannot compare")
     delta = f" {v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" if "delta" in v and "low" in v else ""
     print(f"decide: {word}{delta} after {v.get('seeds', 0)} paired seed(s), "
-          f"{(time.monotonic() - started) / 60:.1f} min ({reason}); card: {Path(first) / 'card.md'}")
+          f"{(time.monotonic() - started) / 60:.1f} min ({reason}); card: {Path(first) / CARD}")
     return last

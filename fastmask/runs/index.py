@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import _plain, JUDGING, Recipe
-from fastmask.runs.folder import STATUS, effective_status, json_problem, read_json
+from fastmask.runs.folder import CONFIG, METRICS, STATUS, effective_status, json_problem, read_json
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Entry:
     @property
     def metrics(self):
         if self._metrics is None:
-            self._metrics = read_json(self.dir / "metrics.json", {})
+            self._metrics = read_json(self.dir / METRICS, {})
         return self._metrics
 
 
@@ -44,14 +44,14 @@ def entries(runs_dir, warn: Optional[Callable[[str], None]] = None, must_exist=F
         return []
     out = []
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        if not ((d / "config.json").exists() or (d / STATUS).exists()):
+        if not ((d / CONFIG).exists() or (d / STATUS).exists()):
             continue  # not a run (mlflow artifacts, stray folders)
-        problem = next((p for f in ("config.json", STATUS, "metrics.json") if (p := json_problem(d / f))), None)
+        problem = next((p for f in (CONFIG, STATUS, METRICS) if (p := json_problem(d / f))), None)
         if problem:
             if warn:
                 warn(f"skipping {d}: {problem}")
             continue
-        out.append(Entry(d, read_json(d / "config.json", {}), read_json(d / STATUS, {})))
+        out.append(Entry(d, read_json(d / CONFIG, {}), read_json(d / STATUS, {})))
     return out
 
 

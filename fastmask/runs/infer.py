@@ -41,7 +41,7 @@ from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
 from fastmask.runs import model_files as safe_model
-from fastmask.runs.folder import STATUS
+from fastmask.runs.folder import CONFIG, MODEL_PKL, MODEL_SAFETENSORS, RECIPE_FILE, STATUS
 from fastmask.runs.model_files import files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
@@ -59,10 +59,10 @@ def expand(source, trust_pickle=False):
         if not p.exists():
             raise FastmaskError(f"{p}: no such model file or run folder")
         return [p]
-    safe = _run_models(p, SAFE_GLOB, "model.safetensors")
+    safe = _run_models(p, SAFE_GLOB, MODEL_SAFETENSORS)
     if safe:
         return safe
-    pickles = _run_models(p, PICKLE_GLOB, "model.pkl")
+    pickles = _run_models(p, PICKLE_GLOB, MODEL_PKL)
     if pickles and trust_pickle:
         return pickles
     if pickles:
@@ -410,7 +410,7 @@ def check_out_reads(out, sources, eval_dir, trust_pickle=False):
                 if mate.resolve() == target:
                     clash(mate, "the model file")
     for above in target.parents:
-        if (above / STATUS).is_file() or ((above / "config.json").is_file() and (above / "recipe.py").is_file()):
+        if (above / STATUS).is_file() or ((above / CONFIG).is_file() and (above / RECIPE_FILE).is_file()):
             clash(above, "a file of the run folder")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from fastmask.runs.folder import read_json
+from fastmask.runs.folder import CONFIG, METRICS, read_json
 from fastmask.runs.index import finished, pool
 from fastmask.runs.records import RunRecord, read_run
 from fastmask.runs.verdict import compare
@@ -115,10 +115,10 @@ def stale(run_dir, runs_dir):
     """Whether run `run_dir`'s recorded verdict no longer holds all the evidence: a comparable run of its
     setup or of its parent's finished since. Cheap (config.json reads only): the board asks it of every row."""
     d = Path(run_dir)
-    cfg = read_json(d / "config.json", {}) or {}
+    cfg = read_json(d / CONFIG, {}) or {}
     if not cfg.get("parent"):
         return False
-    m = read_json(d / "metrics.json", {}) or {}
+    m = read_json(d / METRICS, {}) or {}
     old = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
     fp = cfg.get("data_fingerprint")
     parents = [e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))] if cfg.get("parent_fields") is not None else []
@@ -134,8 +134,8 @@ def plan_for(run_dir, runs_dir=None, effect=None):
     from fastmask.errors import FastmaskError
     from fastmask.runs.verdict import plan_lines
     d = Path(run_dir)
-    if not (d / "config.json").is_file():
-        raise FastmaskError(f"{d}: not a run folder (no config.json)")
+    if not (d / CONFIG).is_file():
+        raise FastmaskError(f"{d}: not a run folder (no {CONFIG})")
     this = read_run(d)
     cfg = this.config
     if not cfg.get("parent"):

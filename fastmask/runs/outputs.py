@@ -12,7 +12,9 @@ from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.runs import card, plots, suspects
-from fastmask.runs.folder import PLOTS, STATUS, TOP_LOSSES, read_json, write_json
+from fastmask.runs.folder import (BATCHES_PLOT, CARD, CONFUSION_PLOT, CURVES_PLOT, HISTORY, HOLDOUT_PREDS, LR_FIND_PLOT,
+                                  METRICS, MODEL_PKL, OOF, PER_CLASS_F1_PLOT, PLOTS, STATUS, SUSPECTS, TOP_LOSSES,
+                                  VALID_PREDS, read_json, write_json)
 from fastmask.runs.folds import cv_summary, oof_frame, probs_of
 from fastmask.runs.infer import soft_vote
 from fastmask.runs.index import finished
@@ -46,15 +48,15 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     if lr_used is not None:
         metrics["lr_used"] = lr_used
     if group in hist:
-        atomic_write(run.path("history.csv"), hist.to_csv(index=False))
+        atomic_write(run.path(HISTORY), hist.to_csv(index=False))
     first = (oof["seed"] == oof["seed"].iloc[0]).to_numpy()  # one seed's errors, not the same image N times
     drawn = draw_plots(run, parts, metrics, hist, group, oof["label"].to_numpy()[first], pred[first], kfold)
     this = RunRecord(run.dir, cfg, metrics, hist, vp, held, run.minutes())
     text, entry = card_and_verdict(this, runs_dir, status, drawn)
     if entry is not None:
         metrics["verdict"] = entry
-    atomic_write(run.path("card.md"), text)
-    write_json(run.path("metrics.json"), metrics)
+    atomic_write(run.path(CARD), text)
+    write_json(run.path(METRICS), metrics)
     return metrics
 
 
@@ -62,24 +64,24 @@ def draw_plots(run, parts, metrics, hist, group, y_true, y_pred, kfold):
     """The run's plots beside its card (runs.plots); returns the names drawn. The per-batch and lr-finder
     plots need what fastai's Recorder kept (Part.recorder); the lr finder's curve exists only for lr="find"."""
     seeds = len((metrics.get("replicates") or {}).get("seeds", []))
-    plots.save_confusion(y_true, y_pred, run.path("confusion.png"), title="out of fold" if kfold else
+    plots.save_confusion(y_true, y_pred, run.path(CONFUSION_PLOT), title="out of fold" if kfold else
                          f"validation, first of {seeds} seeds" if seeds > 1 else "validation")
-    drawn = ["confusion.png"]
+    drawn = [CONFUSION_PLOT]
     what = "out of fold" if kfold else f"validation, mean of {seeds} seeds" if seeds > 1 else "validation"
-    if plots.save_per_class_f1(metrics, run.path("per_class_f1.png"), title=what):
-        drawn.append("per_class_f1.png")
+    if plots.save_per_class_f1(metrics, run.path(PER_CLASS_F1_PLOT), title=what):
+        drawn.append(PER_CLASS_F1_PLOT)
     if len(hist):  # k folds or seeds: each one's curve, their mean and spread
-        plots.save_curves(hist, run.path("curves.png"), group=group if group in hist else None)
-        drawn.append("curves.png")
+        plots.save_curves(hist, run.path(CURVES_PLOT), group=group if group in hist else None)
+        drawn.append(CURVES_PLOT)
     traced = [p for p in parts if p.recorder]
     valid_loss = [list(p.history["valid_loss"]) if p.history is not None and "valid_loss" in p.history else []
                   for p in traced]
     if plots.save_batches([(p.name, {**p.recorder, "valid_loss": v}) for p, v in zip(traced, valid_loss)],
-                          run.path("batches.png")):
-        drawn.append("batches.png")
+                          run.path(BATCHES_PLOT)):
+        drawn.append(BATCHES_PLOT)
     finds = [(p.name, p.recorder["lr_find"]) for p in traced if p.recorder.get("lr_find")]
-    if finds and plots.save_lr_find(finds, run.path("lr_find.png")):
-        drawn.append("lr_find.png")
+    if finds and plots.save_lr_find(finds, run.path(LR_FIND_PLOT)):
+        drawn.append(LR_FIND_PLOT)
     return drawn
 
 
@@ -119,9 +121,9 @@ def write_predictions(run, oof, pred, kfold):
     folds, oof.csv (path, person, label, p0..p17, fold: every training image once)."""
     vp = pd.concat([oof[["path", "person", "label"]].assign(pred=pred),
                     oof.drop(columns=["path", "person", "label", *([] if kfold else ["fold"])])], axis=1)
-    atomic_write(run.path("valid_preds.csv"), vp.to_csv(index=False))
+    atomic_write(run.path(VALID_PREDS), vp.to_csv(index=False))
     if kfold:
-        atomic_write(run.path("oof.csv"), oof.drop(columns="seed").to_csv(index=False))
+        atomic_write(run.path(OOF), oof.drop(columns="seed").to_csv(index=False))
     return vp
 
 
@@ -158,7 +160,7 @@ def write_holdout_preds(run, parts, data, kfold):
     tables = [(done[0].seed, soft_vote([p.eval_probs for p in done]))] if kfold else [(p.seed, p.eval_probs) for p in done]
     frame = pd.concat([ans[keep].assign(label=ans["ans"].to_numpy(), pred=probs.argmax(1), seed=seed)
                        for seed, probs in tables], ignore_index=True)
-    atomic_write(run.path("holdout_preds.csv"), frame.to_csv(index=False))
+    atomic_write(run.path(HOLDOUT_PREDS), frame.to_csv(index=False))
     return frame
 
 
@@ -170,7 +172,7 @@ def fold_figures(parts, oof, pred):
 
 def record_suspects(run, oof, data):
     """suspects.csv from the OOF predictions; precision against the twin's noise.csv when there is one."""
-    m = suspects.record(oof, run.path("suspects.csv"), data.root)
+    m = suspects.record(oof, run.path(SUSPECTS), data.root)
     print(suspects.line(m))
     return m
 
@@ -180,9 +182,9 @@ def link_first_fold(run, parts):
     first = next((p.model for p in parts if p.model is not None and p.model.exists()), None)
     if first is None:
         return
-    tmp = run.path(".model.pkl.link")
+    tmp = run.path(f".{MODEL_PKL}.link")
     tmp.unlink(missing_ok=True)  # a killed earlier call's: os.link will not write over it
-    with replacing(run.path("model.pkl"), tmp):
+    with replacing(run.path(MODEL_PKL), tmp):
         try:
             os.link(first, tmp)
         except OSError:
@@ -231,8 +233,8 @@ def rejudge(run_dir, runs_dir, write=True):
     drawn = [n for n, _ in PLOTS if (d / n).exists()]
     text = card.render(RunRecord(this.dir, this.config, metrics, this.history, this.valid, this.holdout, this.minutes),
                        j, status, drawn, draw_top_losses(this))
-    atomic_write(d / "card.md", text)
-    write_json(d / "metrics.json", metrics)
+    atomic_write(d / CARD, text)
+    write_json(d / METRICS, metrics)
     return j
 
 

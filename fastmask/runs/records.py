@@ -6,7 +6,7 @@ from typing import Optional
 
 import pandas as pd
 
-from fastmask.runs.folder import STATUS, read_json
+from fastmask.runs.folder import CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, read_json
 
 
 @dataclass
@@ -27,8 +27,8 @@ class RunRecord:
 def read_run(run_dir) -> RunRecord:
     """A finished run folder's records; a file that is missing or unreadable reads as None (or {})."""
     d = Path(run_dir)
-    return RunRecord(d, read_json(d / "config.json", {}) or {}, read_json(d / "metrics.json", {}) or {},
-                     _csv(d / "history.csv"), _csv(d / "valid_preds.csv"), _csv(d / "holdout_preds.csv"),
+    return RunRecord(d, read_json(d / CONFIG, {}) or {}, read_json(d / METRICS, {}) or {},
+                     _csv(d / HISTORY), _csv(d / VALID_PREDS), _csv(d / HOLDOUT_PREDS),
                      (read_json(d / STATUS, {}) or {}).get("minutes"))
 
 

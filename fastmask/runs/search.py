@@ -44,7 +44,7 @@ from fastmask.learn.build import preflight
 from fastmask.learn.callbacks import KeepBest
 from fastmask.learn.distributed import is_distributed
 from fastmask.recipe import _plain, coerce, load_recipe, parse_sets
-from fastmask.runs.folder import environment, read_json
+from fastmask.runs.folder import CONFIG, METRICS, environment, read_json
 from fastmask.runs.folds import n_folds
 from fastmask.runs.index import entries, finished
 from fastmask.runs.session import train_and_record
@@ -249,7 +249,7 @@ def make_objective(base, space, data, runs_dir, overrides, label, searched, repr
                     trial.set_user_attr("run", str(found))
         if prune.run_status == "pruned":
             raise optuna.TrialPruned(f"pruned after epoch {prune.step}")
-        return float(read_json(d / "metrics.json")[MONITOR])
+        return float(read_json(d / METRICS)[MONITOR])
     return objective
 
 
@@ -281,7 +281,7 @@ def reference_runs(base, fp, runs_dir):
 def home_of(base, run):
     """The recipe of `base`'s unchanged chain whose run `run` is (trials and the best recipe are its
     children, so their cards find that run); `base` without one."""
-    name = read_json(Path(run) / "config.json", {}).get("name") if run else None
+    name = read_json(Path(run) / CONFIG, {}).get("name") if run else None
     return next((r for r in unchanged(base) if r.name == name), base)
 
 
@@ -443,7 +443,7 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, d
         return None
     changed, trials = changes(base, values), [t for t in study.trials if not t.user_attrs.get("surplus")]
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    own = read_json(Path(parent_run) / "metrics.json", {}).get(MONITOR) if parent_run else None
+    own = read_json(Path(parent_run) / METRICS, {}).get(MONITOR) if parent_run else None
     over = base.name if home is base else f"{home.name} (searched as {base.name}, which leaves it unchanged)"
     claim = f"{changes_text(changed)} raise" if changed else f"Nothing searched beats {base.name}'s own values:"
     doc = (f"{claim} validation macro F1 over {over}: trial {best.number} of search study '{study.study_name}' "

@@ -19,7 +19,7 @@ from fastmask.learn.callbacks import KeepBest
 from fastmask.learn.distributed import alone, context, is_main, rank, share
 from fastmask.runs.card import headline as headline_line
 from fastmask.runs.export import export
-from fastmask.runs.folder import environment, Run, write_json
+from fastmask.runs.folder import CARD, CONFIG, HISTORY, MODEL_PKL, environment, Run, write_json
 from fastmask.runs.folds import fold_recipe, folds, n_folds
 from fastmask.runs.infer import predict_probs
 from fastmask.runs.outputs import record
@@ -127,7 +127,7 @@ def start_run(recipe, data, runs_dir, overrides, info=None):
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
            "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
            "n_people": int(data.train["person"].nunique()), "environment": environment(), **(info or {})}
-    write_json(run.path("config.json"), cfg)  # once, before training: what was asked, not what came out
+    write_json(run.path(CONFIG), cfg)  # once, before training: what was asked, not what came out
     print(f"run folder: {run.dir}")
     return run, cfg
 
@@ -167,7 +167,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
     if seed != r.seed:
         r = r.variant(seed=seed)
     part, main = Part(fold, seed, replicate=recipe.replicates > 1), is_main()
-    hist_name = "history.csv" if part.name == "model" else f"history_{part.name}.csv"
+    hist_name = HISTORY if part.name == "model" else f"history_{part.name}.csv"
     if fold is not None:
         print(f"fold {fold}: training")
     elif part.replicate:
@@ -195,7 +195,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
                     if data.eval is not None and data.answers is not None and part.status == "finished":
                         part.eval_probs = signals.unless_stopped(predict_probs, learn, data.eval["path"])
                     if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
-                        part.model = run.path(f"{'model' if fold is None else part.name}.pkl")
+                        part.model = run.path(MODEL_PKL if fold is None else f"{part.name}.pkl")
                         export(learn, part.model, r)
             if signals.hits and part.status == "finished":
                 part.status = "interrupted"
@@ -304,7 +304,7 @@ def run_status(parts):
 
 def headline(run, metrics, status):
     print(headline_line(metrics, run.recipe.name, status))
-    print(f"card: {run.path('card.md')}")
+    print(f"card: {run.path(CARD)}")
 
 
 

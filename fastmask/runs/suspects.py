@@ -16,7 +16,7 @@ import pandas as pd
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.labels import describe
-from fastmask.runs.folder import read_json, write_json
+from fastmask.runs.folder import CONFIG, METRICS, OOF, SUSPECTS, read_json, write_json
 from fastmask.runs.folds import probs_of
 
 NOISE = "noise.csv"
@@ -105,13 +105,13 @@ def line(m):
 def rescore(run_dir):
     """Re-rank a k-fold run's oof.csv into suspects.csv and its metrics.json; returns the figures."""
     d = Path(run_dir)
-    oof_path = d / "oof.csv"
+    oof_path = d / OOF
     if not oof_path.is_file():
         raise FastmaskError(f"{oof_path}: file not found (only k-fold runs have one)")
     oof = pd.read_csv(oof_path, dtype={"person": str})
-    cfg = read_json(d / "config.json", {})
-    m = record(oof, d / "suspects.csv", cfg.get("data"))
-    metrics = read_json(d / "metrics.json")
+    cfg = read_json(d / CONFIG, {})
+    m = record(oof, d / SUSPECTS, cfg.get("data"))
+    metrics = read_json(d / METRICS)
     if metrics is not None:
-        write_json(d / "metrics.json", {**metrics, **m})
+        write_json(d / METRICS, {**metrics, **m})
     return m

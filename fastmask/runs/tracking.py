@@ -19,13 +19,11 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
-from fastmask.runs.folder import STATUS, read_json
+from fastmask.runs.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, read_json
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"
-ARTIFACTS = ("card.md", "confusion.png", "per_class_f1.png", "curves.png", "batches.png", "lr_find.png",
-             "top_losses.png", "metrics.json", "config.json",
-             "history.csv", "recipe.py", "valid_preds.csv", "status.json", "suspects.csv")
+ARTIFACTS = (*RECORDS, *PLOT_FILES, STATUS, SUSPECTS)
 FINAL = ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy",
          "epochs_run", "cv_mean", "cv_std", "seed_std")
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -106,13 +104,13 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     run_dir = Path(run_dir)
     uri = resolve_uri(uri if uri is not None else "1", run_dir.parent)
     client = _client_class()(tracking_uri=uri)
-    cfg, m = read_json(run_dir / "config.json", {}) or {}, read_json(run_dir / "metrics.json", {}) or {}
+    cfg, m = read_json(run_dir / CONFIG, {}) or {}, read_json(run_dir / METRICS, {}) or {}
     status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
     # the recipe's name leads (the UI cuts long names); the folder's stamp stays a tag
     run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
                             tags=_tags(cfg, m, run_dir, status))
     run_id, now = run.info.run_id, int(time.time() * 1000)
-    steps = _history_steps(run_dir / "history.csv")
+    steps = _history_steps(run_dir / HISTORY)
     final = {f"final_{k}": m.get(k) for k in FINAL}
     final.update({f"holdout_{k}_f1": v for k, v in (m.get("holdout_task_f1") or {}).items()})
     final.update({f"class_f1/{_class_name(k)}": v for k, v in (m.get("per_class_f1") or {}).items()})

@@ -31,7 +31,7 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.runs.folder import read_json
+from fastmask.runs.folder import FOLD_SCORES, METRICS, read_json
 from fastmask.runs.records import RunRecord, read_run
 
 ALPHA = 0.05
@@ -406,14 +406,14 @@ def fold_scores(run_dir, metrics=None):
     `macro_f1`), else `folds.csv` (a `macro_f1` column, ordered by `fold` when there is one)."""
     run_dir = Path(run_dir)
     if metrics is None:
-        metrics = read_json(run_dir / "metrics.json", {})
+        metrics = read_json(run_dir / METRICS, {})
     folds = metrics.get("folds")
     if isinstance(folds, list) and folds:
         try:
             return [float(f["macro_f1"] if isinstance(f, dict) else f) for f in folds]
         except (KeyError, TypeError, ValueError):
             return None
-    path = run_dir / "folds.csv"
+    path = run_dir / FOLD_SCORES
     if path.is_file():
         try:
             df = pd.read_csv(path)
