@@ -18,6 +18,7 @@ from fastmask.io import atomic_write
 from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
 from fastmask.runs.compare import METRICS, config_diff, flat
+from fastmask.runs.folder import finite_number
 from fastmask.runs.html import board_page
 from fastmask.runs.index import entries, setup
 from fastmask.runs.records import RunRecord
@@ -130,10 +131,6 @@ def tree(runs):
 
 # --- against the parent -----------------------------------------------------------------------------
 
-def _num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _kfold(split):
     try:
         return parse_split(split).n_folds is not None
@@ -146,7 +143,7 @@ def not_comparable(r):
     rule (verdict.same_folds): only the same split and split seed validate the same people; a k-fold run's
     out-of-fold F1 against one split's is a difference of two different measurements, not an effect."""
     up = r.get("up")
-    if up is None or _num(r.get("delta")):
+    if up is None or finite_number(r.get("delta")):
         return None  # no parent run, or the verdict's paired test found common ground (folds or holdout)
     a, b = r["fields"].get("split"), up["fields"].get("split")
     if _kfold(a) != _kfold(b):
@@ -162,7 +159,7 @@ def not_comparable(r):
 def delta(r):
     """The verdict's delta against the parent (the quantity it judges, on the evidence it pooled), or None
     when there is no verdict: the board shows no figure the card does not."""
-    return r["delta"] if _num(r.get("delta")) else None
+    return r["delta"] if finite_number(r.get("delta")) else None
 
 
 def verdict_word(r):
@@ -220,7 +217,7 @@ def when(r):
 
 
 def _f(v, spec=".3f"):
-    return format(v, spec) if _num(v) else "—"
+    return format(v, spec) if finite_number(v) else "—"
 
 
 COLUMNS = ("run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes", "started UTC")
@@ -303,7 +300,7 @@ def view(r, params, root):
     return {"id": r["id"], "anchor": _anchor(r), "name": r["name"], "prefix": r["prefix"], "dir": r["dir"],
             "status": r["status"], "hypothesis": r["hypothesis"], "note": not_comparable(r) or "",
             "up": (_anchor(r["up"]), r["up"]["id"]) if r.get("up") else None,
-            "cells": [(n, text, sort[n] if _num(sort.get(n)) else None) for n, text in zip(names, c)],
+            "cells": [(n, text, sort[n] if finite_number(sort.get(n)) else None) for n, text in zip(names, c)],
             "data": _finite({"id": r["id"], "name": r["name"], "path": str(Path(root) / r["id"]),
                              "status": r["status"], "verdict": verdict_word(r), "note": not_comparable(r) or "",
                              "parent_run": r["up"]["id"] if r.get("up") else None, "hypothesis": r["hypothesis"],

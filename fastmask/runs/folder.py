@@ -68,6 +68,11 @@ def read_json(path, default=None):
     return value if isinstance(value, dict) else default
 
 
+def finite_number(v):
+    """Whether `v`, as read from a run's JSON, is a number to show or log: an int or float that is finite
+    (True/False are no figures; NaN and infinity, which a hand-edited file may hold, neither)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 
 def json_problem(path):
     """Why `path` is not a readable JSON object (None when it is, or when it does not exist)."""

@@ -9,7 +9,6 @@ sqlite file; `1`/`true`/`on` mean the default store, `RUNS_DIR/mlflow.db` (artif
 `RUNS_DIR/mlartifacts/`). Needs `pip install 'fastmask[mlflow]'`."""
 import getpass
 import json
-import math
 import os
 import time
 import warnings
@@ -19,7 +18,7 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
-from fastmask.runs.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, read_json
+from fastmask.runs.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number, read_json
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"
@@ -118,7 +117,7 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     if "delta" in v:
         final.update(verdict_delta=v["delta"], verdict_low=v.get("low"), verdict_high=v.get("high"))
     last = max((s for _, _, s in steps), default=-1) + 1
-    metrics = [Metric(k, float(x), now, s) for k, x, s in [*steps, *((k, x, last) for k, x in final.items())] if _number(x)]
+    metrics = [Metric(k, float(x), now, s) for k, x, s in [*steps, *((k, x, last) for k, x in final.items())] if finite_number(x)]
     params = [Param(k, _text(x)) for k, x in (cfg.get("fields") or {}).items()]
     client.log_batch(run_id, params=params)  # ~30 recipe fields, under log_batch's 100
     for i in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
@@ -177,10 +176,6 @@ def _class_name(key):
     MLflow takes letters, digits, _ - . / : and spaces, so "<30" and ">=60" are spelled out."""
     name = describe(int(key)) if str(key).isdigit() else str(key)
     return name.replace(">=", "ge").replace("<", "lt").replace(" ", "_")
-
-
-def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
 def _text(v, limit=500):
