@@ -263,3 +263,16 @@ def test_same_recipe_and_seed_reproduce_split_and_metrics(twin, tmp_path):
         return list(build_dls(r, data.train).valid.items["path"])
     assert valid_paths("split_seed=1") != a[1]  # split_seed moves the split: the check has teeth
     assert valid_paths("seed=1") == a[1]  # seed moves training only, so seeds compare on the same people
+
+
+def test_a_parent_run_of_another_seed_is_like_for_like_but_other_fields_are_not():
+    """--decide trains the parent's seed 1 with `--set seed=1`: the card must not call that run another setup,
+    while a parent run with another epochs is one."""
+    from fastmask.recipe import Recipe
+    from fastmask.runs.card import _comparability
+    base = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
+    cfg = {"parent_fields": {**base, "seed": 0, "replicates": 1}, "data_fingerprint": "f"}
+    same = {"fields": {**base, "seed": 1, "replicates": 1, "decide": 6}, "data_fingerprint": "f"}
+    other = {"fields": {**base, "seed": 1, "epochs": base["epochs"] + 1}, "data_fingerprint": "f"}
+    assert not any("other field values" in n for n in _comparability(cfg, same))
+    assert any("other field values" in n for n in _comparability(cfg, other))

@@ -410,3 +410,14 @@ def test_plan_from_measured_noise():
     person = lambda n: (stats.norm.ppf(1 - a / 2) + stats.norm.ppf(0.8)) * 0.033 * math.sqrt(59 / n)
     seed = (stats.t.ppf(1 - a / 2, 2) + stats.t.ppf(0.8, 2)) * 0.005 / math.sqrt(3)
     assert math.hypot(person(n), seed) <= 0.08 < math.hypot(person(n * 0.97), seed)
+
+
+def test_a_person_part_clipped_to_zero_is_said_in_words_not_as_se_0():
+    """Three seeds whose per-person seed noise holds all of the bootstrap's spread leave no fixed-person part
+    (clipped at 0): the card names the bootstrap SE instead of printing "person SE 0.000"."""
+    v = {"verdict": "inconclusive", "delta": -0.022, "low": -0.284, "high": 0.240, "level": 0.99167, "seeds": 3,
+         "people": 59, "units": "person", "person_se": 0.0, "bootstrap_se": 0.0165, "seed_sd": 0.0417,
+         "training_sd": 0.0417, "min_effect": 0.02, "seed_deltas": [0.025, -0.036, -0.055], "quantity": "macro_f1"}
+    text = sentence(v)
+    assert "person SE 0.000" not in text and "bootstrap's SE 0.017 over 59 people" in text
+    assert "person SE 0.031 from 59 people" in sentence({**v, "person_se": 0.031})

@@ -8,6 +8,7 @@ import numpy as np
 
 from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class, TASKS
 from fastmask.runs.folder import PLOTS, TOP_LOSSES
+from fastmask.runs.index import setup
 from fastmask.runs.verdict import fold_scores, plan_lines, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
@@ -232,7 +233,8 @@ def _no_parent(cfg, other_fingerprints):
 
 def _comparability(cfg, pcfg):
     notes = []
-    if pcfg.get("fields") != cfg.get("parent_fields"):
+    # seeds (--decide's pairs) and how a run is judged do not make it another setup (index.setup)
+    if setup(pcfg.get("fields")) != setup(cfg.get("parent_fields")):
         notes.append("the parent's run used other field values than this run's parent "
                      "(different --set overrides); the comparison is not like for like.")
     if pcfg.get("data_fingerprint") != cfg.get("data_fingerprint"):

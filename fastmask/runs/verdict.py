@@ -731,8 +731,12 @@ def sentence(v, provisional=False, command=None):
         return (f"**Unreplicated** — {what}, from one seed of each; {v['level']:.0%} interval {interval} over "
                 f"{v['people']} {units}, but one seed cannot claim: training noise (another seed can move {q} "
                 f"by as much) is not in it." + decides + tail)
-    noise = (f"person SE {v['person_se']:.3f} from {v['people']} {units}, seed SD {v['seed_sd']:.3f} over "
-             f"{k} paired seeds")
+    if v["person_se"] < 5e-4 and v.get("bootstrap_se"):  # the fixed-person part estimated at 0 (clipped)
+        person = (f"no person noise beyond the seeds' own: the person bootstrap's SE {v['bootstrap_se']:.3f} over "
+                  f"{v['people']} {units} is all seed-to-seed")
+    else:
+        person = f"person SE {v['person_se']:.3f} from {v['people']} {units}"
+    noise = f"{person}, seed SD {v['seed_sd']:.3f} over {k} paired seeds"
     if (v.get("training_sd") or 0) > v["seed_sd"] + 5e-4:
         noise += f" (counted as {v['training_sd']:.3f}: the per-person part of training noise alone is that large)"
     rule = (f"supported when the whole interval is above 0, refuted when below, no effect when it lies inside "
