@@ -19,3 +19,34 @@ def twin(tmp_path_factory):
     root = tmp_path_factory.mktemp("twin") / "twin"
     make_twin(root, people=40, eval_people=10, seed=1, size=(48, 64), progress=False)
     return root
+
+
+def in_process(command, *args, cwd=None):
+    """`python -m fastmask.COMMAND ARGS` called in this process, as the entry point calls it (FastmaskError ->
+    exit 2, Ctrl-C -> 130): a CompletedProcess with its exit status and what it printed. For tests where a new
+    process is not what is tested, it saves the interpreter start and the torch/fastai import (seconds each).
+    The signal handlers and warning filters a command installs are put back, and the working directory."""
+    import contextlib
+    import importlib
+    import io
+    import signal
+    import subprocess
+    import warnings
+    from pathlib import Path
+    from fastmask.errors import cli
+    main = importlib.import_module(f"fastmask.{command}").main
+    out, err = io.StringIO(), io.StringIO()
+    here, handlers = os.getcwd(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv = [str(a) for a in args]
+    try:
+        os.chdir(cwd or Path(__file__).resolve().parent.parent)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli(main)(argv)
+            except SystemExit as e:
+                code = e.code
+    finally:
+        os.chdir(here)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return subprocess.CompletedProcess(argv, 0 if code is None else code, out.getvalue(), err.getvalue())

@@ -2,9 +2,6 @@
 spread of the per-seed deltas to the person bootstrap; runs validated on other people are compared on the
 holdout."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ from sklearn.metrics import f1_score
 from fastmask.runs.judgement import still_improving
 from fastmask.runs.verdict import compare, paired_bootstrap, sentence
 
-from conftest import TINY
+from conftest import TINY, in_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,9 +123,7 @@ def test_still_improving_reads_the_last_epoch(curve, rising):
 
 
 def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "fastmask.run", "--no-parent", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, env=env)
+    return in_process("run", "--no-parent", *args)
 
 
 def test_replicates_train_seeds_on_one_split(twin, tmp_path):

@@ -1,6 +1,5 @@
 """End to end: a recipe trained and recorded through the CLI, the export reloaded in a fresh process."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,22 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import TINY
+from conftest import TINY, in_process
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "fastmask.run", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
 def finished(twin, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    for name in ("baseline", "person_split"):
-        p = run_cli(f"recipes/{name}.py", *TINY, "--data", str(twin), "--runs", str(runs))
+    for name in ("baseline", "person_split"):  # in this process: the fresh-process reload is tested below
+        p = in_process("run", f"recipes/{name}.py", *TINY, "--data", twin, "--runs", runs)
         assert p.returncode == 0, p.stderr[-3000:]
     return runs
 
@@ -101,7 +94,7 @@ print(int(learn.predict(ev.path[0])[1]))
     (["recipes/person_split.py", "--data", "/no/such/folder"], "/no/such/folder"),
 ])
 def test_bad_input_one_line_exit_2(args, msg, tmp_path):
-    p = run_cli(*args, "--runs", str(tmp_path / "runs"))
+    p = in_process("run", *args, "--runs", tmp_path / "runs")
     assert p.returncode == 2, p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], p.stderr[-2000:]
@@ -110,7 +103,7 @@ def test_bad_input_one_line_exit_2(args, msg, tmp_path):
 
 def test_relative_runs_folder_as_in_the_readme(twin, tmp_path):
     # The README's command uses the default `--runs runs`, relative to where it is started.
-    p = run_cli(str(REPO / "recipes" / "person_split.py"), *TINY, "--data", str(twin), cwd=tmp_path)
+    p = in_process("run", REPO / "recipes" / "person_split.py", *TINY, "--data", twin, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     # the parent on demand: baseline first, then the hypothesis, both under ./runs
     base, d = sorted((tmp_path / "runs").iterdir())
