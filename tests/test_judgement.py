@@ -230,3 +230,13 @@ def test_run_trains_the_missing_parent_first_then_reuses_it(twin, tmp_path, caps
     assert run_file("recipes/oversample.py", sets, data=twin, runs_dir=tmp_path, parent=True) == 0
     assert "reusing" in capsys.readouterr().out
     assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 3  # the parent was not trained again
+
+
+def test_plan_names_the_paired_seeds_and_the_validation_people(tmp_path):
+    from fastmask.runs.judgement import plan_for
+    make_run(tmp_path, "p", [0, 1], 0.5)
+    c = make_run(tmp_path, "c", [0, 1], 0.6, parent="p")
+    people = pd.read_csv(c / "valid_preds.csv", dtype={"person": str})["person"].nunique()
+    head, *rest = plan_for(c, tmp_path, effect=0.02)
+    assert head.startswith("c vs p: ") and head.endswith(f"on 2 paired seed(s) and {people} people")
+    assert rest and rest[0].startswith("To resolve 0.020")

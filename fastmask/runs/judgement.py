@@ -148,5 +148,6 @@ def plan_for(run_dir, runs_dir=None, effect=None):
     effect = effect or (cfg.get("fields") or {}).get("min_effect", 0.02)
     head = (f"{cfg.get('name')} vs {cfg['parent']}: {v.get('verdict')}"
             + (f", delta {v['delta']:+.3f}" if "delta" in v else "")
-            + f" on {v.get('seeds', 1)} paired seed(s) and {v.get('people', '?')} {v.get('units', 'people')}")
+            + f" on {v.get('seeds', 1)} paired seed(s) and {v.get('people', '?')} "
+            + ("people" if v.get("units", "person") == "person" else "images"))
     return [head, *plan_lines(v, effect=effect, total_people=cfg.get("n_people"))]
