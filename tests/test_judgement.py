@@ -240,3 +240,16 @@ def test_plan_names_the_paired_seeds_and_the_validation_people(tmp_path):
     head, *rest = plan_for(c, tmp_path, effect=0.02)
     assert head.startswith("c vs p: ") and head.endswith(f"on 2 paired seed(s) and {people} people")
     assert rest and rest[0].startswith("To resolve 0.020")
+
+
+def test_the_run_judged_is_not_pooled_twice_when_named_absolutely_and_the_runs_folder_relatively(tmp_path, monkeypatch):
+    """`fastmask run` names its run folder absolutely while --runs is "runs": the run must still be
+    excluded from its own pool, or the card lists it twice as evidence."""
+    runs = tmp_path / "runs"
+    make_run(runs, "p", [0], 0.5)
+    a = make_run(runs, "c", [0], 0.6, parent="p")
+    b = make_run(runs, "c", [1], 0.6, parent="p")
+    monkeypatch.chdir(tmp_path)
+    assert [e.dir.name for e in pool("runs", "c", "fp1", {**BASE, "seed": 0}, exclude=a.resolve())] == [b.name]
+    j = judge(read_run(a.resolve()), Path("runs"))
+    assert sorted(j.child_runs) == sorted([a.name, b.name])

@@ -91,8 +91,10 @@ def pool(runs_dir, name, fingerprint, fields, exclude=None):
     """Every finished run of recipe `name` on data `fingerprint` with the setup of `fields` (any seeds),
     newest first: together they are the evidence for that setup, seed by seed."""
     want = setup(fields)
+    # resolved: the run being judged may be named absolutely (session) and the runs folder relatively ("runs")
+    skip = Path(exclude).resolve() if exclude is not None else None
     return [e for e in finished(runs_dir, name=name, fingerprint=fingerprint)
-            if e.dir != exclude and setup(e.config.get("fields")) == want]
+            if (skip is None or Path(e.dir).resolve() != skip) and setup(e.config.get("fields")) == want]
 
 
 def parent_of(cfg, runs_dir):
