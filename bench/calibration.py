@@ -78,15 +78,15 @@ def plant(frame, q, rng):
 
 
 def final_look(child, parent, m, n):
-    from fastmask.runs.records import RunRecord
-    from fastmask.runs.verdict import compare
+    from fastmask.store.records import RunRecord
+    from fastmask.report.verdict import compare
     return compare(RunRecord(Path("child"), {"fields": {"seed": 0}}, {}, valid=child),
                    RunRecord(Path("parent"), {"fields": {"seed": 0}}, {}, valid=parent), max_seeds=m, n=n)
 
 
 def decide(child, parent, m, n):
-    from fastmask.runs.records import RunRecord
-    from fastmask.runs.verdict import compare
+    from fastmask.store.records import RunRecord
+    from fastmask.report.verdict import compare
 
     def record(name, frame, k):
         return RunRecord(Path(name), {"fields": {"seed": 0}}, {}, valid=frame[frame["seed"] < k])
@@ -126,7 +126,7 @@ def main(argv=None):
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from fastmask.runs.verdict import chance_f1
+    from fastmask.report.verdict import chance_f1
 
     run = train(args)
     valid = pd.read_csv(Path(run) / "valid_preds.csv", dtype={"person": str})

@@ -13,7 +13,10 @@ from fastmask.recipe import Recipe, load_recipe  # noqa: F401,E402  (standard li
 MOVED = {"cache": "data.cache", "augment": "data.augment", "sampling": "data.sampling",
          "heads": "learn.heads", "losses": "learn.losses", "metrics": "learn.metrics", "mixing": "learn.mixing",
          "precision": "learn.precision", "model": "learn.model", "train": "learn.callbacks",
-         "safe_model": "runs.model_files", "infer": "runs.infer", "record": "runs.folder"}
+         "safe_model": "models.model_files", "infer": "models.infer", "record": "store.folder",
+         # the runs/ folder before it was split by concern
+         "runs.model_files": "models.model_files", "runs.infer": "models.infer", "runs.export": "models.export",
+         "runs.folder": "store.folder", "runs.index": "store.index", "runs.records": "store.records"}
 
 
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -8,7 +8,7 @@ import sys
 
 from fastmask import console
 from fastmask.errors import cli
-from fastmask.runs.board import board
+from fastmask.views.board import board
 
 
 def main(argv):

@@ -7,7 +7,7 @@ import sys
 
 from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
-from fastmask.runs.compare import compare_runs
+from fastmask.views.compare import compare_runs
 
 
 def main(argv):

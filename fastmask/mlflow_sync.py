@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
-from fastmask.runs.folder import CONFIG, STATUS
-from fastmask.runs.index import entries
+from fastmask.store.folder import CONFIG, STATUS
+from fastmask.store.index import entries
 from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
 
 

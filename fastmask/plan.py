@@ -19,7 +19,7 @@ def main(argv):
     args = ap.parse_args(argv)
     if args.effect is not None and not 0 < args.effect < 1:
         raise FastmaskError(f"--effect {args.effect:g}: give a macro F1 difference in (0, 1), e.g. 0.02")
-    from fastmask.runs.judgement import plan_for
+    from fastmask.report.judgement import plan_for
     for line in plan_for(Path(args.run), args.runs, args.effect):
         print(line)
     return 0

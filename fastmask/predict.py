@@ -50,7 +50,7 @@ def main(argv):
 def _predict(args, quiet):
     from fastmask.data.layout import read_answers, read_eval
     from fastmask.errors import FastmaskError
-    from fastmask.runs.infer import check_out, check_out_reads, eval_root, load_models, predict, write_submission
+    from fastmask.models.infer import check_out, check_out_reads, eval_root, load_models, predict, write_submission
     if args.tta < 0:
         raise FastmaskError(f"--tta: {args.tta} is negative")
     if args.bs is not None and args.bs < 1:

@@ -105,7 +105,7 @@ class Recipe:
                 "parent_fields": {k: _plain(v) for k, v in self.parent.fields().items()} if self.parent else None}
 
     # r.dls(), r.learner() and r.export() are attached by the layers that build and export them
-    # (learn.build, runs.export: fastcore's @patch, as fastai attaches fit_one_cycle from callback/schedule),
+    # (learn.build, models.export: fastcore's @patch, as fastai attaches fit_one_cycle from callback/schedule),
     # so the recipe imports nothing above it; `fastmask.repl` imports them all.
     def __getattr__(self, name):  # only reached for a name the instance and class lack
         if name in REPL_METHODS:

@@ -5,7 +5,7 @@ Importing this module imports the layers that attach those methods to `Recipe` (
 `fastai.vision.all` brings in `fit_one_cycle` by importing `callback/schedule`); `fastmask.load_recipe`
 alone stays free of torch and fastai, for recipe files and commands that only read a recipe."""
 import fastmask.learn.build  # noqa: F401  (attaches Recipe.dls and Recipe.learner)
-import fastmask.runs.export  # noqa: F401  (attaches Recipe.export)
+import fastmask.models.export  # noqa: F401  (attaches Recipe.export)
 from fastmask.recipe import Recipe, load_recipe, parse_sets
 
 __all__ = ["Recipe", "load_recipe", "parse_sets"]

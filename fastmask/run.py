@@ -8,7 +8,7 @@ import sys
 
 from fastmask import console
 
-DEFAULT_DECIDE = 6  # as runs.judgement.DEFAULT_DECIDE, without importing torch for --help
+DEFAULT_DECIDE = 6  # as report.judgement.DEFAULT_DECIDE, without importing torch for --help
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

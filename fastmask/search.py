@@ -5,7 +5,7 @@ Searches the recipe file's `space(trial)` with optuna: every trial is a recorded
 `--trials N` is the study's total over every worker on one `--storage`: start the same command on several
 machines (or one per GPU) and they split the N trials; run it again with a larger N to extend the study.
 `--storage`: a SQLAlchemy URL, a .db file (sqlite), or any other file for optuna's JournalStorage (a file on
-a shared disk); default RUNS/search.db. See fastmask/runs/search.py for the space's form."""
+a shared disk); default RUNS/search.db. See fastmask/tune/search.py for the space's form."""
 import argparse
 import logging
 import os
@@ -51,7 +51,7 @@ class _SaidOnce(logging.Filter):
 def quiet_optuna():
     """The command's output: fastmask's own line per trial, not optuna's INFO lines ("A new study
     created", "Trial 0 finished with value ..."); optuna's warnings still show. Set here, for this
-    command only: the library (fastmask.runs.search) leaves optuna's logging to its caller."""
+    command only: the library (fastmask.tune.search) leaves optuna's logging to its caller."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     log = logging.getLogger("optuna.study._optimize")
@@ -61,7 +61,7 @@ def quiet_optuna():
 
 def main(argv):
     args = parse(argv)
-    from fastmask.runs.search import search  # here: without optuna, one line says what to install
+    from fastmask.tune.search import search  # here: without optuna, one line says what to install
     quiet_optuna()
     res = search(args.recipe, args.trials, sets=args.sets, data=args.data, runs_dir=args.runs, storage=args.storage,
                  study_name=args.study, pruner=args.pruner, seed=args.seed, best_path=args.best,

@@ -13,7 +13,7 @@ def main(argv):
     ap.add_argument("run", metavar="RUN_DIR", help="a k-fold run folder (holding oof.csv)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
-    from fastmask.runs.suspects import line, rescore
+    from fastmask.report.suspects import line, rescore
     print(line(rescore(args.run)))
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fastmask.runs.board import board, collect, tree
+from fastmask.views.board import board, collect, tree
 from test_card import fake_preds, make_run, write_card
 
 REPO = Path(__file__).resolve().parent.parent

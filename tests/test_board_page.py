@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from fastmask.board import main
-from fastmask.runs.board import board
+from fastmask.views.board import board
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"arch": "regnetx_002", "size": [64, 48], "split": "person", "split_seed": 0, "seed": 0, "epochs": 15,

@@ -27,8 +27,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fastmask.runs.records import RunRecord
-from fastmask.runs.verdict import compare
+from fastmask.store.records import RunRecord
+from fastmask.report.verdict import compare
 
 DECIDED = ("supported", "refuted", "no effect")
 WEAR = np.array([2745, 2050, 415, 3660, 4085, 545])  # images of classes 0..5: 5 mask photos a person

@@ -11,9 +11,9 @@ from PIL import Image
 
 from dataclasses import replace
 
-from fastmask.runs.card import headline
+from fastmask.report.card import headline
 from fastmask.runs.outputs import card_and_verdict
-from fastmask.runs.records import read_run
+from fastmask.store.records import read_run
 from fastmask.labels import N_CLASSES, describe, label_of
 from fastmask.learn.metrics import scores
 
@@ -269,7 +269,7 @@ def test_a_parent_run_of_another_seed_is_like_for_like_but_other_fields_are_not(
     """--decide trains the parent's seed 1 with `--set seed=1`: the card must not call that run another setup,
     while a parent run with another epochs is one."""
     from fastmask.recipe import Recipe
-    from fastmask.runs.card import _comparability
+    from fastmask.report.card import _comparability
     base = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
     cfg = {"parent_fields": {**base, "seed": 0, "replicates": 1}, "data_fingerprint": "f"}
     same = {"fields": {**base, "seed": 1, "replicates": 1, "decide": 6}, "data_fingerprint": "f"}

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from fastmask.errors import FastmaskError
-from fastmask.runs.infer import check_out_reads
+from fastmask.models.infer import check_out_reads
 
 from test_predict import cli_in_process
 

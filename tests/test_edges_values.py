@@ -139,7 +139,7 @@ def test_a_run_that_learnt_nothing_is_failed_with_the_reason(how, data, tiny, tm
 def saved(data, tmp_path_factory):
     """A tiny model's safetensors + JSON pair (untrained: only loading is tested)."""
     from fastmask.learn.build import build_dls, build_learner
-    from fastmask.runs.model_files import save
+    from fastmask.models.model_files import save
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
     learn = build_learner(r, build_dls(r, data.train), notify=lambda m: None, train=False)
     d = tmp_path_factory.mktemp("saved")
@@ -155,7 +155,7 @@ def saved(data, tmp_path_factory):
                                         (lambda s: s["recipe"].update(task_weights=[0, 0, 0]), "task_weights")])
 def test_a_model_json_with_a_meaningless_value_is_refused(edit, field, saved, tmp_path):
     """Before: std 0 or a negative crop loaded and predicted one class for everything, exit 0."""
-    from fastmask.runs.infer import load
+    from fastmask.models.infer import load
     for f in saved.iterdir():
         shutil.copy(f, tmp_path / f.name)
     spec = json.loads((tmp_path / "m.json").read_text())
@@ -240,7 +240,7 @@ def plain_inputs(learn, paths):
 
 def test_tta_is_three_quarters_augmented_one_quarter_plain_by_hand(learners, data):
     import torch
-    from fastmask.runs.infer import predict_probs
+    from fastmask.models.infer import predict_probs
     learn = learners["none"]  # no training-side transform: the one augmented pass is the left-right flip
     paths = data.eval["path"].tolist()[:24]
     x = plain_inputs(learn, paths)
@@ -255,7 +255,7 @@ def test_tta_is_three_quarters_augmented_one_quarter_plain_by_hand(learners, dat
 
 def test_tta_with_albumentations_by_hand_from_the_recorded_passes(learners, data):
     import torch
-    from fastmask.runs.infer import predict_probs
+    from fastmask.models.infer import predict_probs
     learn = learners["light"]
     paths = data.eval["path"].tolist()[:24]
     x = plain_inputs(learn, paths)
@@ -276,7 +276,7 @@ def test_each_submission_row_is_its_own_images_prediction(learners, data, twin, 
     """The varied model saved as a model file, predicted through the CLI; each row joined back on ImageID
     to that image's own prediction, made one image at a time."""
     import torch
-    from fastmask.runs import model_files
+    from fastmask.models import model_files
     from fastmask.learn.build import build_dls, build_learner
     import pandas as pd
     from test_predict import cli_in_process

@@ -10,7 +10,7 @@ import pytest
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe, load_recipe, parse_sets
 from fastmask.io import atomic_write
-from fastmask.runs.folder import Run
+from fastmask.store.folder import Run
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -53,7 +53,7 @@ def test_load_recipe_from_the_package():
 
 
 def test_tta_zero_is_plain_prediction_and_flip_when_no_augmentation(repl_export, eval_paths):
-    from fastmask.runs.infer import load, predict_probs, train_only_tfms, tta_dl
+    from fastmask.models.infer import load, predict_probs, train_only_tfms, tta_dl
     learn = load(repl_export, trust_pickle=True)  # learn.export's pickle: written by this test
     dl = learn.dls.test_dl(eval_paths, num_workers=0)
     with learn.no_bar():
@@ -67,7 +67,7 @@ def test_tta_zero_is_plain_prediction_and_flip_when_no_augmentation(repl_export,
 
 
 def test_tta_with_albumentations_is_deterministic(run, eval_paths):
-    from fastmask.runs.infer import load, predict_probs, train_only_tfms
+    from fastmask.models.infer import load, predict_probs, train_only_tfms
     learn = load(run / "fold0.safetensors")  # kfold_light: albumentations on the training side
     assert [type(t).__name__ for t in train_only_tfms(learn.dls.test_dl(eval_paths[:2]))] == ["Albumentations"]
     plain = predict_probs(learn, eval_paths)
@@ -76,7 +76,7 @@ def test_tta_with_albumentations_is_deterministic(run, eval_paths):
 
 
 def test_two_model_soft_vote_is_the_mean_of_their_tables(run, eval_paths):
-    from fastmask.runs.infer import load_models, predict, predict_probs, soft_vote
+    from fastmask.models.infer import load_models, predict, predict_probs, soft_vote
     models = load_models([run / "fold0.safetensors", run / "fold1.json"])
     t0, t1 = (predict_probs(m.learn, eval_paths) for m in models)
     out = predict(models, eval_paths, progress=False)
@@ -89,7 +89,7 @@ def test_two_model_soft_vote_is_the_mean_of_their_tables(run, eval_paths):
 
 
 def test_votes_on_planted_tables():
-    from fastmask.runs.infer import hard_vote, soft_vote, vote
+    from fastmask.models.infer import hard_vote, soft_vote, vote
     a = np.array([[0.6, 0.4], [0.1, 0.9]])
     b = np.array([[0.2, 0.8], [0.3, 0.7]])
     c = np.array([[0.45, 0.55], [0.8, 0.2]])
@@ -117,7 +117,7 @@ def planted_oof(n=400, noisy=20, seed=0):
 
 
 def test_suspect_ranking_finds_planted_flips(tmp_path):
-    from fastmask.runs import suspects
+    from fastmask.report import suspects
     oof, noisy = planted_oof()
     prec, n, chance = suspects.precision(suspects.rank(oof), noisy)
     assert n == 20 and chance == pytest.approx(20 / 400) and prec >= 5 * chance  # 0.45 here
@@ -141,7 +141,7 @@ def test_suspect_ranking_finds_planted_flips(tmp_path):
 # ---------------------------------------------------------------------------------------------
 FRESH_PREDICT = """
 import json, sys
-from fastmask.runs.infer import load, predict_probs
+from fastmask.models.infer import load, predict_probs
 paths = json.loads(sys.stdin.read())
 learn = load(sys.argv[1], trust_pickle=sys.argv[1].endswith(".pkl"))
 print(json.dumps({"cbs": [type(c).__name__ for c in learn.cbs],
@@ -173,9 +173,9 @@ def test_safe_model_predicts_what_the_pickle_predicts_in_a_fresh_process(run, ev
 def test_safe_model_rebuilds_heads_crop_and_augmentation(change, twin, eval_paths, tmp_path):
     """Untrained learners (the weights need not be good to be the same) of the other heads, a centre
     crop and the strong preset: the rebuilt learner predicts what the exported pickle predicts."""
-    from fastmask.runs.infer import export_pickle, load, predict_probs, train_only_tfms
+    from fastmask.models.infer import export_pickle, load, predict_probs, train_only_tfms
     from fastmask.repl import load_recipe, parse_sets
-    from fastmask.runs.model_files import save
+    from fastmask.models.model_files import save
     from fastmask.learn.build import build_dls, build_learner
     from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2])).but(**change)
@@ -195,7 +195,7 @@ def test_a_mixed_up_pair_and_a_foreign_json_are_refused_by_name(run, tmp_path):
     import shutil
 
     from fastmask.errors import FastmaskError
-    from fastmask.runs.infer import load
+    from fastmask.models.infer import load
     shutil.copyfile(run / "fold1.json", tmp_path / "m.json")
     shutil.copyfile(run / "fold0.safetensors", tmp_path / "m.safetensors")
     with pytest.raises(FastmaskError, match=r"m\.safetensors: not the weights m\.json was saved with"):
@@ -231,7 +231,7 @@ def test_a_trusted_pickle_missing_a_module_names_it(tmp_path, monkeypatch):
     import torch
 
     from fastmask.errors import FastmaskError
-    from fastmask.runs.infer import load
+    from fastmask.models.infer import load
     (tmp_path / "gone_module.py").write_text("class Thing:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     import gone_module
@@ -247,11 +247,11 @@ def test_a_full_disk_during_export_leaves_no_temp_file(fails, run, tmp_path, mon
     """run.export on a disk that fills up: the error is raised and no temp file is left to keep it full."""
     import errno
 
-    import fastmask.runs.folder
+    import fastmask.store.folder
     import torch
-    from fastmask.runs.infer import load
+    from fastmask.models.infer import load
     from fastmask.repl import Recipe
-    from fastmask.runs.export import export
+    from fastmask.models.export import export
     learn = load(run / "fold0.safetensors")
     real_save = torch.save
 
@@ -265,7 +265,7 @@ def test_a_full_disk_during_export_leaves_no_temp_file(fails, run, tmp_path, mon
     if fails == "pickle":
         monkeypatch.setattr(torch, "save", full_save)
     else:
-        monkeypatch.setattr(fastmask.runs.folder.os, "replace", full_replace)
+        monkeypatch.setattr(fastmask.store.folder.os, "replace", full_replace)
     with pytest.raises(OSError, match="No space left"):
         export(learn, tmp_path / "model.pkl", Recipe(arch="test_resnet", size=(32, 24)))
     left = sorted(p.name for p in tmp_path.iterdir())

@@ -10,11 +10,11 @@ import pytest
 
 from fastmask.recipe import Recipe
 from fastmask.runs import hypothesis
-from fastmask.runs.board import collect
-from fastmask.runs.index import pool, seeds_of
-from fastmask.runs.judgement import judge, stale
+from fastmask.views.board import collect
+from fastmask.store.index import pool, seeds_of
+from fastmask.report.judgement import judge, stale
 from fastmask.runs.outputs import rejudge
-from fastmask.runs.records import read_run
+from fastmask.store.records import read_run
 
 PEOPLE = 60
 BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
@@ -123,7 +123,7 @@ def test_a_child_run_before_its_parent_is_rejudged_and_keeps_its_old_verdict(tmp
 def test_the_board_shows_no_delta_without_a_comparable_parent(tmp_path):
     make_run(tmp_path, "p", [0], 0.2, fields={"epochs": 3})  # the parent recipe, other overrides
     c = make_run(tmp_path, "c", [0], 0.9, parent="p")
-    from fastmask.runs.board import delta, tree, verdict_word
+    from fastmask.views.board import delta, tree, verdict_word
     r = next(r for r in tree(collect(tmp_path)) if r["id"] == c.name)
     assert delta(r) is None and verdict_word(r) == "no parent run"
 
@@ -233,7 +233,7 @@ def test_run_trains_the_missing_parent_first_then_reuses_it(twin, tmp_path, caps
 
 
 def test_plan_names_the_paired_seeds_and_the_validation_people(tmp_path):
-    from fastmask.runs.judgement import plan_for
+    from fastmask.report.judgement import plan_for
     make_run(tmp_path, "p", [0, 1], 0.5)
     c = make_run(tmp_path, "c", [0, 1], 0.6, parent="p")
     people = pd.read_csv(c / "valid_preds.csv", dtype={"person": str})["person"].nunique()

@@ -45,7 +45,7 @@ def train_df(twin):
 
 
 def test_folds_partition_people_and_every_image_has_one_oof_row(run, train_df):
-    from fastmask.runs.folds import check_partition
+    from fastmask.report.folds import check_partition
     oof = pd.read_csv(run / "oof.csv", dtype={"person": str})
     assert list(oof.columns) == ["path", "person", "label", "age", *[f"p{i}" for i in range(18)], "fold"]
     assert check_partition(oof, train_df) == []
@@ -111,7 +111,7 @@ def test_fold_model_reloaded_in_fresh_process_predicts_as_in_process(run):
     mine = oof[oof.fold == 1].head(12)
     code = f"""
 import json, sys
-from fastmask.runs.infer import load, predict_probs
+from fastmask.models.infer import load, predict_probs
 paths = json.loads(sys.stdin.read())
 print(json.dumps(predict_probs(load(r"{run / 'fold1.safetensors'}"), paths).tolist()))
 """
@@ -152,7 +152,7 @@ def test_crashed_fold_keeps_the_finished_ones(twin, tmp_path, monkeypatch, capsy
 
 def test_fold_recipes_and_cv_summary():
     from fastmask.errors import FastmaskError
-    from fastmask.runs.folds import cv_summary, fold_recipe, folds, n_folds
+    from fastmask.report.folds import cv_summary, fold_recipe, folds, n_folds
     from fastmask.recipe import load_recipe
     r = load_recipe(REPO / "recipes" / "kfold.py")
     assert n_folds(r) == 5 and folds(r) == [0, 1, 2, 3, 4]
@@ -179,7 +179,7 @@ def one_hot_probs(pred, sure=0.9):
 def test_pooled_oof_and_per_fold_macro_f1_by_hand():
     from types import SimpleNamespace
 
-    from fastmask.runs.folds import oof_frame, probs_of
+    from fastmask.report.folds import oof_frame, probs_of
     from fastmask.learn.metrics import scores
     from fastmask.runs.outputs import fold_figures
     rows = lambda labels, f: pd.DataFrame({"path": [f"/f{f}/{i}.jpg" for i in range(len(labels))],

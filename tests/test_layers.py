@@ -1,4 +1,5 @@
-"""The package's shape: imports point down the layers (vocabulary < twin < data < learn < runs < commands)
+"""The package's shape: imports point down the floors (vocabulary < twin < data < learn < store < models <
+report < runs < views, tune < commands)
 and form no circle, so each layer can be read, tested and replaced without the ones above it."""
 import ast
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "fastmask"
 COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "compare", "mlflow_sync", "init", "plan", "__main__",
             "split", "repl"}  # split: a contract re-export; repl: the REPL's front door, importing what attaches r.learner()
-LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "runs": 4, "commands": 5}
+LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "store": 4, "models": 5, "report": 6, "runs": 7,
+          "views": 8, "tune": 8, "commands": 9}
 
 
 def module_name(path):
@@ -30,7 +32,7 @@ def imports(path):
         if isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path.name}:{node.lineno}: relative import (the package imports absolutely)"
             if node.module and node.module.split(".")[0] == "fastmask":
-                for a in node.names:  # `from fastmask.runs import card` imports the module fastmask.runs.card
+                for a in node.names:  # `from fastmask.report import card` imports the module fastmask.report.card
                     sub = f"{node.module}.{a.name}"
                     out.append((sub if (PKG.parent / sub.replace(".", "/")).with_suffix(".py").exists()
                                 or (PKG.parent / sub.replace(".", "/")).is_dir() else node.module, id(node) in top))
@@ -69,16 +71,41 @@ def test_no_import_circles():
     assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+def shares(pkg):
+    lines = {}
+    for p in pkg.rglob("*.py"):
+        top = p.relative_to(pkg).parts
+        key = top[0] if len(top) > 1 else "(top level)"
+        lines[key] = lines.get(key, 0) + len(p.read_text().splitlines())
+    total = sum(lines.values())
+    return {k: v / total for k, v in lines.items()}
+
+
+def test_no_folder_holds_more_than_a_fifth_of_the_package():
+    big = {k: round(s, 3) for k, s in shares(PKG).items() if k != "(top level)" and s > 0.2}
+    assert not big, f"folders above 20 % of the package's lines: {big}"
+
+
+def test_the_share_check_counts_lines_per_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.py").write_text("1\n" * 30)
+    (tmp_path / "a" / "y.py").write_text("1\n" * 10)
+    (tmp_path / "b" / "z.py").write_text("1\n" * 40)
+    (tmp_path / "top.py").write_text("1\n" * 20)
+    assert shares(tmp_path) == {"a": 0.4, "b": 0.4, "(top level)": 0.2}
+
+
 def test_the_layer_check_sees_a_planted_upward_import(tmp_path, monkeypatch):
     """The checks above read real files: an upward import planted in a copy of one module is caught."""
     import shutil
     copy = tmp_path / "fastmask"
     shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "data" / "split.py").open("a") as f:
-        f.write("\n\ndef _planted():\n    from fastmask.runs.card import render  # noqa\n")
+        f.write("\n\ndef _planted():\n    from fastmask.report.card import render  # noqa\n")
     monkeypatch.setattr(__import__(__name__), "PKG", copy)
     bad = [(m, t) for m, deps in graph().items() for t, _ in deps if layer(t) > layer(m)]
-    assert ("fastmask.data.split", "fastmask.runs.card") in bad
+    assert ("fastmask.data.split", "fastmask.report.card") in bad
 
 
 def test_a_learner_pickled_before_the_layout_still_loads():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fastmask.runs import plots
+from fastmask.report import plots
 from fastmask.runs.outputs import draw_plots
 
 
@@ -180,7 +180,7 @@ def test_one_or_two_epochs_tick_whole_epochs_only():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from fastmask.runs.plots import whole_epochs
+    from fastmask.report.plots import whole_epochs
     for xs in ([1], [1, 2], [1, 2, 3, 4, 5, 6]):
         fig, ax = plt.subplots()
         ax.plot(xs, [0.1 * x for x in xs], marker="o")

@@ -130,7 +130,7 @@ def test_eval_folder_must_hold_info_csv(run, tmp_path):
 
 
 def test_submission_write_is_atomic(tmp_path):
-    from fastmask.runs.infer import write_submission
+    from fastmask.models.infer import write_submission
     out = tmp_path / "s.csv"
     write_submission(["a", "b"], np.array([3, 17]), out)
     assert out.read_text() == "ImageID,ans\na,3\nb,17\n"
@@ -140,15 +140,15 @@ def test_submission_write_is_atomic(tmp_path):
 
 
 def test_ctrl_c_during_the_write_leaves_the_old_file(tmp_path, monkeypatch):
-    import fastmask.runs.folder
-    from fastmask.runs.infer import write_submission
+    import fastmask.store.folder
+    from fastmask.models.infer import write_submission
     out = tmp_path / "s.csv"
     out.write_text("old\n")
 
     def interrupted(*a):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fastmask.runs.folder.os, "replace", interrupted)
+    monkeypatch.setattr(fastmask.store.folder.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_submission(["a"], np.array([1]), out)
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["s.csv"]
@@ -229,7 +229,7 @@ def test_a_malicious_pickle_is_not_run(how, twin, tmp_path, capsys, monkeypatch)
     import json
 
     import torch
-    from fastmask.runs.model_files import FORMAT, VERSION
+    from fastmask.models.model_files import FORMAT, VERSION
     marker, out = tmp_path / "pwned", tmp_path / "submission.csv"
     evil = pickle.dumps(Evil(marker))
     model = tmp_path / "evil.pkl"
@@ -279,14 +279,14 @@ def test_a_bad_out_fails_before_any_work_naming_it(case, twin, tmp_path, capsys,
 def test_a_failed_write_names_the_out_file_and_leaves_no_temp(tmp_path, monkeypatch):
     import errno
 
-    import fastmask.runs.folder
+    import fastmask.store.folder
     from fastmask.errors import FastmaskError
-    from fastmask.runs.infer import write_submission
+    from fastmask.models.infer import write_submission
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device", src)
 
-    monkeypatch.setattr(fastmask.runs.folder.os, "replace", full)
+    monkeypatch.setattr(fastmask.store.folder.os, "replace", full)
     with pytest.raises(FastmaskError, match=r"^--out .*s\.csv: No space left on device$"):
         write_submission(["a"], np.array([1]), tmp_path / "s.csv")
     assert list(tmp_path.iterdir()) == []

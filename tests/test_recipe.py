@@ -211,7 +211,7 @@ def test_recipes_and_import_stay_free_of_libraries():
 
 
 def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own_them():
-    """A recipe is plain data: r.learner() and friends come from learn.build and runs.export (@patch) once
+    """A recipe is plain data: r.learner() and friends come from learn.build and models.export (@patch) once
     fastmask.repl is imported; before that, asking for one says which import attaches it."""
     import subprocess
     import sys
@@ -222,6 +222,6 @@ def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     before, after = p.stdout.strip().splitlines()
     assert "fastmask.repl" in before and before.startswith("before: Recipe.learner")
-    assert after.split()[1:] == ["fastmask.learn.build", "fastmask.learn.build", "fastmask.runs.export"]
+    assert after.split()[1:] == ["fastmask.learn.build", "fastmask.learn.build", "fastmask.models.export"]
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from fastmask.runs.judgement import still_improving
-from fastmask.runs.verdict import compare, paired_bootstrap, sentence
+from fastmask.report.judgement import still_improving
+from fastmask.report.verdict import compare, paired_bootstrap, sentence
 
 from conftest import TINY, in_process
 

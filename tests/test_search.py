@@ -19,8 +19,8 @@ from fastai.callback.core import CancelFitException  # noqa: E402
 
 from fastmask.errors import FastmaskError  # noqa: E402
 from fastmask.recipe import Recipe, load_recipe  # noqa: E402
-from fastmask.runs import search as searching  # noqa: E402
-from fastmask.runs.search import PruneOnMacroF1, Quiet, check_space, drive, open_storage, write_best  # noqa: E402
+from fastmask.tune import search as searching  # noqa: E402
+from fastmask.tune.search import PruneOnMacroF1, Quiet, check_space, drive, open_storage, write_best  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = '''"""A tiny searchable root recipe for the tests."""
@@ -275,7 +275,7 @@ def test_a_value_no_literal_says_is_the_space_replayed(tmp_path):
 
 WORKER = textwrap.dedent('''
     import sys, time, optuna
-    from fastmask.runs.search import drive, open_storage
+    from fastmask.tune.search import drive, open_storage
     store, _ = open_storage(sys.argv[1], ".")
     study = optuna.create_study(storage=store, study_name="shared", direction="maximize", load_if_exists=True)
     def objective(trial):
@@ -347,7 +347,7 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop():
 
 SEARCH = textwrap.dedent('''
     import sys, optuna
-    from fastmask.runs.search import search
+    from fastmask.tune.search import search
 
     class PruneTrialOne(optuna.pruners.BasePruner):
         def prune(self, study, trial):

@@ -14,11 +14,11 @@ import pytest
 from rich.console import Console
 
 from fastmask import io as files
-from fastmask.runs import folder as record
-from fastmask.runs import index
+from fastmask.store import folder as record
+from fastmask.store import index
 from fastmask.board import board
 from fastmask.recipe import Recipe
-from fastmask.runs.folder import Run, effective_status, lost_reason
+from fastmask.store.folder import Run, effective_status, lost_reason
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -236,7 +236,7 @@ def test_bad_heartbeat_setting_is_one_clear_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_files_get_the_umask_mode(tmp_path, umask, mode):
     code = ("import os, sys\nos.umask(int(sys.argv[2], 8))\n"
-            "from fastmask.io import atomic_write\nfrom fastmask.runs.folder import write_json\n"
+            "from fastmask.io import atomic_write\nfrom fastmask.store.folder import write_json\n"
             "atomic_write(sys.argv[1] + '/a.txt', 'x')\nwrite_json(sys.argv[1] + '/b.json', {})\n")
     subprocess.run([sys.executable, "-c", code, str(tmp_path), oct(umask)], check=True, cwd=REPO)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == \

@@ -96,7 +96,7 @@ def test_env_var_default_store_and_backfill(tmp_path, monkeypatch):
     assert run.info.status == "KILLED" and run.data.tags["verdict"] == "root"
     assert [m.value for m in sorted(c.get_metric_history(run_id, "macro_f1"), key=lambda m: m.step)] == [0.1, 0.2]
     assert (runs / "mlflow.db").is_file() and (runs / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
-    from fastmask.runs.index import entries
+    from fastmask.store.index import entries
     assert [e.name for e in entries(runs)] == ["baseline"]  # the store is not taken for a run
 
 

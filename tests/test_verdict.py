@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import f1_score
 
-from fastmask.runs.records import RunRecord
-from fastmask.runs.verdict import (compare, fold_scores, fold_test, judge_deltas, paired_bootstrap, plan, plan_lines,
+from fastmask.store.records import RunRecord
+from fastmask.report.verdict import (compare, fold_scores, fold_test, judge_deltas, paired_bootstrap, plan, plan_lines,
                                    sentence, spent_alpha)
 
 

@@ -159,7 +159,7 @@ def pick_lr(recipe, learn):
             lr = None
         finally:
             learn.path = path
-    # the finder's curve for lr_find.png (runs.plots), kept before fit resets the recorder
+    # the finder's curve for lr_find.png (report.plots), kept before fit resets the recorder
     learn.lr_curve = dict(lrs=[float(x) for x in learn.recorder.lrs],
                           losses=[float(x) for x in learn.recorder.losses], suggestion=lr)
     return 1e-3 if lr is None else lr

@@ -1,2 +1,2 @@
-"""The runs layer: one run session (every rank), its folder, outputs, verdict, card, plots,
-model files and inference, MLflow, and the index of run folders."""
+"""One run's life: the session on every rank (train, predict, record), the parent trained on demand and
+--decide's seed pairs, MLflow tracking."""

@@ -1,7 +1,7 @@
 """What one `fastmask run` trains to say whether the hypothesis beat its parent: the parent's runs it lacks
 (the parent on demand), the recipe's own run, then, with `--decide`, one more seed on each side at a time
 until the verdict decides or the budget ends. Every model is an ordinary run folder; the verdict pools
-them seed by seed (runs.judgement)."""
+them seed by seed (report.judgement)."""
 import time
 from pathlib import Path
 
@@ -10,11 +10,11 @@ from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.runs.folder import CARD, read_json, STATUS
-from fastmask.runs.index import pool, seeds_of
-from fastmask.runs.judgement import DECIDED, judge
+from fastmask.store.folder import CARD, read_json, STATUS
+from fastmask.store.index import pool, seeds_of
+from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
-from fastmask.runs.records import read_run
+from fastmask.store.records import read_run
 from fastmask.runs.session import train_and_record
 from fastmask.data.layout import fingerprint
 

@@ -11,15 +11,15 @@ import pandas as pd
 from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
-from fastmask.runs import card, plots, suspects
-from fastmask.runs.folder import (BATCHES_PLOT, CARD, CONFUSION_PLOT, CURVES_PLOT, HISTORY, HOLDOUT_PREDS, LR_FIND_PLOT,
+from fastmask.report import card, plots, suspects
+from fastmask.store.folder import (BATCHES_PLOT, CARD, CONFUSION_PLOT, CURVES_PLOT, HISTORY, HOLDOUT_PREDS, LR_FIND_PLOT,
                                   METRICS, MODEL_PKL, OOF, PER_CLASS_F1_PLOT, PLOTS, STATUS, SUSPECTS, TOP_LOSSES,
                                   VALID_PREDS, read_json, write_json)
-from fastmask.runs.folds import cv_summary, oof_frame, probs_of
-from fastmask.runs.infer import soft_vote
-from fastmask.runs.index import finished
-from fastmask.runs.judgement import judge, same_verdict, stale
-from fastmask.runs.records import RunRecord, read_run
+from fastmask.report.folds import cv_summary, oof_frame, probs_of
+from fastmask.models.infer import soft_vote
+from fastmask.store.index import finished
+from fastmask.report.judgement import judge, same_verdict, stale
+from fastmask.store.records import RunRecord, read_run
 
 
 def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
@@ -61,7 +61,7 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
 
 
 def draw_plots(run, parts, metrics, hist, group, y_true, y_pred, kfold):
-    """The run's plots beside its card (runs.plots); returns the names drawn. The per-batch and lr-finder
+    """The run's plots beside its card (report.plots); returns the names drawn. The per-batch and lr-finder
     plots need what fastai's Recorder kept (Part.recorder); the lr finder's curve exists only for lr="find"."""
     seeds = len((metrics.get("replicates") or {}).get("seeds", []))
     plots.save_confusion(y_true, y_pred, run.path(CONFUSION_PLOT), title="out of fold" if kfold else

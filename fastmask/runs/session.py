@@ -17,11 +17,11 @@ from fastmask.errors import FastmaskError, StopNow
 from fastmask.learn.build import build_dls, build_learner, check_data, fit, valid_frame
 from fastmask.learn.callbacks import KeepBest
 from fastmask.learn.distributed import alone, context, is_main, rank, share
-from fastmask.runs.card import headline as headline_line
-from fastmask.runs.export import export
-from fastmask.runs.folder import CARD, CONFIG, HISTORY, MODEL_PKL, environment, Run, write_json
-from fastmask.runs.folds import fold_recipe, folds, n_folds
-from fastmask.runs.infer import predict_probs
+from fastmask.report.card import headline as headline_line
+from fastmask.models.export import export
+from fastmask.store.folder import CARD, CONFIG, HISTORY, MODEL_PKL, environment, Run, write_json
+from fastmask.report.folds import fold_recipe, folds, n_folds
+from fastmask.models.infer import predict_probs
 from fastmask.runs.outputs import record
 from fastmask.runs.tracking import track, tracking_uri
 
@@ -309,7 +309,7 @@ def headline(run, metrics, status):
 
 
 class Follower:
-    """A rank > 0's stand-in for `runs.folder.Run`: rank 0's folder, no writes."""
+    """A rank > 0's stand-in for `store.folder.Run`: rank 0's folder, no writes."""
     def __init__(self, run_dir):
         if run_dir is None:
             raise RuntimeError(f"rank {rank()}: rank 0 shared no run folder")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
-from fastmask.runs.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number, read_json
+from fastmask.store.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number, read_json
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"

@@ -37,9 +37,9 @@ FOLD_SCORES = "folds.csv"           # per-fold macro F1, read when metrics.json 
 METRICS = "metrics.json"
 CARD = "card.md"
 MODEL_PKL = "model.pkl"             # fastai's pickle (folds: fold0.pkl, ...; the first linked here)
-MODEL_SAFETENSORS = "model.safetensors"  # with model.json: the model without code (runs.model_files)
+MODEL_SAFETENSORS = "model.safetensors"  # with model.json: the model without code (models.model_files)
 
-# The plots a run may draw beside its card (runs.plots), in the order the card shows them, with alt text.
+# The plots a run may draw beside its card (report.plots), in the order the card shows them, with alt text.
 CONFUSION_PLOT, PER_CLASS_F1_PLOT, CURVES_PLOT = "confusion.png", "per_class_f1.png", "curves.png"
 BATCHES_PLOT, LR_FIND_PLOT = "batches.png", "lr_find.png"
 PLOTS = ((CONFUSION_PLOT, "confusion"), (PER_CLASS_F1_PLOT, "per-class F1"), (CURVES_PLOT, "learning curves"),

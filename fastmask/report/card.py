@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class, TASKS
-from fastmask.runs.folder import PLOTS, TOP_LOSSES
-from fastmask.runs.index import setup
-from fastmask.runs.verdict import fold_scores, plan_lines, sentence
+from fastmask.store.folder import PLOTS, TOP_LOSSES
+from fastmask.store.index import setup
+from fastmask.report.verdict import fold_scores, plan_lines, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 

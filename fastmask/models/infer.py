@@ -12,7 +12,7 @@ every learner this package exports. What `learn.tta(dl=..., n=N)` does with our 
 - the albumentations generator is reseeded before each TTA call, so the same call gives the same
   numbers twice; `tta=0` is exactly `get_preds` (fastai's tta cannot take n=0).
 
-Model files. A run folder holds each model twice: STEM.safetensors + STEM.json (`fastmask.runs.model_files`:
+Model files. A run folder holds each model twice: STEM.safetensors + STEM.json (`fastmask.models.model_files`:
 tensors and plain values, rebuilt by this package's code) and STEM.pkl (fastai's `learn.export`, for
 `load_learner`). Opening a pickle runs the code it names, so `load` opens one only when told to trust
 it (`--trust-pickle`); a .safetensors/.json path, or a run folder holding them, unpickles nothing."""
@@ -40,9 +40,9 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
-from fastmask.runs import model_files as safe_model
-from fastmask.runs.folder import CONFIG, MODEL_PKL, MODEL_SAFETENSORS, RECIPE_FILE, STATUS
-from fastmask.runs.model_files import files, SUFFIXES
+from fastmask.models import model_files as safe_model
+from fastmask.store.folder import CONFIG, MODEL_PKL, MODEL_SAFETENSORS, RECIPE_FILE, STATUS
+from fastmask.models.model_files import files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
 

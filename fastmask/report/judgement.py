@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from fastmask.runs.folder import CONFIG, METRICS, read_json
-from fastmask.runs.index import finished, pool
-from fastmask.runs.records import RunRecord, read_run
-from fastmask.runs.verdict import compare
+from fastmask.store.folder import CONFIG, METRICS, read_json
+from fastmask.store.index import finished, pool
+from fastmask.store.records import RunRecord, read_run
+from fastmask.report.verdict import compare
 
 DECIDED = ("supported", "refuted", "no effect")
 DEFAULT_DECIDE = 6  # `--decide` without a number: up to six paired seeds
@@ -132,7 +132,7 @@ def plan_for(run_dir, runs_dir=None, effect=None):
     """`fastmask plan`: the lines saying what would resolve `effect` (default: the recipe's min_effect)
     for the hypothesis of run `run_dir`, from the noise its verdict measured."""
     from fastmask.errors import FastmaskError
-    from fastmask.runs.verdict import plan_lines
+    from fastmask.report.verdict import plan_lines
     d = Path(run_dir)
     if not (d / CONFIG).is_file():
         raise FastmaskError(f"{d}: not a run folder (no {CONFIG})")

@@ -31,8 +31,8 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.runs.folder import FOLD_SCORES, METRICS, read_json
-from fastmask.runs.records import RunRecord, read_run
+from fastmask.store.folder import FOLD_SCORES, METRICS, read_json
+from fastmask.store.records import RunRecord, read_run
 
 ALPHA = 0.05
 POWER = 0.8

@@ -6,7 +6,7 @@ from typing import Optional
 
 import pandas as pd
 
-from fastmask.runs.folder import CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, read_json
+from fastmask.store.folder import CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, read_json
 
 
 @dataclass

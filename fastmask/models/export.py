@@ -6,8 +6,8 @@ from fastcore.basics import patch
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe
-from fastmask.runs.infer import export_pickle
-from fastmask.runs.model_files import save
+from fastmask.models.infer import export_pickle
+from fastmask.models.model_files import save
 
 
 def export(learn, path, recipe):

@@ -17,12 +17,12 @@ from rich.table import Table
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES, TASKS
-from fastmask.runs.folder import CONFIG, STATUS, read_json
-from fastmask.runs.index import setup
-from fastmask.runs.judgement import judge
-from fastmask.runs.records import RunRecord, read_run
-from fastmask.runs.verdict import compare as paired_test
-from fastmask.runs.verdict import fold_scores, sentence
+from fastmask.store.folder import CONFIG, STATUS, read_json
+from fastmask.store.index import setup
+from fastmask.report.judgement import judge
+from fastmask.store.records import RunRecord, read_run
+from fastmask.report.verdict import compare as paired_test
+from fastmask.report.verdict import fold_scores, sentence
 
 # (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
 METRICS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
@@ -253,7 +253,7 @@ def plot(c: Comparison, out):
     matplotlib.use("Agg")  # a file, no display
     import matplotlib.pyplot as plt
 
-    from fastmask.runs.plots import whole_epochs
+    from fastmask.report.plots import whole_epochs
     fig = plt.figure(figsize=(13, 8.5))
     grid = fig.add_gridspec(2, 2, height_ratios=(1, 1.25))
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]

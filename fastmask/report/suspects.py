@@ -16,8 +16,8 @@ import pandas as pd
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.labels import describe
-from fastmask.runs.folder import CONFIG, METRICS, OOF, SUSPECTS, read_json, write_json
-from fastmask.runs.folds import probs_of
+from fastmask.store.folder import CONFIG, METRICS, OOF, SUSPECTS, read_json, write_json
+from fastmask.report.folds import probs_of
 
 NOISE = "noise.csv"
 

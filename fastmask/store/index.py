@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import _plain, JUDGING, Recipe
-from fastmask.runs.folder import CONFIG, METRICS, STATUS, effective_status, json_problem, read_json
+from fastmask.store.folder import CONFIG, METRICS, STATUS, effective_status, json_problem, read_json
 
 
 @dataclass

@@ -44,9 +44,9 @@ from fastmask.learn.build import preflight
 from fastmask.learn.callbacks import KeepBest
 from fastmask.learn.distributed import is_distributed
 from fastmask.recipe import _plain, coerce, load_recipe, parse_sets
-from fastmask.runs.folder import CONFIG, METRICS, environment, read_json
-from fastmask.runs.folds import n_folds
-from fastmask.runs.index import entries, finished
+from fastmask.store.folder import CONFIG, METRICS, environment, read_json
+from fastmask.report.folds import n_folds
+from fastmask.store.index import entries, finished
 from fastmask.runs.session import train_and_record
 
 MONITOR = "macro_f1"

@@ -5,7 +5,7 @@ tensors and plain values: the recipe's fields, the class vocabulary, the image s
 normalisation stats the learner used, and its training-side albumentations pipeline (as
 albumentations' own dict, for TTA). `load` rebuilds the learner with this package's code
 (`fastmask.learn.build.build_learner`, untrained, no pretrained weights) and loads the weights into it, so
-it predicts what the pickled learner predicts, through the same `fastmask.runs.infer` functions.
+it predicts what the pickled learner predicts, through the same `fastmask.models.infer` functions.
 
 The JSON names no weights file: STEM.json always pairs with STEM.safetensors beside it, so a run
 folder can link fold0.* as model.* and a copied pair keeps working. The JSON does carry the weights'
@@ -32,7 +32,7 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.learn.build import build_learner
 from fastmask.recipe import _FIELD_NAMES, _plain, coerce, Recipe
-from fastmask.runs.folder import write_json
+from fastmask.store.folder import write_json
 
 FORMAT = "fastmask-safe-model"
 VERSION = 1

@@ -17,12 +17,12 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
-from fastmask.runs.compare import METRICS, config_diff, flat
-from fastmask.runs.folder import finite_number
-from fastmask.runs.html import board_page
-from fastmask.runs.index import entries, setup
-from fastmask.runs.records import RunRecord
-from fastmask.runs.verdict import same_folds
+from fastmask.views.compare import METRICS, config_diff, flat
+from fastmask.store.folder import finite_number
+from fastmask.views.html import board_page
+from fastmask.store.index import entries, setup
+from fastmask.store.records import RunRecord
+from fastmask.report.verdict import same_folds
 
 RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
 

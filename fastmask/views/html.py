@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from fastmask.runs.folder import CARD, MODEL_PKL, PLOT_FILES, RECORDS
+from fastmask.store.folder import CARD, MODEL_PKL, PLOT_FILES, RECORDS
 
 # html=False: a card's raw HTML (a hypothesis holding <script>) shows as text, never runs.
 _MD = MarkdownIt("commonmark", {"html": False, "xhtmlOut": False}).enable("table")

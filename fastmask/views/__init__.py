@@ -1,0 +1,1 @@
+"""Views across runs: the terminal board, its HTML page, and `fastmask compare`."""
