@@ -78,18 +78,18 @@ def plant(frame, q, rng):
 
 
 def final_look(child, parent, m, n):
-    from fastmask.store.records import RunRecord
+    from fastmask.store.run_folder import RunFolder
     from fastmask.report.verdict import compare
-    return compare(RunRecord(Path("child"), {"fields": {"seed": 0}}, {}, valid=child),
-                   RunRecord(Path("parent"), {"fields": {"seed": 0}}, {}, valid=parent), max_seeds=m, n=n)
+    return compare(RunFolder(Path("child"), config={"fields": {"seed": 0}}, metrics={}, valid=child),
+                   RunFolder(Path("parent"), config={"fields": {"seed": 0}}, metrics={}, valid=parent), max_seeds=m, n=n)
 
 
 def decide(child, parent, m, n):
-    from fastmask.store.records import RunRecord
+    from fastmask.store.run_folder import RunFolder
     from fastmask.report.verdict import compare
 
     def record(name, frame, k):
-        return RunRecord(Path(name), {"fields": {"seed": 0}}, {}, valid=frame[frame["seed"] < k])
+        return RunFolder(Path(name), config={"fields": {"seed": 0}}, metrics={}, valid=frame[frame["seed"] < k])
     for k in range(2, m + 1):
         v = compare(record("child", child, k), record("parent", parent, k), max_seeds=m, n=n)
         if v is None or v["verdict"] in DECIDED or v["verdict"] == "neither learned":

@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from fastmask.recipe import Recipe
-from fastmask.learn.build import build_dls, build_learner
+from fastmask.data.dls import build_dls
+from fastmask.learn.build import build_learner
 from fastmask.data.load import load_data
 
 

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from fastmask.recipe import Recipe
-from fastmask.learn.build import build_dls, build_learner
+from fastmask.data.dls import build_dls
+from fastmask.learn.build import build_learner
 from fastmask.data.load import load_data
 
 

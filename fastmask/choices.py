@@ -2,6 +2,7 @@
 by the module that implements the names, and the `split` value parsed. A leaf: the recipe checks a
 value's shape here, and every layer registers its names here, without any of them importing the recipe
 (as timm's models register into `_registry.py`)."""
+import functools
 from typing import NamedTuple, Optional
 
 from fastmask.errors import FastmaskError
@@ -97,6 +98,7 @@ class Split(NamedTuple):
         return self.kind + ("" if self.k is None else f":{self.k}") + ("" if self.fold is None else f"/{self.fold}")
 
 
+@functools.lru_cache(maxsize=256)  # a run asks for its split per fold, seed and check: each text is parsed once
 def parse_split(text):
     """The one parser of the `split` field: "NAME", "NAME:K" or "NAME:K/F" -> Split. ValueError when K < 2 or
     F is outside 0..K-1 (which names take folds is the split registry's to say)."""

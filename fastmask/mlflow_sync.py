@@ -10,6 +10,7 @@ from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import entries
+from fastmask.store.run_folder import is_run
 from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
 
 
@@ -19,7 +20,7 @@ def run_folders(paths, warn=print):
     for p in map(Path, paths):
         if not p.is_dir():
             raise FastmaskError(f"{p}: no such folder")
-        if (p / CONFIG).is_file() or (p / STATUS).is_file():
+        if is_run(p):
             found = [e for e in entries(p.parent) if e.dir.resolve() == p.resolve()]
             if not found:
                 raise FastmaskError(f"{p}: unreadable run folder ({CONFIG} or {STATUS})")

@@ -105,7 +105,7 @@ class Recipe:
                 "parent_fields": {k: _plain(v) for k, v in self.parent.fields().items()} if self.parent else None}
 
     # r.dls(), r.learner() and r.export() are attached by the layers that build and export them
-    # (learn.build, models.export: fastcore's @patch, as fastai attaches fit_one_cycle from callback/schedule),
+    # (data.dls, learn.build, models.export: fastcore's @patch, as fastai attaches fit_one_cycle from callback/schedule),
     # so the recipe imports nothing above it; `fastmask.repl` imports them all.
     def __getattr__(self, name):  # only reached for a name the instance and class lack
         if name in REPL_METHODS:
@@ -147,91 +147,177 @@ def check_name(key):
 def coerce(key, value):
     """`value` for field `key`, parsed from text when it comes from `--set`; wrong types raise."""
     check_name(key)
-    default = getattr(_DEFAULTS, key)
-    text = isinstance(value, str)
+    rule = RULES.get(key) or _by_type(key)
     try:
-        if key == "size":
-            v = tuple(int(x) for x in value.replace("x", ",").split(",")) if text else tuple(int(x) for x in value)
-            if len(v) != 2 or min(v) < 8:
-                raise ValueError
-            return v
-        if key in ("lr", "pretrained", "wd", "patience"):
-            return _loose(key, value)
-        if key in CHOICE_FIELDS:  # the names are checked against the field's registry (check_choices)
-            v = None if default is None and (value is None or text and value.lower() in ("none", "null")) else value
-            if v is None:
-                return v
-            if not isinstance(v, str) or not v.partition(":")[0]:
-                raise ValueError
-            if key == "split":
-                parse_split(v)
-            elif ":" in v:
-                _finite(float(v.partition(":")[2]))
-            return v
-        if key in ("crop", "mixup"):
-            v = None if value is None or (text and value.lower() in ("none", "null")) else _finite(float(value))
-            if v is not None and not (0 < v <= (1 if key == "crop" else 100)):
-                raise ValueError
-            return v
-        if key == "task_weights":
-            if value is None or (text and value.lower() in ("none", "null")):
-                return None
-            v = tuple(_finite(float(x)) for x in (value.split(",") if text else value))
-            # all-zero or negative weights train on nothing (loss 0) or away from the labels, yet finish
-            if len(v) != 3 or min(v) < 0 or sum(v) <= 0:
-                raise ValueError
-            return v
-        if key == "loss" and text and "," in value:  # weights; one "name:value" is for the loss to read
-            w = {k.strip(): _finite(float(w)) for k, w in (part.split(":") for part in value.split(","))}
-            if min(w.values()) < 0 or sum(w.values()) <= 0:
-                raise ValueError
-            return w
-        if key == "loss" and isinstance(value, dict):  # a recipe file's {"ce": .6, "f1": .4}: checked as --set's
-            w = {str(k): _finite(float(x)) for k, x in value.items()}
-            if not w or any(isinstance(x, bool) for x in value.values()) or min(w.values()) < 0 or sum(w.values()) <= 0:
-                raise ValueError
-            return w
-        if key == "judged_on":
-            if value not in JUDGED_ON:
-                raise ValueError
-            return value
-        if key == "mix_prob":
-            v = _finite(float(value))
-            if isinstance(value, bool) or not 0 < v <= 1:
-                raise ValueError
-            return v
-        if key == "min_effect":
-            v = _finite(float(value))
-            if isinstance(value, bool) or not 0 < v < 1:
-                raise ValueError
-            return v
-        if key == "decide" and not isinstance(value, bool) and int(value) == 1:
-            raise ValueError  # one seed decides nothing
-        if key == "augment" and text and value not in ("none", "light", "strong"):
-            raise ValueError
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else {"true": True, "false": False}[value.lower()]
-        if isinstance(default, int):
-            if isinstance(value, bool) or (not text and not isinstance(value, int)):
-                raise ValueError
-            return _at_least(int(value), 1 if key in ("epochs", "bs", "replicates") else 0)
-        if isinstance(default, float):
-            v = _finite(float(value))
-            if key == "valid_pct" and not (0 < v < 1 and abs(1 / v - round(1 / v)) < 0.02):
-                raise ValueError  # person_split holds out 1/K of the people
-            return v
-        return value
+        return rule.parse(value, isinstance(value, str))
     except (ValueError, KeyError, TypeError, AttributeError):
-        want = {"size": "height,width", "task_weights": "mask,gender,age weights (>= 0, positive sum)", "crop": "fraction in (0, 1]",
-                "valid_pct": "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)", "mixup": "alpha in (0, 100]", "epochs": "int >= 1", "bs": "int >= 1",
-                "seed": "int >= 0", "split_seed": "int >= 0", "replicates": "int >= 1", "num_workers": "int >= 0", "lr": "positive number or 'find'",
-                "wd": "non-negative number", "patience": "int >= 1 or none",
-                "judged_on": f"quantity ({', '.join(JUDGED_ON)})", "mix_prob": "probability in (0, 1]",
-                "min_effect": "effect in (0, 1)", "decide": "seed budget: 0 (off) or an int >= 2",
-                "loss": "loss (a name, name:value, or weights >= 0 with a positive sum as ce:0.6,f1:0.4)", "augment": "preset (none, light, strong)",
-                "split": "split (a name, or kfold:K / kfold:K/F with K >= 2 and 0 <= F < K)",
-                **{k: "choice (a name, or name:number)" for k in CHOICE_FIELDS if k != "split"}}.get(key, type(default).__name__)
-        raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {want}") from None
+        raise FastmaskError(f"recipe field {key}: {value!r} is not a valid {rule.want}") from None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one field's value is read (from a recipe file, `--set` text or `.but()`), and what the
+    message says it must be. `parse(value, text)` returns the value or raises ValueError."""
+    parse: Callable
+    want: str
+
+
+def _none(value, text):
+    return value is None or (text and value.lower() in ("none", "null"))
+
+
+def _size(value, text):
+    v = tuple(int(x) for x in value.replace("x", ",").split(",")) if text else tuple(int(x) for x in value)
+    if len(v) != 2 or min(v) < 8:
+        raise ValueError
+    return v
+
+
+def _choice(key):
+    """A name from the field's registry (checked later by check_choices), or name:number; "kfold:K/F" for split."""
+    def parse(value, text):
+        v = None if getattr(_DEFAULTS, key) is None and _none(value, text) else value
+        if v is None:
+            return v
+        if not isinstance(v, str) or not v.partition(":")[0]:
+            raise ValueError
+        if key == "split":
+            parse_split(v)
+        elif ":" in v:
+            _finite(float(v.partition(":")[2]))
+        return v
+    return parse
+
+
+def _fraction(high):
+    def parse(value, text):
+        v = None if _none(value, text) else _finite(float(value))
+        if v is not None and not 0 < v <= high:
+            raise ValueError
+        return v
+    return parse
+
+
+def _task_weights(value, text):
+    if _none(value, text):
+        return None
+    v = tuple(_finite(float(x)) for x in (value.split(",") if text else value))
+    # all-zero or negative weights train on nothing (loss 0) or away from the labels, yet finish
+    if len(v) != 3 or min(v) < 0 or sum(v) <= 0:
+        raise ValueError
+    return v
+
+
+def _loss(value, text):
+    if text and "," in value:  # weights; one "name:value" is for the loss to read
+        w = {k.strip(): _finite(float(x)) for k, x in (part.split(":") for part in value.split(","))}
+    elif isinstance(value, dict):  # a recipe file's {"ce": .6, "f1": .4}: checked as --set's
+        if any(isinstance(x, bool) for x in value.values()):
+            raise ValueError
+        w = {str(k): _finite(float(x)) for k, x in value.items()}
+    else:
+        return value
+    if not w or min(w.values()) < 0 or sum(w.values()) <= 0:
+        raise ValueError
+    return w
+
+
+def _one_of(names):
+    def parse(value, text):
+        if value not in names:
+            raise ValueError
+        return value
+    return parse
+
+
+def _augment(value, text):
+    if text and value not in ("none", "light", "strong"):
+        raise ValueError
+    return value  # or an albumentations Compose
+
+
+def _number_in(low, high, low_open=True, high_open=False):
+    def parse(value, text):
+        v = _finite(float(value))
+        if isinstance(value, bool) or not ((low < v) if low_open else (low <= v)) or not ((v < high) if high_open else (v <= high)):
+            raise ValueError
+        return v
+    return parse
+
+
+def _valid_pct(value, text):
+    v = _finite(float(value))
+    if not (0 < v < 1 and abs(1 / v - round(1 / v)) < 0.02):
+        raise ValueError  # person_split holds out 1/K of the people
+    return v
+
+
+def _int(low):
+    def parse(value, text):
+        if isinstance(value, bool) or (not text and not isinstance(value, int)):
+            raise ValueError
+        return _at_least(int(value), low)
+    return parse
+
+
+def _decide(value, text):
+    if not isinstance(value, bool) and int(value) == 1:
+        raise ValueError  # one seed decides nothing
+    return _int(0)(value, text)
+
+
+def _bool(value, text):
+    return value if isinstance(value, bool) else {"true": True, "false": False}[value.lower()]
+
+
+def _loose_rule(key):
+    return lambda value, text: _loose(key, value)
+
+
+def _by_type(key):
+    """The rule of a field without its own: by its default's type (a str field takes any value)."""
+    default = getattr(_DEFAULTS, key)
+    if isinstance(default, bool):
+        return Rule(_bool, "bool")
+    if isinstance(default, int):
+        return Rule(_int(0), "int")
+    if isinstance(default, float):
+        return Rule(lambda value, text: _finite(float(value)), "float")
+    return Rule(lambda value, text: value, type(default).__name__)
+
+
+_CHOICE_WANT = "choice (a name, or name:number)"
+# Each field's rule and message, in the order of Recipe's fields; a field not here goes by its type.
+RULES = {
+    "pretrained": Rule(_loose_rule("pretrained"), "str"),
+    "size": Rule(_size, "height,width"),
+    "split": Rule(_choice("split"), "split (a name, or kfold:K / kfold:K/F with K >= 2 and 0 <= F < K)"),
+    "valid_pct": Rule(_valid_pct, "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)"),
+    "split_seed": Rule(_int(0), "int >= 0"),
+    "seed": Rule(_int(0), "int >= 0"),
+    "replicates": Rule(_int(1), "int >= 1"),
+    "epochs": Rule(_int(1), "int >= 1"),
+    "lr": Rule(_loose_rule("lr"), "positive number or 'find'"),
+    "bs": Rule(_int(1), "int >= 1"),
+    "wd": Rule(_loose_rule("wd"), "non-negative number"),
+    "patience": Rule(_loose_rule("patience"), "int >= 1 or none"),
+    "num_workers": Rule(_int(0), "int >= 0"),
+    "sampler": Rule(_choice("sampler"), _CHOICE_WANT),
+    "augment": Rule(_augment, "preset (none, light, strong)"),
+    "crop": Rule(_fraction(1), "fraction in (0, 1]"),
+    "cutmix": Rule(_choice("cutmix"), _CHOICE_WANT),
+    "mixup": Rule(_fraction(100), "alpha in (0, 100]"),
+    "mix_prob": Rule(_number_in(0, 1), "probability in (0, 1]"),
+    "heads": Rule(_choice("heads"), _CHOICE_WANT),
+    "loss": Rule(_loss, "loss (a name, name:value, or weights >= 0 with a positive sum as ce:0.6,f1:0.4)"),
+    "task_weights": Rule(_task_weights, "mask,gender,age weights (>= 0, positive sum)"),
+    "precision": Rule(_choice("precision"), _CHOICE_WANT),
+    "judged_on": Rule(_one_of(JUDGED_ON), f"quantity ({', '.join(JUDGED_ON)})"),
+    "min_effect": Rule(_number_in(0, 1, high_open=True), "effect in (0, 1)"),
+    "decide": Rule(_decide, "seed budget: 0 (off) or an int >= 2"),
+}
+# a choice field added to CHOICE_FIELDS is read as one before it has a line above
+RULES.update({k: Rule(_choice(k), _CHOICE_WANT) for k in CHOICE_FIELDS if k not in RULES})
 
 
 def _finite(v):

@@ -4,7 +4,8 @@
 Importing this module imports the layers that attach those methods to `Recipe` (fastcore's @patch, as
 `fastai.vision.all` brings in `fit_one_cycle` by importing `callback/schedule`); `fastmask.load_recipe`
 alone stays free of torch and fastai, for recipe files and commands that only read a recipe."""
-import fastmask.learn.build  # noqa: F401  (attaches Recipe.dls and Recipe.learner)
+import fastmask.data.dls  # noqa: F401  (attaches Recipe.dls)
+import fastmask.learn.build  # noqa: F401  (attaches Recipe.learner)
 import fastmask.models.export  # noqa: F401  (attaches Recipe.export)
 from fastmask.recipe import Recipe, load_recipe, parse_sets
 

@@ -1,4 +1,7 @@
+import contextlib
+import io
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: timm must not retry the hub
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -21,32 +24,45 @@ def twin(tmp_path_factory):
     return root
 
 
-def in_process(command, *args, cwd=None):
-    """`python -m fastmask.COMMAND ARGS` called in this process, as the entry point calls it (FastmaskError ->
-    exit 2, Ctrl-C -> 130): a CompletedProcess with its exit status and what it printed. For tests where a new
-    process is not what is tested, it saves the interpreter start and the torch/fastai import (seconds each).
-    The signal handlers and warning filters a command installs are put back, and the working directory."""
-    import contextlib
-    import importlib
-    import io
+@contextlib.contextmanager
+def as_new_process(cwd=None):
+    """Run the body as a process started in `cwd` (default: the repository) would, then put this one back: the
+    working directory, the `recipes` package (`cwd`'s project's while inside), sys.path, warning filters and
+    the SIGINT/SIGTERM handlers a command installs. Yields (stdout, stderr) as StringIOs."""
     import signal
-    import subprocess
     import warnings
     from pathlib import Path
-    from fastmask.errors import cli
-    main = importlib.import_module(f"fastmask.{command}").main
     out, err = io.StringIO(), io.StringIO()
     here, handlers = os.getcwd(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    argv = [str(a) for a in args]
+    mine = lambda: [k for k in sys.modules if k == "recipes" or k.startswith("recipes.")]  # noqa: E731
+    recipes, path = {k: sys.modules.pop(k) for k in mine()}, list(sys.path)
     try:
         os.chdir(cwd or Path(__file__).resolve().parent.parent)
         with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli(main)(argv)
-            except SystemExit as e:
-                code = e.code
+            yield out, err
     finally:
         os.chdir(here)
+        for k in mine():
+            del sys.modules[k]
+        sys.modules.update(recipes)
+        sys.path[:] = path
         for s, h in handlers.items():
             signal.signal(s, h)
+
+
+def in_process(command, *args, cwd=None):
+    """`python -m fastmask.COMMAND ARGS` called in this process, as the entry point calls it (FastmaskError ->
+    exit 2, Ctrl-C -> 130), inside `as_new_process(cwd)`: a CompletedProcess with its exit status and what it
+    printed. For tests where a new process is not what is tested, it saves the interpreter start and the
+    torch/fastai import (seconds each)."""
+    import importlib
+    import subprocess
+    from fastmask.errors import cli
+    main = importlib.import_module(f"fastmask.{command}").main
+    argv = [str(a) for a in args]
+    with as_new_process(cwd) as (out, err):
+        try:
+            code = cli(main)(argv)
+        except SystemExit as e:
+            code = e.code
     return subprocess.CompletedProcess(argv, 0 if code is None else code, out.getvalue(), err.getvalue())

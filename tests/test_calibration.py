@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fastmask.store.records import RunRecord
+from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import compare
 
 DECIDED = ("supported", "refuted", "no effect")
@@ -85,7 +85,7 @@ def pair(rng, seeds, shift=0.0, rho=1.0, mu=1.0, noise=1.0):
 
 
 def record(name, frame, k):
-    return RunRecord(Path(f"/nonexistent/{name}"), {"fields": {"seed": 0}}, {}, valid=frame[frame.seed < k])
+    return RunFolder(Path(f"/nonexistent/{name}"), config={"fields": {"seed": 0}}, metrics={}, valid=frame[frame.seed < k])
 
 
 def decide(child, parent, max_seeds, looks):

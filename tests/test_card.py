@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dataclasses import replace
 
 from fastmask.report.card import headline
 from fastmask.runs.outputs import card_and_verdict
-from fastmask.store.records import read_run
+from fastmask.store.run_folder import RunFolder
 from fastmask.labels import N_CLASSES, describe, label_of
 from fastmask.learn.metrics import scores
 
@@ -89,7 +88,7 @@ def pair(tmp_path):
 
 def write_card(d, cfg, m, status, runs):
     """What the session does at the end of a run: the card, and the verdict entry put into its metrics."""
-    this = replace(read_run(d), config=cfg, metrics=m)
+    this = RunFolder(d).but(config=cfg, metrics=m)
     md, entry = card_and_verdict(this, runs, status, [n for n in ("confusion.png", "curves.png") if (d / n).exists()])
     if entry is not None:
         m["verdict"] = entry
@@ -239,7 +238,8 @@ def test_headline_carries_verdict():
 def test_same_recipe_and_seed_reproduce_split_and_metrics(twin, tmp_path):
     from conftest import TINY
     from fastmask.recipe import load_recipe, parse_sets
-    from fastmask.learn.build import build_dls, build_learner, fit, valid_frame
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner, fit, valid_frame
     from fastmask.data.load import load_data
     data = load_data(twin, progress=False)
     recipe = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))

@@ -67,7 +67,7 @@ def rank0_run(twin, tmp_path_factory):
         r = load_recipe(REPO / "recipes" / "person_split.py", sets)
         runs = tmp_path_factory.mktemp("runs")
         data = load_data(twin)
-        d = train_and_record(r, data, runs, overrides=sets)
+        d = train_and_record(r, data, runs, overrides=sets).dir
     finally:
         mp.undo()
     return r, data, runs, d, sets

@@ -77,7 +77,7 @@ def test_bs_above_the_training_rows_fails_before_the_run_folder(data, tiny, tmp_
     with pytest.raises(FastmaskError, match=f"recipe field bs: {n + 1} is more than the {n} training images"):
         train_and_record(tiny.but(bs=n + 1), data, tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-    from fastmask.learn.build import build_dls
+    from fastmask.data.dls import build_dls
     with pytest.raises(FastmaskError, match="recipe field bs"):  # the REPL's door too
         build_dls(tiny.but(bs=n + 1), data.train)
     build_dls(tiny.but(bs=n), data.train)  # the whole training set in one batch is allowed
@@ -138,7 +138,8 @@ def test_a_run_that_learnt_nothing_is_failed_with_the_reason(how, data, tiny, tm
 @pytest.fixture(scope="module")
 def saved(data, tmp_path_factory):
     """A tiny model's safetensors + JSON pair (untrained: only loading is tested)."""
-    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner
     from fastmask.models.model_files import save
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
     learn = build_learner(r, build_dls(r, data.train), notify=lambda m: None, train=False)
@@ -207,7 +208,8 @@ def varied(learn, seed=0):
 
 @pytest.fixture(scope="module")
 def learners(data):
-    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner
     out = {}
     for aug in ("none", "light"):
         r = load_recipe(REPO / "recipes" / "person_split.py", {**parse_sets(TINY[1::2]), "augment": aug})
@@ -277,7 +279,8 @@ def test_each_submission_row_is_its_own_images_prediction(learners, data, twin, 
     to that image's own prediction, made one image at a time."""
     import torch
     from fastmask.models import model_files
-    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner
     import pandas as pd
     from test_predict import cli_in_process
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))

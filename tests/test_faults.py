@@ -74,7 +74,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
     import torch
     f = tmp_path / "w.pth"
     torch.save(timm.create_model("test_resnet").state_dict(), f)
-    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner
     from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(["arch=test_resnet", "size=32,24",
                                                                      f"pretrained={f}"]))
@@ -87,7 +88,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
 
 
 def test_nan_loss_names_epoch_and_lr(twin):
-    from fastmask.learn.build import build_dls, build_learner, fit
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner, fit
     from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py",
                     parse_sets(["arch=test_resnet", "size=32,24", "epochs=1", "pretrained=false", "lr=1e30"]))
@@ -139,3 +141,4 @@ def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
     probs, _ = learn.get_preds(dl=learn.dls.test_dl([str(p) for p in load_data(twin).eval.path[:3]]))
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-4)
     assert "interrupted" in (d / "card.md").read_text()
+

@@ -176,7 +176,8 @@ def test_safe_model_rebuilds_heads_crop_and_augmentation(change, twin, eval_path
     from fastmask.models.infer import export_pickle, load, predict_probs, train_only_tfms
     from fastmask.repl import load_recipe, parse_sets
     from fastmask.models.model_files import save
-    from fastmask.learn.build import build_dls, build_learner
+    from fastmask.data.dls import build_dls
+    from fastmask.learn.build import build_learner
     from fastmask.data.load import load_data
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2])).but(**change)
     learn = build_learner(r, build_dls(r, load_data(twin, progress=False).train), notify=lambda *a: None)

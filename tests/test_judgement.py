@@ -14,7 +14,7 @@ from fastmask.views.board import collect
 from fastmask.store.index import pool, seeds_of
 from fastmask.report.judgement import judge, stale
 from fastmask.runs.outputs import rejudge
-from fastmask.store.records import read_run
+from fastmask.store.run_folder import RunFolder
 
 PEOPLE = 60
 BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
@@ -67,7 +67,7 @@ def test_a_parent_on_other_data_or_other_overrides_is_never_the_comparable_paren
     make_run(tmp_path, "p", [0], 0.9, fp="other")
     make_run(tmp_path, "p", [0], 0.9, fields={"epochs": 3})
     c = make_run(tmp_path, "c", [0], 0.2, parent="p")
-    j = judge(read_run(c), tmp_path)
+    j = judge(RunFolder(c), tmp_path)
     assert j.parent is None and j.verdict is None and j.entry is None and j.other_fingerprints == ["other"]
 
 
@@ -76,7 +76,7 @@ def test_seeds_pool_across_folders_on_both_sides(tmp_path):
     make_run(tmp_path, "c", [1], 0.8, parent="p")
     make_run(tmp_path, "c", [7], 0.8, parent="p")        # no parent seed 7: not paired
     c = make_run(tmp_path, "c", [0, 2], 0.8, parent="p")
-    j = judge(read_run(c), tmp_path)
+    j = judge(RunFolder(c), tmp_path)
     assert j.verdict["seeds"] == 3
     assert j.child_runs[0] == c.name and len(j.child_runs) == 3 and len(j.parent_runs) == 1
 
@@ -84,7 +84,7 @@ def test_seeds_pool_across_folders_on_both_sides(tmp_path):
 def test_one_seed_gives_a_command_that_decides(tmp_path):
     make_run(tmp_path, "p", [0], 0.3)
     c = make_run(tmp_path, "c", [0], 0.9, parent="p")
-    j = judge(read_run(c), tmp_path)
+    j = judge(RunFolder(c), tmp_path)
     assert j.verdict["verdict"] == "unreplicated"
     assert j.entry["command"].startswith("fastmask run recipes/c.py") and "--decide" in j.entry["command"]
 
@@ -95,7 +95,7 @@ def test_provisional_exactly_when_a_model_was_still_improving(tmp_path):
     flat, rising = [0.2, 0.5, 0.5], [0.2, 0.3, 0.5]
     for curve, want in ((flat, False), (rising, True)):
         pd.DataFrame({"epoch": range(3), "macro_f1": curve}).to_csv(c / "history.csv", index=False)
-        j = judge(read_run(c), tmp_path)
+        j = judge(RunFolder(c), tmp_path)
         assert bool(j.entry.get("provisional")) is want and bool(j.rising) is want
 
 
@@ -251,5 +251,5 @@ def test_the_run_judged_is_not_pooled_twice_when_named_absolutely_and_the_runs_f
     b = make_run(runs, "c", [1], 0.6, parent="p")
     monkeypatch.chdir(tmp_path)
     assert [e.dir.name for e in pool("runs", "c", "fp1", {**BASE, "seed": 0}, exclude=a.resolve())] == [b.name]
-    j = judge(read_run(a.resolve()), Path("runs"))
+    j = judge(RunFolder(a.resolve()), Path("runs"))
     assert sorted(j.child_runs) == sorted([a.name, b.name])

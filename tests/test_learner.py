@@ -9,8 +9,11 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 
 from fastmask.repl import Recipe, load_recipe, parse_sets
-from fastmask.learn.callbacks import NanGuard, PeakAwareEarlyStopping, recipe_cbs
-from fastmask.learn.build import build_dls, build_learner, fit
+from fastmask.learn.callbacks import recipe_cbs
+from fastmask.learn.guards import NanGuard
+from fastmask.learn.tracker import PeakAwareEarlyStopping
+from fastmask.data.dls import build_dls
+from fastmask.learn.build import build_learner, fit
 from fastmask.data.load import load_data
 
 from conftest import TINY

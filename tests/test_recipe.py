@@ -171,11 +171,9 @@ def test_every_choice_field_is_checked_by_its_registry(field, value):
 
 
 def test_set_of_an_unknown_choice_exits_2_in_one_line_before_data(tmp_path):
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", "--set", "cutmix=foo",
-                        "--data", str(tmp_path / "no_data_needed"), "--runs", str(tmp_path / "runs")],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    from conftest import in_process
+    p = in_process("run", "recipes/person_split.py", "--set", "cutmix=foo", "--data", tmp_path / "no_data_needed",
+                   "--runs", tmp_path / "runs")
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr[-2000:]
     assert p.stderr == ("fastmask: error: recipe field cutmix: 'foo' is not a valid choice "
                         "(none, box, halves, rare, rare-box)\n")
@@ -211,7 +209,7 @@ def test_recipes_and_import_stay_free_of_libraries():
 
 
 def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own_them():
-    """A recipe is plain data: r.learner() and friends come from learn.build and models.export (@patch) once
+    """A recipe is plain data: r.dls(), r.learner() and r.export() come from data.dls, learn.build and models.export (@patch) once
     fastmask.repl is imported; before that, asking for one says which import attaches it."""
     import subprocess
     import sys
@@ -222,6 +220,55 @@ def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     before, after = p.stdout.strip().splitlines()
     assert "fastmask.repl" in before and before.startswith("before: Recipe.learner")
-    assert after.split()[1:] == ["fastmask.learn.build", "fastmask.learn.build", "fastmask.models.export"]
+    assert after.split()[1:] == ["fastmask.data.dls", "fastmask.learn.build", "fastmask.models.export"]
 
 
+
+
+BAD_VALUES = [  # (field, --set text, what the message says the field takes): one rule per field
+    ("size", "4,4", "height,width"),
+    ("split", "kfold:1", "split (a name, or kfold:K / kfold:K/F with K >= 2 and 0 <= F < K)"),
+    ("valid_pct", "0.3", "1/K (0.5, 0.33, 0.25, 0.2, 0.1, ...)"),
+    ("split_seed", "-1", "int >= 0"),
+    ("seed", "-1", "int >= 0"),
+    ("replicates", "0", "int >= 1"),
+    ("epochs", "0", "int >= 1"),
+    ("lr", "0", "positive number or 'find'"),
+    ("bs", "0", "int >= 1"),
+    ("wd", "-1", "non-negative number"),
+    ("patience", "0", "int >= 1 or none"),
+    ("num_workers", "-1", "int >= 0"),
+    ("cache", "maybe", "bool"),
+    ("sampler", "oversample:x", "choice (a name, or name:number)"),
+    ("augment", "medium", "preset (none, light, strong)"),
+    ("crop", "1.5", "fraction in (0, 1]"),
+    ("mixup", "0", "alpha in (0, 100]"),
+    ("mix_prob", "0", "probability in (0, 1]"),
+    ("loss", "ce:-1,f1:2", "loss (a name, name:value, or weights >= 0 with a positive sum as ce:0.6,f1:0.4)"),
+    ("task_weights", "1,1", "mask,gender,age weights (>= 0, positive sum)"),
+    ("age_threshold", "old", "int"),
+    ("judged_on", "accuracy", "quantity (macro_f1, gap, mask_f1, gender_f1, age_f1)"),
+    ("min_effect", "1", "effect in (0, 1)"),
+    ("decide", "1", "seed budget: 0 (off) or an int >= 2"),
+]
+
+
+@pytest.mark.parametrize("key,text,want", BAD_VALUES, ids=[c[0] for c in BAD_VALUES])
+def test_each_field_names_what_it_takes(key, text, want):
+    with pytest.raises(FastmaskError) as e:
+        parse_sets([f"{key}={text}"])
+    assert str(e.value) == f"recipe field {key}: {text!r} is not a valid {want}"
+
+
+GOOD_VALUES = [  # (field, --set text, the value the recipe holds)
+    ("size", "96x72", (96, 72)), ("split", "kfold:5/4", "kfold:5/4"), ("valid_pct", "0.25", 0.25),
+    ("lr", "find", "find"), ("wd", "none", None), ("patience", "3", 3), ("cache", "False", False),
+    ("sampler", "none", None), ("crop", "1", 1.0), ("mixup", "null", None), ("mix_prob", "1", 1.0),
+    ("loss", "ce:0,f1:1", {"ce": 0.0, "f1": 1.0}), ("loss", "focal:3", "focal:3"), ("task_weights", "1,0,2", (1.0, 0.0, 2.0)),
+    ("judged_on", "gap", "gap"), ("decide", "0", 0), ("decide", "2", 2), ("arch", "resnet18", "resnet18"),
+]
+
+
+@pytest.mark.parametrize("key,text,value", GOOD_VALUES, ids=[f"{c[0]}={c[1]}" for c in GOOD_VALUES])
+def test_each_field_reads_its_text(key, text, value):
+    assert parse_sets([f"{key}={text}"]) == {key: value}

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.learn.build import build_dls, build_learner, fit, valid_frame
+from fastmask.data.dls import build_dls
+from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.data.load import load_data
 
 from conftest import TINY

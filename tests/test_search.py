@@ -20,7 +20,10 @@ from fastai.callback.core import CancelFitException  # noqa: E402
 from fastmask.errors import FastmaskError  # noqa: E402
 from fastmask.recipe import Recipe, load_recipe  # noqa: E402
 from fastmask.tune import search as searching  # noqa: E402
-from fastmask.tune.search import PruneOnMacroF1, Quiet, check_space, drive, open_storage, write_best  # noqa: E402
+from fastmask.learn.progress import Quiet  # noqa: E402
+from fastmask.store.run_folder import RunFolder  # noqa: E402
+from conftest import as_new_process, in_process  # noqa: E402
+from fastmask.tune.search import PruneOnMacroF1, check_space, drive, open_storage, write_best  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = '''"""A tiny searchable root recipe for the tests."""
@@ -96,8 +99,7 @@ def test_cli_bad_input_one_line_exit_2(body, args, msg, tmp_path):
     if body is not None:
         f = tmp_path / "bad.py"
         f.write_text('"""Bad."""\nfrom fastmask.recipe import Recipe\nrecipe = Recipe()\n\n' + body)
-    p = subprocess.run([sys.executable, "-m", "fastmask.search", str(f), "--trials", "2", "--runs",
-                        str(tmp_path / "runs"), *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env())
+    p = in_process("search", f, "--trials", "2", "--runs", tmp_path / "runs", *args)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and msg in lines[0], p.stderr[-2000:]
     assert str(f) in lines[0] or "--set" in lines[0]
@@ -345,20 +347,19 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop():
 
 # --- end to end: 3 recorded trials, one pruned, the best recipe runs ------------------------------
 
-SEARCH = textwrap.dedent('''
-    import sys, optuna
-    from fastmask.tune.search import search
+class PruneTrialOne(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return trial.number == 1
 
-    class PruneTrialOne(optuna.pruners.BasePruner):
-        def prune(self, study, trial):
-            return trial.number == 1
 
+def search_twice(recipe_file, data, runs):
+    """The tiny search, then the same again: the study holds its 3 trials and the baseline run exists, so the
+    second trains nothing. Prints what a user would read."""
     def run():
-        return search(sys.argv[1], 3, data=sys.argv[2], runs_dir=sys.argv[3], pruner=PruneTrialOne(),
-                      sampler=optuna.samplers.RandomSampler(seed=0))
+        return searching.search(recipe_file, 3, data=data, runs_dir=runs, pruner=PruneTrialOne(),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
     print("BEST", run().best)
-    print("AGAIN", run().ran)  # the study holds its 3 trials and the baseline run exists: nothing trains
-''')
+    print("AGAIN", run().ran)
 
 
 def project(root, **recipes):
@@ -374,10 +375,9 @@ def project(root, **recipes):
 def searched(twin, tmp_path_factory):
     root = project(tmp_path_factory.mktemp("search"), tiny_search=TINY_RECIPE)
     runs = root / "runs"
-    p = subprocess.run([sys.executable, "-c", SEARCH, str(root / "recipes" / "tiny_search.py"), str(twin), str(runs)],
-                       cwd=root, capture_output=True, text=True, timeout=900, env=env())
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return root, runs, p.stdout
+    with as_new_process(root) as (out, _):
+        search_twice(root / "recipes" / "tiny_search.py", twin, runs)
+    return root, runs, out.getvalue()
 
 
 def test_every_trial_is_a_recorded_run(searched):
@@ -423,8 +423,7 @@ def test_best_recipe_loads_and_runs(searched, twin):
     assert "from recipes.tiny_search import recipe as parent" in text
     study = optuna.load_study(study_name="tiny_search", storage=f"sqlite:///{runs / 'search.db'}")
     assert f"trial {study.best_trial.number} of search study 'tiny_search' scoring {study.best_value:.3f}" in words
-    p = subprocess.run([sys.executable, "-m", "fastmask.run", str(best), "--data", str(twin), "--runs", str(runs)],
-                       cwd=root, capture_output=True, text=True, timeout=600, env=env())
+    p = in_process("run", best, "--data", twin, "--runs", runs, cwd=root)
     assert p.returncode == 0, p.stderr[-3000:]
     d = sorted(runs.glob("*-tiny_search_best"))[-1]
     cfg = json.loads((d / "config.json").read_text())
@@ -500,7 +499,7 @@ def test_trials_are_judged_against_the_reference_and_a_trial_that_changes_nothin
 
     def train_and_record(r, *a, **k):
         trained.append((r.config(), Path(r.file).read_text()))
-        return fake_run(runs, f"2024010{len(trained)}T000009", r.name, r.config()["fields"], "x", f1=0.5)
+        return RunFolder(fake_run(runs, f"2024010{len(trained)}T000009", r.name, r.config()["fields"], "x", f1=0.5))
     monkeypatch.setattr(searching, "train_and_record", train_and_record)
     objective = searching.make_objective(child, child.space, data, runs, {}, "db", "search", "run",
                                          home=searching.home_of(child, ref))
@@ -574,10 +573,9 @@ def searched_child(twin, tmp_path_factory):
     """`fastmask.run` trained tiny_root; then the command searches tiny_search = tiny_root.but()."""
     root = project(tmp_path_factory.mktemp("search_child"), tiny_root=ROOT_RECIPE, tiny_search=CHILD_RECIPE)
     outs = []
-    for cmd in (["fastmask.run", "recipes/tiny_root.py"],
-                ["fastmask.search", "recipes/tiny_search.py", "--trials", "2", "--pruner", "none", "--seed", "0"]):
-        p = subprocess.run([sys.executable, "-m", *cmd, "--data", str(twin), "--runs", "my_runs"], cwd=root,
-                           capture_output=True, text=True, timeout=900, env=env())
+    for cmd in (["run", "recipes/tiny_root.py"],
+                ["search", "recipes/tiny_search.py", "--trials", "2", "--pruner", "none", "--seed", "0"]):
+        p = in_process(*cmd, "--data", twin, "--runs", "my_runs", cwd=root)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         outs.append(p)
     ref = min((root / "my_runs").glob("*-tiny_root"))  # the one `fastmask.run` made
@@ -610,7 +608,7 @@ def test_the_printed_run_line_reproduces_the_best_on_the_same_data(searched_chil
     cmd = shlex.split(line.removeprefix("search: run it with: "))
     assert cmd[:4] == ["python", "-m", "fastmask.run", "recipes/tiny_search_best.py"], cmd
     assert line.split(": ", 2)[2] in (root / "recipes" / "tiny_search_best.py").read_text()
-    q = subprocess.run([sys.executable, *cmd[1:]], cwd=root, capture_output=True, text=True, timeout=600, env=env())
+    q = in_process(cmd[2].removeprefix("fastmask."), *cmd[3:], cwd=root)  # the printed command's arguments
     assert q.returncode == 0, q.stderr[-3000:]
     d, = runs.glob("*-tiny_search_best")
     cfg = json.loads((d / "config.json").read_text())

@@ -97,7 +97,7 @@ def test_env_var_default_store_and_backfill(tmp_path, monkeypatch):
     assert [m.value for m in sorted(c.get_metric_history(run_id, "macro_f1"), key=lambda m: m.step)] == [0.1, 0.2]
     assert (runs / "mlflow.db").is_file() and (runs / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
     from fastmask.store.index import entries
-    assert [e.name for e in entries(runs)] == ["baseline"]  # the store is not taken for a run
+    assert [e.recipe for e in entries(runs)] == ["baseline"]  # the store is not taken for a run
 
 
 def test_folds_log_apart_and_a_broken_store_only_warns(store, tmp_path):
@@ -129,7 +129,10 @@ def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
     d = train_and_record(r, load_data(twin), tmp_path / "runs")
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     [run] = c.search_runs([c.get_experiment_by_name("fastmask").experiment_id])
-    assert run.info.run_name == "baseline" and run.data.tags["fastmask.run_dir"] == str(d.resolve())
+    assert run.info.run_name == "baseline" and run.data.tags["fastmask.run_dir"] == str(d.dir.resolve())
+    # what train_and_record hands back is what it wrote, not read back
+    assert d.status == "finished" and d.metrics == json.loads((d / "metrics.json").read_text())
+    assert d.status_json == json.loads((d / "status.json").read_text())
     assert run.info.status == "FINISHED"
     assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [0, 1]
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])

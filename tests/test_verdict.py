@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import f1_score
 
-from fastmask.store.records import RunRecord
+from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import (compare, fold_scores, fold_test, judge_deltas, paired_bootstrap, plan, plan_lines,
                                    sentence, spent_alpha)
 
@@ -214,7 +214,7 @@ def test_fold_test_is_paired_with_hand_p_value():
 # --- the evidence rules (issue 20) ------------------------------------------------------------------------
 
 def rec(name, valid=None, holdout=None, **fields):
-    return RunRecord(Path(f"/nonexistent/{name}"), {"fields": {"seed": 0, "epochs": 3, "lr": 0.005, **fields}}, {},
+    return RunFolder(Path(f"/nonexistent/{name}"), config={"fields": {"seed": 0, "epochs": 3, "lr": 0.005, **fields}}, metrics={},
                      valid=valid, holdout=holdout)
 
 

@@ -1,28 +1,20 @@
-"""recipe -> DataLoaders -> Learner -> fit. Everything here is what a REPL user gets too."""
+"""recipe -> Learner -> fit (the DataLoaders come from data.dls). Everything here is what a REPL user gets too."""
 import tempfile
-import warnings
 from pathlib import Path
 
 import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 import numpy as np
 from fastcore.basics import patch
-from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
-from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize
+from fastai.data.transforms import Normalize
 from fastai.metrics import accuracy
-from fastai.torch_core import set_seed
 from fastai.vision.core import imagenet_stats
 
-from fastmask import console
-from fastmask.data import cache
-from fastmask.data.augment import augmentation
-from fastmask.data.cache import Prepare
-from fastmask.data.load import load_data
-from fastmask.data.sampling import resample
-from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe
-from fastmask.labels import AGE_THRESHOLD, N_CLASSES, label_of
-from fastmask.learn.callbacks import ConsoleProgress, StopOnInterrupt, training_callbacks
+from fastmask.labels import N_CLASSES
+from fastmask.learn.callbacks import training_callbacks
+from fastmask.learn.guards import StopOnInterrupt
+from fastmask.learn.progress import ConsoleProgress
 from fastmask.learn.heads import HEADS
 from fastmask.learn.losses import build_loss
 from fastmask.learn.metrics import MacroF1
@@ -30,61 +22,6 @@ from fastmask.learn.mixing import mixing_callbacks
 from fastmask.learn.model import check_arch, resolve_weights
 from fastmask.learn.precision import precision_callbacks
 from fastmask.choices import check_choices, parse_split
-
-
-def build_dls(recipe, df):
-    """DataLoaders for `recipe`: person split, training-only labels, sampling and augmentation.
-
-    The split is drawn once on the roster, then fixed by position, so oversampled copies (appended at
-    the end) stay on the training side and validation keeps the true labels."""
-    set_seed(recipe.seed, reproducible=True)
-    df = df.reset_index(drop=True)
-    train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
-    df = df.assign(y=df["label"])
-    if recipe.age_threshold != AGE_THRESHOLD:  # a training-time choice: validation keeps the true labels
-        moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
-        df.loc[df.index[train_idx], "y"] = moved
-    df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
-    check_bs(recipe.bs, len(train_idx))
-    size = tuple(recipe.size)
-    paths = df["path"].unique()  # oversampled copies share their original's cached pixels
-    bar = console.mode() == console.BARS  # piped, a rich bar is an empty line; quiet, nothing
-    array = cache.build(paths, size, recipe.crop, progress=bar) if recipe.cache else None
-    images = TransformBlock(type_tfms=Prepare(size, recipe.crop, paths, array), batch_tfms=IntToFloatTensor)
-    block = DataBlock(
-        blocks=(images, CategoryBlock(vocab=list(range(N_CLASSES)))),
-        get_x=ColReader("path"), get_y=ColReader("y"),
-        splitter=IndexSplitter(valid_idx),  # training: every other row, oversampled copies included
-        # crop and resize happen once in Prepare; only the per-epoch augmentation is left here
-        item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
-    kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        if weights is not None:
-            return block.weighted_dataloaders(df, weights, **kw)
-        return block.dataloaders(df, **kw)
-
-
-def check_bs(bs, n_train):
-    # fastai drops the last partial training batch: a bs above the training rows trains no batch at all
-    if bs > n_train:
-        raise FastmaskError(f"recipe field bs: {bs} is more than the {n_train} training images of this split, so "
-                            f"no batch would be trained; use bs <= {n_train}")
-
-
-def check_data(recipe, df):
-    """What only the data can judge, before a run folder or a cache exists: the batch size against the
-    training rows, and the cache's size against the free disk."""
-    df = df.reset_index(drop=True)
-    train_idx, _ = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
-    _, train_idx, _ = resample(recipe.sampler, df.assign(y=df["label"]), train_idx, seed=recipe.seed, label_col="y")
-    check_bs(recipe.bs, len(train_idx))
-    if recipe.cache:
-        cache.check_room(df["path"].unique(), tuple(recipe.size), recipe.crop)
-
-
-def label_of_rows(rows, threshold):
-    return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
 
 
 def preflight(recipe):
@@ -210,12 +147,6 @@ def valid_frame(learn):
     """The validation rows (true labels in `label`) with their probabilities, as the learner saw them."""
     probs, _ = learn.get_preds(ds_idx=1)
     return learn.dls.valid.items, probs.numpy()
-
-
-@patch
-def dls(self: Recipe, data=None):
-    """The DataLoaders `python -m fastmask.run` trains on, from the data folder `data` (the twin by default)."""
-    return build_dls(self, load_data(data).train)
 
 
 @patch

@@ -17,10 +17,7 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
-import pandas as pd
-import torch
-from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
-from fastai.data.transforms import ColReader, IndexSplitter, IntToFloatTensor, Normalize, ToTensor
+from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
 from fastai.learner import defaults
 from safetensors import SafetensorError
 from safetensors.torch import load as from_bytes
@@ -28,6 +25,7 @@ from safetensors.torch import save as to_bytes
 
 from fastmask.data.augment import Albumentations
 from fastmask.data.cache import Prepare
+from fastmask.data.dls import predictor_dls
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.learn.build import build_learner
@@ -37,7 +35,6 @@ from fastmask.store.folder import write_json
 FORMAT = "fastmask-safe-model"
 VERSION = 1
 SUFFIXES = (".safetensors", ".json")
-DUMMY = "fastmask-safe-model:no-image"  # the one item the rebuilt DataLoaders are set up on
 
 
 def files(path):
@@ -206,12 +203,8 @@ def drop_training_cbs(learn):
 
 
 def _dls(spec, recipe, spec_path):
-    """DataLoaders with the exported learner's pipeline: Prepare at the saved size and crop, the
-    vocabulary in its saved order, the saved Normalize, the saved albumentations on the training side.
-
-    fastai sets a pipeline up by running one item through it; that item is a black image served from
-    a one-row in-memory cache, and both are dropped afterwards, as an export drops its items."""
-
+    """DataLoaders with the exported learner's pipeline (data.dls.predictor_dls): the saved size, crop,
+    vocabulary order, Normalize and training-side albumentations, each checked first."""
     try:
         # size and crop are recipe fields: checked as a recipe file's are (a negative crop flips the image)
         size, crop, vocab = coerce("size", spec["size"]), coerce("crop", spec["crop"]), list(spec["vocab"])
@@ -220,21 +213,12 @@ def _dls(spec, recipe, spec_path):
             # a zero std divides every pixel into inf: one class predicted for everything
             raise FastmaskError(f"{spec_path}: normalize std {std} and mean {mean} must be finite with std > 0")
         norm = Normalize.from_stats(mean, std, cuda=False)
-        prep = Prepare(size, crop, [DUMMY], np.zeros((1, *size, 3), np.uint8))
         augment = _augment_tfms(spec["augment"])
     except FastmaskError as e:
         raise FastmaskError(str(e) if str(e).startswith(str(spec_path)) else f"{spec_path}: {e}") from None
     except (TypeError, KeyError, ValueError, IndexError) as e:
         raise FastmaskError(f"{spec_path}: malformed model file ({type(e).__name__}: {e})") from None
-    block = DataBlock(blocks=(TransformBlock(type_tfms=prep, batch_tfms=IntToFloatTensor),
-                              CategoryBlock(vocab=vocab, sort=False)),
-                      get_x=ColReader("path"), get_y=ColReader("y"), splitter=IndexSplitter([1]),
-                      item_tfms=augment, batch_tfms=[norm])
-    items = pd.DataFrame({"path": [DUMMY, DUMMY], "y": [vocab[0], vocab[0]]})
-    dls = block.dataloaders(items, bs=recipe.bs, num_workers=0, device=torch.device("cpu"))
-    dls = dls.new_empty()  # (sets itself up on the dummy item, so before the cache goes)
-    prep.index, prep.array = {}, None
-    return dls
+    return predictor_dls(size, crop, vocab, norm, augment, recipe.bs)
 
 
 def _augment_tfms(aug):

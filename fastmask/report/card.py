@@ -47,7 +47,7 @@ def headline(metrics, name=None, status=None):
 
 
 def render(this, judgement, status, plots=(), top_losses=None):
-    """card.md's Markdown, a pure function of what it is given: `this` run's RunRecord (config, metrics,
+    """card.md's Markdown, a pure function of what it is given: `this` run's RunFolder (config, metrics,
     history, validation predictions, minutes), its `judgement` against the parent (verdict.judge), the
     run `status`, the names of the `plots` drawn beside it, and `top_losses` (how many images
     top_losses.png shows, or why it was not drawn)."""

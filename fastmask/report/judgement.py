@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from fastmask.store.folder import CONFIG, METRICS, read_json
+from fastmask.store.folder import CONFIG
 from fastmask.store.index import finished, pool
-from fastmask.store.records import RunRecord, read_run
+from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import compare
 
 DECIDED = ("supported", "refuted", "no effect")
@@ -25,7 +25,7 @@ DEFAULT_DECIDE = 6  # `--decide` without a number: up to six paired seeds
 @dataclass
 class Judgement:
     """This run against its parent's comparable runs: what the card says and metrics.json records."""
-    parent: Optional[RunRecord] = None           # the parent's newest comparable run
+    parent: Optional[RunFolder] = None           # the parent's newest comparable run
     verdict: Optional[dict] = None               # verdict.compare's dict; None when no paired test was possible
     rising: list = field(default_factory=list)   # which of the two were still improving at their last epoch
     other_fingerprints: list = field(default_factory=list)  # no parent run: the data of the parent's other runs
@@ -50,14 +50,14 @@ def evidence(this, runs_dir):
     the recipe has no parent or the parent has no comparable run."""
     cfg = this.config
     fp = cfg.get("data_fingerprint")
-    kids = [this] + [read_run(e.dir) for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=this.dir)]
+    kids = [this] + [RunFolder(e.dir) for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=this.dir)]
     if not cfg.get("parent") or cfg.get("parent_fields") is None:
         return kids, []
-    return kids, [read_run(e.dir) for e in pool(runs_dir, cfg["parent"], fp, cfg["parent_fields"])]
+    return kids, [RunFolder(e.dir) for e in pool(runs_dir, cfg["parent"], fp, cfg["parent_fields"])]
 
 
 def judge(this, runs_dir):
-    """The Judgement of RunRecord `this` against its parent's comparable runs in `runs_dir`."""
+    """The Judgement of RunFolder `this` against its parent's comparable runs in `runs_dir`."""
     cfg = this.config
     kids, parents = evidence(this, runs_dir)
     if not parents:
@@ -115,10 +115,11 @@ def stale(run_dir, runs_dir):
     """Whether run `run_dir`'s recorded verdict no longer holds all the evidence: a comparable run of its
     setup or of its parent's finished since. Cheap (config.json reads only): the board asks it of every row."""
     d = Path(run_dir)
-    cfg = read_json(d / CONFIG, {}) or {}
+    run = RunFolder(d)
+    cfg = run.config
     if not cfg.get("parent"):
         return False
-    m = read_json(d / METRICS, {}) or {}
+    m = run.metrics
     old = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
     fp = cfg.get("data_fingerprint")
     parents = [e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))] if cfg.get("parent_fields") is not None else []
@@ -136,7 +137,7 @@ def plan_for(run_dir, runs_dir=None, effect=None):
     d = Path(run_dir)
     if not (d / CONFIG).is_file():
         raise FastmaskError(f"{d}: not a run folder (no {CONFIG})")
-    this = read_run(d)
+    this = RunFolder(d)
     cfg = this.config
     if not cfg.get("parent"):
         raise FastmaskError(f"{d}: recipe {cfg.get('name')} has no parent: there is no hypothesis to plan for")

@@ -16,7 +16,8 @@ import pandas as pd
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.labels import describe
-from fastmask.store.folder import CONFIG, METRICS, OOF, SUSPECTS, read_json, write_json
+from fastmask.store.run_folder import RunFolder
+from fastmask.store.folder import METRICS, OOF, SUSPECTS, write_json
 from fastmask.report.folds import probs_of
 
 NOISE = "noise.csv"
@@ -109,9 +110,8 @@ def rescore(run_dir):
     if not oof_path.is_file():
         raise FastmaskError(f"{oof_path}: file not found (only k-fold runs have one)")
     oof = pd.read_csv(oof_path, dtype={"person": str})
-    cfg = read_json(d / CONFIG, {})
-    m = record(oof, d / SUSPECTS, cfg.get("data"))
-    metrics = read_json(d / METRICS)
-    if metrics is not None:
-        write_json(d / METRICS, {**metrics, **m})
+    run = RunFolder(d)
+    m = record(oof, d / SUSPECTS, run.config.get("data"))
+    if run.metrics:  # a missing or unreadable metrics.json is not replaced by the suspects' figures alone
+        write_json(d / METRICS, {**run.metrics, **m})
     return m

@@ -31,8 +31,8 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.store.folder import FOLD_SCORES, METRICS, read_json
-from fastmask.store.records import RunRecord, read_run
+from fastmask.store.folder import FOLD_SCORES
+from fastmask.store.run_folder import RunFolder
 
 ALPHA = 0.05
 POWER = 0.8
@@ -406,7 +406,7 @@ def fold_scores(run_dir, metrics=None):
     `macro_f1`), else `folds.csv` (a `macro_f1` column, ordered by `fold` when there is one)."""
     run_dir = Path(run_dir)
     if metrics is None:
-        metrics = read_json(run_dir / METRICS, {})
+        metrics = RunFolder(run_dir).metrics
     folds = metrics.get("folds")
     if isinstance(folds, list) and folds:
         try:
@@ -476,7 +476,7 @@ def _by_folds(child, parent, child_metrics, judged_on, alpha):
 
 def compare(child, parent, child_metrics=None, *, judged_on="macro_f1", min_effect=0.02, max_seeds=None,
             alpha=ALPHA, n=1000, seed=0):
-    """The verdict of `child` against `parent`: each a RunRecord, a run folder, or a list of RunRecords (every
+    """The verdict of `child` against `parent`: each a RunFolder, a run folder, or a list of RunFolders (every
     comparable run of that setup, newest first, pooled seed by seed). Seeds pair by value; with `max_seeds`
     (the design's cap) only the first `max_seeds` paired seeds count. By folds when both newest runs ran the
     same complete folds, else paired over their validation predictions, else over their holdout
@@ -580,7 +580,7 @@ def _records(runs):
 
 
 def _record(run):
-    return run if isinstance(run, RunRecord) else read_run(run)
+    return run if isinstance(run, RunFolder) else RunFolder(run)
 
 
 # --- the plan: what would resolve an effect ---------------------------------------------------------------

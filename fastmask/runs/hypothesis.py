@@ -10,11 +10,11 @@ from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.store.folder import CARD, read_json, STATUS
+from fastmask.store.folder import CARD
 from fastmask.store.index import pool, seeds_of
 from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
-from fastmask.store.records import read_run
+from fastmask.store.run_folder import RunFolder
 from fastmask.runs.session import train_and_record
 from fastmask.data.layout import fingerprint
 
@@ -59,8 +59,9 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
     return 0
 
 
-def _status(d):
-    return (read_json(Path(d) / STATUS, {}) or {}).get("status")
+def _status(run):
+    """The status of a RunFolder train_and_record handed back (or of a run folder's path)."""
+    return (run if isinstance(run, RunFolder) else RunFolder(run)).status_json.get("status")
 
 
 def covered(runs_dir, recipe, fp):
@@ -105,7 +106,7 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
     budget = recipe.decide
     last = Path(first)
     while True:
-        j = judge(read_run(last), runs_dir)
+        j = judge(RunFolder(last), runs_dir)
         v = j.verdict or {}
         paired = int(v.get("seeds") or 0)
         if not v or v.get("verdict") in DECIDED or v.get("verdict") == "neither learned":

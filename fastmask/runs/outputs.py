@@ -13,13 +13,13 @@ from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
 from fastmask.report import card, plots, suspects
 from fastmask.store.folder import (BATCHES_PLOT, CARD, CONFUSION_PLOT, CURVES_PLOT, HISTORY, HOLDOUT_PREDS, LR_FIND_PLOT,
-                                  METRICS, MODEL_PKL, OOF, PER_CLASS_F1_PLOT, PLOTS, STATUS, SUSPECTS, TOP_LOSSES,
-                                  VALID_PREDS, read_json, write_json)
+                                  METRICS, MODEL_PKL, OOF, PER_CLASS_F1_PLOT, PLOTS, SUSPECTS, TOP_LOSSES,
+                                  VALID_PREDS, write_json)
 from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.models.infer import soft_vote
 from fastmask.store.index import finished
 from fastmask.report.judgement import judge, same_verdict, stale
-from fastmask.store.records import RunRecord, read_run
+from fastmask.store.run_folder import RunFolder
 
 
 def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
@@ -51,7 +51,7 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
         atomic_write(run.path(HISTORY), hist.to_csv(index=False))
     first = (oof["seed"] == oof["seed"].iloc[0]).to_numpy()  # one seed's errors, not the same image N times
     drawn = draw_plots(run, parts, metrics, hist, group, oof["label"].to_numpy()[first], pred[first], kfold)
-    this = RunRecord(run.dir, cfg, metrics, hist, vp, held, run.minutes())
+    this = RunFolder(run.dir, config=cfg, metrics=metrics, history=hist, valid=vp, holdout=held, minutes=run.minutes())
     text, entry = card_and_verdict(this, runs_dir, status, drawn)
     if entry is not None:
         metrics["verdict"] = entry
@@ -192,7 +192,7 @@ def link_first_fold(run, parts):
 
 
 def card_and_verdict(this, runs_dir, status, plots_drawn):
-    """card.md's text for RunRecord `this` and metrics.json's "verdict" entry (None without a parent run):
+    """card.md's text for RunFolder `this` and metrics.json's "verdict" entry (None without a parent run):
     the judgement against the parent's newest comparable run in `runs_dir`, and top_losses.png drawn
     beside the card from the validation predictions."""
     judgement = judge(this, runs_dir)
@@ -215,7 +215,7 @@ def rejudge(run_dir, runs_dir, write=True):
     rewrite its card and metrics.json's "verdict" (the old one appended to "verdict_history"). Returns
     the new Judgement."""
     d = Path(run_dir)
-    this = read_run(d)
+    this = RunFolder(d)
     j = judge(this, runs_dir)
     old = this.metrics.get("verdict")
     if not write or same_verdict(j.entry, old):
@@ -229,9 +229,9 @@ def rejudge(run_dir, runs_dir, write=True):
         metrics.pop("verdict", None)
     else:
         metrics["verdict"] = j.entry
-    status = (read_json(d / STATUS, {}) or {}).get("status", "finished")
+    status = this.status_json.get("status", "finished")
     drawn = [n for n, _ in PLOTS if (d / n).exists()]
-    text = card.render(RunRecord(this.dir, this.config, metrics, this.history, this.valid, this.holdout, this.minutes),
+    text = card.render(this.but(metrics=metrics),
                        j, status, drawn, draw_top_losses(this))
     atomic_write(d / CARD, text)
     write_json(d / METRICS, metrics)
@@ -243,7 +243,7 @@ def rejudge_children(runs_dir, name, fingerprint):
     own setup) on the same data whose verdict it changes. Returns the folders rewritten."""
     out = []
     for e in finished(runs_dir, fingerprint=fingerprint):
-        if (e.config.get("parent") == name or e.name == name) and stale(e.dir, runs_dir):
+        if (e.config.get("parent") == name or e.recipe == name) and stale(e.dir, runs_dir):
             try:
                 rejudge(e.dir, runs_dir)
             except Exception as err:  # noqa: BLE001  (a damaged older run never costs this run its status)

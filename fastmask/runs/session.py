@@ -14,8 +14,9 @@ from fastai.callback.progress import CSVLogger
 
 from fastmask.data.layout import fingerprint
 from fastmask.errors import FastmaskError, StopNow
-from fastmask.learn.build import build_dls, build_learner, check_data, fit, valid_frame
-from fastmask.learn.callbacks import KeepBest
+from fastmask.data.dls import build_dls, check_data
+from fastmask.learn.build import build_learner, fit, valid_frame
+from fastmask.learn.tracker import KeepBest
 from fastmask.learn.distributed import alone, context, is_main, rank, share
 from fastmask.report.card import headline as headline_line
 from fastmask.models.export import export
@@ -24,11 +25,13 @@ from fastmask.report.folds import fold_recipe, folds, n_folds
 from fastmask.models.infer import predict_probs
 from fastmask.runs.outputs import record
 from fastmask.runs.tracking import track, tracking_uri
+from fastmask.store.run_folder import RunFolder
 
 
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
-    """Train `recipe` on `data` into a new run folder; returns the folder. Ctrl-C keeps the best so far.
+    """Train `recipe` on `data` into a new run folder; returns it as a RunFolder holding the config, metrics
+    and status it wrote (nothing read back). Ctrl-C keeps the best so far.
 
     One model for a single split, one per fold for `split="kfold:K"`; both are recorded by `record`.
     `cbs`: extra fastai callbacks for fit; one that sets `run_status` (the search's pruning callback sets
@@ -59,7 +62,7 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
     for p in parts:
         if p.status == "failed":
             print(f"fastmask: warning: fold {p.fold} failed ({p.error}); the run keeps the other folds", file=sys.stderr)
-    return run.dir
+    return RunFolder(run.dir, config=cfg, metrics=metrics or {}, status_json=run.state)
 
 
 def train_parts(recipe, data, run, cfg, cbs, runs_dir, signals=None):

@@ -18,7 +18,8 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
-from fastmask.store.folder import CONFIG, HISTORY, METRICS, PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number, read_json
+from fastmask.store.run_folder import RunFolder
+from fastmask.store.folder import PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"
@@ -103,13 +104,13 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     run_dir = Path(run_dir)
     uri = resolve_uri(uri if uri is not None else "1", run_dir.parent)
     client = _client_class()(tracking_uri=uri)
-    cfg, m = read_json(run_dir / CONFIG, {}) or {}, read_json(run_dir / METRICS, {}) or {}
-    status = (read_json(run_dir / STATUS, {}) or {}).get("status", "finished")
+    folder = RunFolder(run_dir)
+    cfg, m, status = folder.config, folder.metrics, folder.status_json.get("status", "finished")
     # the recipe's name leads (the UI cuts long names); the folder's stamp stays a tag
     run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
                             tags=_tags(cfg, m, run_dir, status))
     run_id, now = run.info.run_id, int(time.time() * 1000)
-    steps = _history_steps(run_dir / HISTORY)
+    steps = _history_steps(folder.history)
     final = {f"final_{k}": m.get(k) for k in FINAL}
     final.update({f"holdout_{k}_f1": v for k, v in (m.get("holdout_task_f1") or {}).items()})
     final.update({f"class_f1/{_class_name(k)}": v for k, v in (m.get("per_class_f1") or {}).items()})
@@ -154,13 +155,9 @@ def _tags(cfg, m, run_dir, status):
     return {k: _text(x, 5000) for k, x in tags.items() if x not in ("", None)}
 
 
-def _history_steps(path):
+def _history_steps(hist):
     """(name, value, step) for every number in history.csv; several models' columns get a prefix."""
-    if not path.is_file():
-        return []
-    try:
-        hist = pd.read_csv(path)
-    except (OSError, ValueError):
+    if hist is None:
         return []
     group = next((g for g in ("fold", "seed") if g in hist), None)
     out = []

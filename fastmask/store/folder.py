@@ -250,6 +250,12 @@ class Run:
     def status(self):
         return self._state.get("status")
 
+    @property
+    def state(self):
+        """status.json as last written (a copy)."""
+        with self._lock:
+            return dict(self._state)
+
     def mark(self, status, **extra):
         """Record `status` (e.g. "finished", or "failed" with error="...") and any extra fields."""
         with self._lock:

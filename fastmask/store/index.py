@@ -1,40 +1,16 @@
 """The one index of run folders: every reader (the board, a card's parent run, the search, MLflow back-fill)
 finds runs here, by the same rules. A run folder is a folder holding config.json or status.json."""
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe import _plain, JUDGING, Recipe
-from fastmask.store.folder import CONFIG, METRICS, STATUS, effective_status, json_problem, read_json
-
-
-@dataclass
-class Entry:
-    """One run folder, its config.json and status.json read once; metrics.json on first use."""
-    dir: Path
-    config: dict
-    status_json: dict
-    _metrics: Optional[dict] = field(default=None, repr=False)
-
-    @property
-    def name(self):
-        return self.config.get("name")
-
-    @property
-    def status(self):
-        """The recorded status, or "lost" for a "running" run whose process is gone ("?" when unreadable)."""
-        return effective_status(self.status_json)
-
-    @property
-    def metrics(self):
-        if self._metrics is None:
-            self._metrics = read_json(self.dir / METRICS, {})
-        return self._metrics
+from fastmask.store.folder import CONFIG, METRICS, STATUS, json_problem, read_json
+from fastmask.store.run_folder import RunFolder, is_run
 
 
 def entries(runs_dir, warn: Optional[Callable[[str], None]] = None, must_exist=False):
-    """Every run folder under `runs_dir`, oldest first (folder names start with a UTC stamp). A folder
+    """Every run folder under `runs_dir` as a RunFolder, oldest first (folder names start with a UTC stamp). A folder
     whose JSON is unreadable or not an object is skipped, with one line to `warn` when given, so one
     bad folder never hides the others."""
     runs_dir = Path(runs_dir)
@@ -44,14 +20,14 @@ def entries(runs_dir, warn: Optional[Callable[[str], None]] = None, must_exist=F
         return []
     out = []
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        if not ((d / CONFIG).exists() or (d / STATUS).exists()):
-            continue  # not a run (mlflow artifacts, stray folders)
+        if not is_run(d):
+            continue
         problem = next((p for f in (CONFIG, STATUS, METRICS) if (p := json_problem(d / f))), None)
         if problem:
             if warn:
                 warn(f"skipping {d}: {problem}")
             continue
-        out.append(Entry(d, read_json(d / CONFIG, {}), read_json(d / STATUS, {})))
+        out.append(RunFolder(d, config=read_json(d / CONFIG, {}), status_json=read_json(d / STATUS, {})))
     return out
 
 
@@ -60,7 +36,7 @@ def finished(runs_dir, name=None, fingerprint=None, fields=None):
     these resolved `fields` (config.json's "fields")."""
     return [e for e in reversed(entries(runs_dir))
             if e.status_json.get("status") == "finished"
-            and (name is None or e.name == name)
+            and (name is None or e.recipe == name)
             and (fingerprint is None or e.config.get("data_fingerprint") == fingerprint)
             and (fields is None or e.config.get("fields") == fields)]
 

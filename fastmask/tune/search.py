@@ -41,10 +41,12 @@ from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.io import atomic_write
 from fastmask.learn.build import preflight
-from fastmask.learn.callbacks import KeepBest
+from fastmask.learn.progress import Quiet
+from fastmask.learn.tracker import KeepBest
 from fastmask.learn.distributed import is_distributed
 from fastmask.recipe import _plain, coerce, load_recipe, parse_sets
-from fastmask.store.folder import CONFIG, METRICS, environment, read_json
+from fastmask.store.run_folder import RunFolder
+from fastmask.store.folder import environment
 from fastmask.report.folds import n_folds
 from fastmask.store.index import entries, finished
 from fastmask.runs.session import train_and_record
@@ -192,25 +194,6 @@ class PruneOnMacroF1(Callback):
             raise CancelFitException()
 
 
-class Quiet(Callback):
-    """No per-epoch lines or progress bar in a trial's fit: fastai's `no_logging()`, and ProgressCallback
-    sits the fit out (`run=False`, reset by fastai after it: `no_bar()` cannot leave a fit under way)."""
-    order = -20  # before the Recorder, ProgressCallback and CSVLogger start
-
-    def before_fit(self):
-        self.stack = contextlib.ExitStack()
-        self.stack.enter_context(self.learn.no_logging())
-        self.silent = self.learn.logger
-        if hasattr(self.learn, "progress"):
-            self.learn.progress.run = False
-
-    def after_fit(self):
-        self.stack.close()
-        for cb in self.learn.cbs:  # a CSVLogger puts back the logger it found (ours) after this: not in the export
-            if getattr(cb, "old_logger", None) is self.silent:
-                cb.old_logger = self.learn.logger
-
-
 def make_objective(base, space, data, runs_dir, overrides, label, searched, reproduce, home=None):
     """The optuna objective: one recorded run per trial; its validation macro F1, or TrialPruned. A trial
     is a child of `home` (`base`, or the ancestor with its fields whose run is the reference), so its card
@@ -249,7 +232,7 @@ def make_objective(base, space, data, runs_dir, overrides, label, searched, repr
                     trial.set_user_attr("run", str(found))
         if prune.run_status == "pruned":
             raise optuna.TrialPruned(f"pruned after epoch {prune.step}")
-        return float(read_json(d / METRICS)[MONITOR])
+        return float(d.metrics[MONITOR])
     return objective
 
 
@@ -274,14 +257,14 @@ def reference_runs(base, fp, runs_dir):
     """Finished runs on data `fp` with exactly `base`'s resolved fields, of `base` or an unchanged
     ancestor: the searched recipe's own first, then the nearest ancestor's; newest first within each."""
     names = [r.name for r in unchanged(base)]
-    runs = [e for e in finished(runs_dir, None, fp, base.config()["fields"]) if e.name in names]
-    return sorted(runs, key=lambda e: names.index(e.name))
+    runs = [e for e in finished(runs_dir, None, fp, base.config()["fields"]) if e.recipe in names]
+    return sorted(runs, key=lambda e: names.index(e.recipe))
 
 
 def home_of(base, run):
     """The recipe of `base`'s unchanged chain whose run `run` is (trials and the best recipe are its
     children, so their cards find that run); `base` without one."""
-    name = read_json(Path(run) / CONFIG, {}).get("name") if run else None
+    name = RunFolder(run).recipe if run else None
     return next((r for r in unchanged(base) if r.name == name), base)
 
 
@@ -292,7 +275,7 @@ def baseline(base, data, runs_dir, overrides, train=True, reproduce=None):
     a real change against its own parent, never an identical run. `reproduce(recipe)`: its run command."""
     runs = reference_runs(base, fingerprint(data.train), runs_dir)
     if runs:
-        print(f"search: reference run {runs[0].dir} ({runs[0].name}, the same fields and data): not trained again")
+        print(f"search: reference run {runs[0].dir} ({runs[0].recipe}, the same fields and data): not trained again")
     if runs or not train:
         return runs[0].dir if runs else None
     r = unchanged(base)[-1]
@@ -443,7 +426,7 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, d
         return None
     changed, trials = changes(base, values), [t for t in study.trials if not t.user_attrs.get("surplus")]
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    own = read_json(Path(parent_run) / METRICS, {}).get(MONITOR) if parent_run else None
+    own = RunFolder(parent_run).metrics.get(MONITOR) if parent_run else None
     over = base.name if home is base else f"{home.name} (searched as {base.name}, which leaves it unchanged)"
     claim = f"{changes_text(changed)} raise" if changed else f"Nothing searched beats {base.name}'s own values:"
     doc = (f"{claim} validation macro F1 over {over}: trial {best.number} of search study '{study.study_name}' "

@@ -21,7 +21,7 @@ from fastmask.views.compare import METRICS, config_diff, flat
 from fastmask.store.folder import finite_number
 from fastmask.views.html import board_page
 from fastmask.store.index import entries, setup
-from fastmask.store.records import RunRecord
+from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import same_folds
 
 RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
@@ -88,7 +88,7 @@ def _row(e):
             "hypothesis": _text(cfg.get("hypothesis"), ""), "fields": fields, "metrics": m,
             "parent_fields": cfg.get("parent_fields") if isinstance(cfg.get("parent_fields"), dict) else None,
             # what compare.config_diff and verdict.same_folds read, with "fields" always a dict
-            "record": RunRecord(e.dir, {**cfg, "fields": fields}, {})}
+            "record": RunFolder(e.dir, config={**cfg, "fields": fields}, metrics={})}
 
 
 def _parent_of(r, by_id):

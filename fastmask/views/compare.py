@@ -17,10 +17,10 @@ from rich.table import Table
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES, TASKS
-from fastmask.store.folder import CONFIG, STATUS, read_json
+from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import setup
 from fastmask.report.judgement import judge
-from fastmask.store.records import RunRecord, read_run
+from fastmask.store.run_folder import RunFolder, is_run
 from fastmask.report.verdict import compare as paired_test
 from fastmask.report.verdict import fold_scores, sentence
 
@@ -35,7 +35,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 @dataclass
 class Comparison:
-    runs: list          # RunRecords, the reference first
+    runs: list          # RunFolders, the reference first
     diff: dict          # {field: [value per run]} for the config fields that differ
     metrics: list       # [(key, label, [value or None per run])], rows where some run has a number
     verdicts: list      # per run after the first: verdict.compare's dict against the first, or None
@@ -57,16 +57,16 @@ class Comparison:
 
 
 def load(run_dirs):
-    """The RunRecords of `run_dirs`; bad input (not a run folder, fewer than two) is a FastmaskError."""
+    """The RunFolders of `run_dirs`; bad input (not a run folder, fewer than two) is a FastmaskError."""
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:
         if not d.is_dir():
             raise FastmaskError(f"{d}: no such run folder")
-        if not ((d / CONFIG).is_file() or (d / STATUS).is_file()):
+        if not is_run(d):
             raise FastmaskError(f"{d}: not a run folder (no {CONFIG} or {STATUS})")
     if len(dirs) < 2:
         raise FastmaskError(f"compare needs two run folders or more, got {len(dirs)}")
-    return [read_run(d) for d in dirs]
+    return [RunFolder(d) for d in dirs]
 
 
 def flat(m):
@@ -140,7 +140,7 @@ def comparison(run_dirs, n=1000):
                       *map(list, zip(*curves)))
 
 
-def is_parent_run(child: RunRecord, ref: RunRecord):
+def is_parent_run(child: RunFolder, ref: RunFolder):
     """Whether `ref` is one of the runs `child`'s verdict pools as its parent: the parent recipe, the same
     data and the parent's setup (any seeds)."""
     cfg = child.config
@@ -150,7 +150,7 @@ def is_parent_run(child: RunRecord, ref: RunRecord):
             and setup(ref.config.get("fields")) == setup(cfg["parent_fields"]))
 
 
-def _paired(child: RunRecord, ref: RunRecord, n):
+def _paired(child: RunFolder, ref: RunFolder, n):
     fa, fb = child.config.get("data_fingerprint"), ref.config.get("data_fingerprint")
     if fa and fb and fa != fb:
         return None, f"trained on other data ({fa} vs {fb}): no paired test"
@@ -200,7 +200,7 @@ def tables(c: Comparison):
     for col in ("", "run folder", "status", "minutes", "models"):
         runs.add_column(col)
     for lab, r, k, kind in zip(c.labels, c.runs, c.models, c.kinds):
-        st = (read_json(r.dir / STATUS, {}) or {}).get("status", "?")
+        st = r.status_json.get("status", "?")
         runs.add_row(escape(lab), escape(str(r.dir)), escape(str(st)), f"{r.minutes:.1f}" if _num(r.minutes) else "—",
                      f"{k} {kind}".strip() if k else "—")
     out = [runs]
