@@ -142,3 +142,34 @@ def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-4)
     assert "interrupted" in (d / "card.md").read_text()
 
+
+def test_weights_are_found_once_per_process_not_per_learner(monkeypatch):
+    """A k-fold run or a search builds many learners: the network probe and the cache search run once."""
+    import fastmask.learn.model as model
+    probes = []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(model, "_RESOLVED", {})
+    monkeypatch.setattr(model, "_online", lambda: probes.append(1) or False)
+    monkeypatch.setattr(model, "_cached_file", lambda arch, offline: None)
+    for _ in range(3):
+        weights, notice = model.resolve_weights("test_resnet", "auto")
+    assert (weights, len(probes)) == (None, 1) and "from scratch" in notice
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # another setting is another answer
+    model.resolve_weights("test_resnet", "auto")
+    assert len(probes) == 1  # offline by the variable: no probe at all
+
+
+def test_a_weights_file_is_opened_once_until_it_changes(tmp_path, monkeypatch):
+    import torch
+    import fastmask.learn.build as build
+    f = tmp_path / "w.pth"
+    torch.save({"w": torch.zeros(2)}, f)
+    opened, real = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: opened.append(1) or real(*a, **k))
+    monkeypatch.setattr(build, "_CHECKED", set())
+    build.check_weights_file(f)
+    build.check_weights_file(f)
+    assert len(opened) == 1
+    torch.save({"w": torch.zeros(3)}, f)  # rewritten: opened again
+    build.check_weights_file(f)
+    assert len(opened) == 2

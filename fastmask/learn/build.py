@@ -65,11 +65,19 @@ def build_learner(recipe, dls, notify=print, train=True):
     return learn
 
 
+_CHECKED = set()  # (path, size, mtime) of weights files opened once already in this process
+
+
 def check_weights_file(path):
     """A user's weights file opened as timm will open it (torch's weights_only, or safetensors), so a file
-    it refuses is one line naming it rather than an unpickling traceback. weights_only runs no code."""
+    it refuses is one line naming it rather than an unpickling traceback. weights_only runs no code.
+    Each file is opened once per process (until it changes), not once per fold, seed or trial."""
     import torch
     path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -80,6 +88,7 @@ def check_weights_file(path):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FastmaskError(f"recipe field pretrained: {path} is not a weights file torch opens safely "
                             f"({type(e).__name__}: {first[:160]})") from None
+    _CHECKED.add(key)
 
 
 def pick_lr(recipe, learn):

@@ -62,13 +62,27 @@ def _cached_file(arch, offline):
     return None
 
 
+# (arch, "auto" or True, HF_HUB_OFFLINE) -> (file, notice): a run builds a learner per fold, seed and trial, and
+# each would otherwise probe the network (2.5 s offline) and search the caches again
+_RESOLVED = {}
+
+
 def resolve_weights(arch, pretrained):
-    """(weights file or None, notice or None) for a recipe's `pretrained` field.
+    """(weights file or None, notice or None) for a recipe's `pretrained` field, found once per process.
 
     "auto": a cached or downloadable ImageNet file, else from scratch with a notice; True: the same but
     failing when none is found; a path: that file; False: from scratch."""
     if pretrained is False or pretrained is None:
         return None, None
+    if isinstance(pretrained, (str, Path)) and str(pretrained) != "auto":
+        return _resolve(arch, pretrained)  # a file: nothing to probe
+    key = (arch, str(pretrained), os.environ.get("HF_HUB_OFFLINE", ""))
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _resolve(arch, pretrained)
+    return _RESOLVED[key]
+
+
+def _resolve(arch, pretrained):
     if isinstance(pretrained, (str, Path)) and str(pretrained) != "auto":
         p = Path(pretrained).expanduser()
         if not p.is_file():
