@@ -1,10 +1,7 @@
 """The board: runs as a tree under their parents (fake run folders, no training), and index.html that
 parses and links only files that exist."""
 import json
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from fastmask.views.board import board, collect, tree
+from conftest import in_process
 from test_card import fake_preds, make_run, write_card
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,15 +92,15 @@ class Refs(HTMLParser):
                 self.refs.append((tag, a[k]))
 
 
-def test_index_html_parses_and_references_only_existing_files(runs, tmp_path):
+def test_index_html_parses_and_references_only_existing_files(runs, tmp_path, monkeypatch):
     # one real card, with its top-losses grid, among the fake runs
     child = runs / "20260101T020000Z-oversample"
     cfg = json.loads((child / "config.json").read_text())
     m = json.loads((child / "metrics.json").read_text())
     (child / "card.md").write_text(write_card(child, cfg, m, "finished", runs)
                                    + "\n![gone](missing.png) [a link](../../elsewhere.txt) ![remote](https://x.org/a.png)\n")
-    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(runs)], capture_output=True, text=True,
-                       timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "160"})
+    monkeypatch.setenv("COLUMNS", "160")
+    p = in_process("board", runs)
     assert p.returncode == 0, p.stderr
     assert "person_split" in p.stdout and "index.html" in p.stdout
     page = (runs / "index.html").read_text()
@@ -181,8 +179,7 @@ def test_text_from_run_folders_is_escaped(runs):
 
 
 def test_missing_runs_folder_is_one_line_exit_2(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(tmp_path / "nope")], capture_output=True,
-                       text=True, timeout=120, cwd=REPO)
+    p = in_process("board", tmp_path / "nope")
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "nope" in p.stderr and not p.stdout
 
 
@@ -196,7 +193,7 @@ def test_empty_runs_folder(tmp_path):
     assert "No runs yet" in page and "$" not in page  # the template is filled
 
 
-def test_a_malformed_folder_is_skipped_with_one_warning_line(runs):
+def test_a_malformed_folder_is_skipped_with_one_warning_line(runs, monkeypatch):
     """JSON that parses but is not an object (or does not parse) skips that folder only, saying so."""
     bad = {"20260102T000000Z-list_status": ("status.json", "[]"),
            "20260102T010000Z-number_config": ("config.json", "3"),
@@ -212,8 +209,8 @@ def test_a_malformed_folder_is_skipped_with_one_warning_line(runs):
     (odd / "config.json").write_text(json.dumps({"name": 5, "parent": ["x"], "hypothesis": {}}))
     (odd / "status.json").write_text(json.dumps({"status": 3, "started": 7, "minutes": "long"}))
     (odd / "metrics.json").write_text(json.dumps({"macro_f1": "high", "verdict": ["supported"]}))
-    p = subprocess.run([sys.executable, "-m", "fastmask.board", str(runs)], capture_output=True, text=True,
-                       timeout=300, cwd=REPO, env={**os.environ, "COLUMNS": "160"})
+    monkeypatch.setenv("COLUMNS", "160")
+    p = in_process("board", runs)
     assert p.returncode == 0, p.stderr
     warnings = p.stderr.strip().splitlines()
     assert len(warnings) == len(bad) and all(w.startswith("fastmask: warning: board: skipping") for w in warnings)

@@ -3,20 +3,18 @@ without unpickling (a pickle only with --trust-pickle), and one-line refusals.""
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from test_kfold import REPO, kfold_run
+from conftest import in_process
+from test_kfold import kfold_run
 
 
 def predict_cli(*args):
-    return subprocess.run([sys.executable, "-m", "fastmask.predict", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return in_process("predict", *args)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.data.load import load_data
 
-from conftest import TINY
+from conftest import TINY, in_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,9 +121,7 @@ def test_a_first_epoch_error_shows_the_real_message(twin, tmp_path):
 @pytest.mark.parametrize("bad", ["lr=nan", "wd=nan", "lr=inf", "valid_pct=nan", "mixup=inf", "crop=nan",
                                  "loss=ce:nan,f1:0.5", "task_weights=1,nan,1"])
 def test_non_finite_numbers_fail_at_set(bad, tmp_path):
-    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/person_split.py", "--set", bad,
-                        "--runs", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    p = in_process("run", "recipes/person_split.py", "--set", bad, "--runs", tmp_path / "runs")
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr[-2000:]
     assert f"recipe field {bad.split('=')[0]}" in p.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
