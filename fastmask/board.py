@@ -3,16 +3,15 @@
 Shows the runs as a tree under their parents (a rich table) and writes RUNS_DIR/index.html: a table to
 sort, filter and tick runs in to compare them, each run's card and plots folded below it; one static file
 that opens offline and links only files that exist."""
-import argparse
 import sys
 
 from fastmask import console
-from fastmask.errors import cli
+from fastmask.errors import Parser, cli
 from fastmask.views.board import board
 
 
 def main(argv):
-    ap = argparse.ArgumentParser(prog=console.prog("board"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("board"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("runs", nargs="?", default="runs", help="runs folder (default: runs/)")
     ap.add_argument("--params", action="store_true",
                     help="add a column for every recipe field that differs between the runs shown")

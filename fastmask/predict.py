@@ -2,17 +2,17 @@
 
 Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order.
 Models load from their safetensors + JSON files, which hold no code; a pickle (.pkl) only with --trust-pickle."""
-import argparse
 import os
 import sys
 
 from fastmask import console
+from fastmask.errors import Parser
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog=console.prog("predict"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("predict"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("models", nargs="+", metavar="RUN_DIR|MODEL.safetensors",
                     help="a run folder means all its fold models (fold*.safetensors), else its model.safetensors; "
                          "a .safetensors or .json file means that model; a .pkl needs --trust-pickle")

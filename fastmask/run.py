@@ -2,11 +2,11 @@
 
 Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder, after
 training the parent recipe's run first when there is no comparable one, so the card ends with a verdict."""
-import argparse
 import os
 import sys
 
 from fastmask import console
+from fastmask.errors import Parser
 
 DEFAULT_DECIDE = 6  # as report.judgement.DEFAULT_DECIDE, without importing torch for --help
 
@@ -14,7 +14,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog=console.prog("run"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
+    ap = Parser(prog=console.prog("run"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
     ap.add_argument("recipe", help="a recipe file, e.g. recipes/person_split.py")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe field (repeatable), e.g. --set epochs=1 --set size=64,48")

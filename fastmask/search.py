@@ -12,13 +12,14 @@ import os
 import sys
 
 from fastmask import console
+from fastmask.errors import Parser
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
     lines = __doc__.splitlines()
-    ap = argparse.ArgumentParser(prog=console.prog("search"), description=lines[2], epilog="\n".join(lines[4:]),
+    ap = Parser(prog=console.prog("search"), description=lines[2], epilog="\n".join(lines[4:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", help="a recipe file with a `space(trial)`, e.g. recipes/search_lr_cutmix.py")
     ap.add_argument("--trials", type=int, required=True, help="trials in the study in all (shared by its workers)")
