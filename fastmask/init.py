@@ -3,7 +3,6 @@
 Writes the shipped recipes into DIR/recipes (default: the current folder), ready to run and edit:
 `fastmask run recipes/person_split.py`. Existing files are never overwritten: if one is in the way, nothing
 is written and the command names it."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,9 +13,10 @@ from fastmask.errors import FastmaskError, Parser
 def shipped():
     """{file name: text} of the recipes package installed with fastmask (its __init__.py included, so a
     project's recipes/ is a regular package and its `recipes.<name>` imports find the project's files)."""
-    spec = importlib.util.find_spec("recipes")
-    where = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
-    files = {p.name: p.read_text(encoding="utf-8") for d in where[:1] for p in sorted(d.glob("*.py"))}
+    # beside the fastmask package (site-packages, or the source tree of an editable install), not by import:
+    # `recipes` in sys.modules or on sys.path may be the user's own project package
+    where = Path(__file__).resolve().parent.parent / "recipes"
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(where.glob("*.py"))}
     if "__init__.py" not in files or "baseline.py" not in files:
         raise FastmaskError("the shipped recipes were not found (the `recipes` package installed with fastmask); "
                             "reinstall fastmask")
