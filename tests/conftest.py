@@ -3,6 +3,10 @@ import io
 import os
 import sys
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one of several test workers sharing the cores: torch threads per worker (and per process a test starts)
+    # would collapse each other, as two CPU-bound runs on 2 cores do
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: timm must not retry the hub
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 if "FASTMASK_CACHE" not in os.environ:  # tests never touch the user's image cache
@@ -13,6 +17,23 @@ import pytest
 
 TINY = ["--set", "arch=test_resnet", "--set", "size=32,24", "--set", "epochs=1", "--set", "bs=16",
         "--set", "pretrained=false"]
+
+
+def _recipe_modules():
+    return [k for k in sys.modules if k == "recipes" or k.startswith("recipes.")]
+
+
+@pytest.fixture(autouse=True)
+def recipes_as_found():
+    """Each test leaves the `recipes` package (a project's, imported by load_recipe) and sys.path as it found
+    them, so what a later test imports does not depend on which tests ran before it (or on which worker)."""
+    mods, path = {k: sys.modules[k] for k in _recipe_modules()}, list(sys.path)
+    yield
+    for k in _recipe_modules():
+        if k not in mods:
+            del sys.modules[k]
+    sys.modules.update(mods)
+    sys.path[:] = path
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +55,14 @@ def as_new_process(cwd=None):
     from pathlib import Path
     out, err = io.StringIO(), io.StringIO()
     here, handlers = os.getcwd(), {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    mine = lambda: [k for k in sys.modules if k == "recipes" or k.startswith("recipes.")]  # noqa: E731
-    recipes, path = {k: sys.modules.pop(k) for k in mine()}, list(sys.path)
+    recipes, path = {k: sys.modules.pop(k) for k in _recipe_modules()}, list(sys.path)
     try:
         os.chdir(cwd or Path(__file__).resolve().parent.parent)
         with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield out, err
     finally:
         os.chdir(here)
-        for k in mine():
+        for k in _recipe_modules():
             del sys.modules[k]
         sys.modules.update(recipes)
         sys.path[:] = path

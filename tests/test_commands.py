@@ -94,6 +94,21 @@ def test_init_writes_the_shipped_recipes(tmp_path, capsys):
     assert "person_split.py" in capsys.readouterr().out
 
 
+def test_init_writes_the_shipped_recipes_even_inside_a_project_that_has_its_own(tmp_path, capsys, monkeypatch):
+    """`python -m fastmask init` from a project folder: `import recipes` there is the project's package."""
+    proj = tmp_path / "proj"
+    (proj / "recipes").mkdir(parents=True)
+    (proj / "recipes" / "__init__.py").write_text("")
+    (proj / "recipes" / "baseline.py").write_text("# the project's own\n")
+    for k in [k for k in sys.modules if k == "recipes" or k.startswith("recipes.")]:
+        monkeypatch.delitem(sys.modules, k)
+    monkeypatch.syspath_prepend(str(proj))
+    import recipes
+    assert Path(recipes.__file__).parent == proj / "recipes"
+    assert main(["init", str(tmp_path / "new")]) == 0
+    assert {p.name: p.read_text() for p in (tmp_path / "new" / "recipes").glob("*.py")} == shipped()
+
+
 def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path, capsys):
     mine = tmp_path / "recipes" / "oversample.py"
     mine.parent.mkdir()
@@ -155,3 +170,14 @@ def test_mlflow_sync_of_a_folder_without_runs_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert e.value.code == 2 and len(err) == 1 and str(tmp_path) in err[0]
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "predict", "board", "search", "compare", "synth", "plan", "suspects",
+                                     "init", "mlflow_sync"])
+def test_a_usage_error_is_one_line_exit_2_naming_the_command(command):
+    """argparse alone prints its usage above the error (two lines and more): every command says one line."""
+    from conftest import in_process
+    p = in_process(command, "a", "b", "c", "--no-such-option")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"fastmask: error: python -m fastmask.{command}: ") and "usage:" not in p.stderr
+    assert "--no-such-option" in p.stderr or "arguments" in p.stderr
