@@ -253,6 +253,27 @@ def test_best_recipe_falls_back_to_runs_folder(tmp_path, capsys):
     assert "recipe = parent.but(lr=0.004, cutmix='halves')" in p.read_text()
 
 
+@pytest.mark.parametrize("best, claim, said", [
+    (0.055, "No trial beat tiny_search's own run, so this recipe is no better: lr=0.004, cutmix='halves' do not raise "
+            "validation macro F1 over tiny_search: trial 0 of search study 'tiny_search' scoring 0.055 against 0.059",
+     "search: no trial beat tiny_search's own run (macro_f1 0.059); the best, trial 0 (0.055: lr=0.004, "
+     "cutmix='halves'), is written marked as losing"),
+    (0.061, "lr=0.004, cutmix='halves' raise validation macro F1 over tiny_search: trial 0 of search study "
+            "'tiny_search' scoring 0.061 against 0.059", "search: best trial 0 (macro_f1 0.061)"),
+])
+def test_the_best_recipe_says_whether_it_beat_the_reference_run(best, claim, said, tmp_path, capsys):
+    """A search whose best trial scored below the unchanged recipe's own run must not claim the change raises F1."""
+    base, space = tiny_base(tmp_path)
+    ref = tmp_path / "runs" / "20260101T000000Z-tiny_search"
+    ref.mkdir(parents=True)
+    (ref / "metrics.json").write_text(json.dumps({"macro_f1": 0.059}))
+    study = optuna.create_study(direction="maximize", study_name="tiny_search")
+    add(study, best, {"lr": 4e-3, "cutmix": "halves"}, {"lr": LR, "cutmix": CUTMIX})
+    p = write_best(study, base, space, None, tmp_path / "runs", ref, "python -m ...", [])
+    assert " ".join(p.read_text().split()).startswith('"""' + claim)
+    assert said in capsys.readouterr().out
+
+
 def test_a_value_no_literal_says_is_the_space_replayed(tmp_path):
     """A space may map a choice to an object (an A.Compose): the best recipe replays the parent's space
     on the trial's (literal) parameters to get it back."""

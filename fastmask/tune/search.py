@@ -428,7 +428,14 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, d
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     own = RunFolder(parent_run).metrics.get(MONITOR) if parent_run else None
     over = base.name if home is base else f"{home.name} (searched as {base.name}, which leaves it unchanged)"
-    claim = f"{changes_text(changed)} raise" if changed else f"Nothing searched beats {base.name}'s own values:"
+    # the claim follows the figures: a best trial that scores no higher than the reference run raises nothing
+    losing = isinstance(own, (int, float)) and best.value <= own
+    if not changed:
+        claim = f"Nothing searched beats {base.name}'s own values:"
+    elif losing:
+        claim = f"No trial beat {home.name}'s own run, so this recipe is no better: {changes_text(changed)} do not raise"
+    else:
+        claim = f"{changes_text(changed)} raise"
     doc = (f"{claim} validation macro F1 over {over}: trial {best.number} of search study '{study.study_name}' "
            f"scoring {best.value:.3f}" + (f" against {own:.3f} for {home.name} itself (run {Path(parent_run).name})"
                                           if isinstance(own, (int, float)) else "")
@@ -454,7 +461,11 @@ def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, d
                 raise
             print(f"search: {path.parent} is not writable ({e.strerror}); the best recipe goes to the runs "
                   f"folder (copy it into {path.parent.name or 'recipes'}/ to run it)")
-    print(f"search: best trial {best.number} ({MONITOR} {best.value:.3f}): {changes_text(changed) or 'no change'} "
-          f"-> {where}")
+    if losing and changed:
+        print(f"search: no trial beat {home.name}'s own run ({MONITOR} {own:.3f}); the best, trial {best.number} "
+              f"({best.value:.3f}: {changes_text(changed)}), is written marked as losing -> {where}")
+    else:
+        print(f"search: best trial {best.number} ({MONITOR} {best.value:.3f}): {changes_text(changed) or 'no change'} "
+              f"-> {where}")
     print(f"search: run it with: {run_it(where)}")
     return where
