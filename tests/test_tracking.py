@@ -81,6 +81,28 @@ def test_a_run_logs_params_epochs_final_figures_artifacts_and_tags(store, tmp_pa
     assert not (tmp_path / "mlruns").exists() and (store / "mlartifacts").is_dir()
 
 
+def test_a_run_is_logged_on_its_own_clock_with_its_model_and_one_line(store, tmp_path, capsys):
+    """As mlflow.fastai.autolog would have logged it live: the run's start and end, each epoch at its end, the
+    model files under model/; and one line naming the experiment and the run."""
+    from datetime import datetime, timezone
+    from mlflow.tracking import MlflowClient
+    d, _, _ = make_run(tmp_path / "runs", "20260102T000000Z", "oversample", minutes=3.5, metrics={"macro_f1": 0.4})
+    (d / "history.csv").write_text(HISTORY)  # two epochs of 3 s
+    (d / "model.safetensors").write_bytes(b"weights")
+    (d / "model.json").write_text("{}")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    run_id = track(d, uri)
+    assert capsys.readouterr().out == f"mlflow: logged run {d.name} to experiment 'fastmask' at {uri} (run id {run_id})\n"
+    c = MlflowClient(uri)
+    info = c.get_run(run_id).info
+    start = int(datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp() * 1000)
+    assert (info.start_time, info.end_time) == (start, start + 210_000)  # 3.5 minutes
+    hist = sorted(c.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)
+    assert [m.timestamp for m in hist] == [start + 3000, start + 6000]
+    assert [m.timestamp for m in c.get_metric_history(run_id, "final_macro_f1")] == [start + 210_000]
+    assert {a.path for a in c.list_artifacts(run_id, "model")} == {"model/model.safetensors", "model/model.json"}
+
+
 def test_env_var_default_store_and_backfill(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient

@@ -12,10 +12,12 @@ import json
 import os
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from fastmask import console
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
 from fastmask.store.run_folder import RunFolder
@@ -90,12 +92,16 @@ def quiet_mlflow():
 
 
 def track(run_dir, uri):
-    """log_run for the session: tracking never costs a run, so a failing store is one warning."""
+    """log_run for the session: tracking never costs a run, so a failing store is one warning. Says where
+    the run went in one line (not with --quiet)."""
     try:
-        return log_run(run_dir, uri)
+        run_id = log_run(run_dir, uri)
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"MLflow tracking skipped for {Path(run_dir).name} ({uri}): {type(e).__name__}: {e}", stacklevel=2)
         return None
+    if not console.quiet():
+        print(f"mlflow: logged run {Path(run_dir).name} to experiment '{EXPERIMENT}' at {uri} (run id {run_id})")
+    return run_id
 
 
 def log_run(run_dir, uri=None, experiment=EXPERIMENT):
@@ -107,18 +113,24 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     folder = RunFolder(run_dir)
     cfg, m, status = folder.config, folder.metrics, folder.status_json.get("status", "finished")
     # the recipe's name leads (the UI cuts long names); the folder's stamp stays a tag
+    st, now = folder.status_json, int(time.time() * 1000)
+    # the run's own clock, as mlflow.fastai.autolog would have logged it live: its start, each epoch's end
+    # (the start plus the epochs' times in history.csv), and its end (status.json's last update)
+    start = _ms(st.get("started")) or now
+    end = max(start, _ms(st.get("updated")) or _ms(st.get("heartbeat")) or start + int(60000 * (st.get("minutes") or 0)))
     run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
-                            tags=_tags(cfg, m, run_dir, status))
-    run_id, now = run.info.run_id, int(time.time() * 1000)
-    steps = _history_steps(folder.history)
+                            start_time=start, tags=_tags(cfg, m, run_dir, status))
+    run_id = run.info.run_id
+    steps = _history_steps(folder.history, start)
     final = {f"final_{k}": m.get(k) for k in FINAL}
     final.update({f"holdout_{k}_f1": v for k, v in (m.get("holdout_task_f1") or {}).items()})
     final.update({f"class_f1/{_class_name(k)}": v for k, v in (m.get("per_class_f1") or {}).items()})
     v = m.get("verdict") or {}
     if "delta" in v:
         final.update(verdict_delta=v["delta"], verdict_low=v.get("low"), verdict_high=v.get("high"))
-    last = max((s for _, _, s in steps), default=-1) + 1
-    metrics = [Metric(k, float(x), now, s) for k, x, s in [*steps, *((k, x, last) for k, x in final.items())] if finite_number(x)]
+    last = max((s for _, _, s, _ in steps), default=-1) + 1
+    metrics = [Metric(k, float(x), ts, s) for k, x, s, ts in [*steps, *((k, x, last, end) for k, x in final.items())]
+               if finite_number(x)]
     params = [Param(k, _text(x)) for k, x in (cfg.get("fields") or {}).items()]
     client.log_batch(run_id, params=params)  # ~30 recipe fields, under log_batch's 100
     for i in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics
@@ -126,8 +138,29 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     for name in ARTIFACTS:
         if (run_dir / name).is_file():
             client.log_artifact(run_id, str(run_dir / name))
-    client.set_terminated(run_id, status=STATES.get(status, "FAILED"))
+    for f in sorted(run_dir.glob("*.safetensors")):  # the model without code: weights + the JSON that rebuilds it
+        for part in (f, f.with_suffix(".json")):
+            if part.is_file():
+                client.log_artifact(run_id, str(part), artifact_path="model")
+    client.set_terminated(run_id, status=STATES.get(status, "FAILED"), end_time=end)
     return run_id
+
+
+def _ms(iso):
+    """Milliseconds since the epoch of an ISO time from status.json, or None."""
+    try:
+        return int(datetime.fromisoformat(iso).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
+
+
+def _seconds(text):
+    """fastai's epoch time ("00:07", "1:02:03") in seconds; 0 when unreadable."""
+    try:
+        parts = [int(x) for x in str(text).split(":")]
+    except ValueError:
+        return 0
+    return sum(x * 60 ** i for i, x in enumerate(reversed(parts)))
 
 
 def _experiment_id(client, uri, name):
@@ -155,16 +188,19 @@ def _tags(cfg, m, run_dir, status):
     return {k: _text(x, 5000) for k, x in tags.items() if x not in ("", None)}
 
 
-def _history_steps(hist):
-    """(name, value, step) for every number in history.csv; several models' columns get a prefix."""
+def _history_steps(hist, start):
+    """(name, value, step, time in ms) for every number in history.csv; several models' columns get a
+    prefix. Each epoch is stamped when it ended: `start` plus the times of the epochs before it and its own
+    (the models of a k-fold or seeds run trained one after another)."""
     if hist is None:
         return []
     group = next((g for g in ("fold", "seed") if g in hist), None)
-    out = []
+    out, clock = [], start
     for i, row in hist.iterrows():
         pre = f"{group}{int(row[group])}/" if group and pd.notna(row[group]) else ""
         step = int(row["epoch"]) if "epoch" in row and pd.notna(row["epoch"]) else int(i)
-        out += [(pre + k.replace(" ", "_"), x, step) for k, x in row.items() if k not in ("epoch", "time", group)]
+        clock += 1000 * _seconds(row.get("time"))
+        out += [(pre + k.replace(" ", "_"), x, step, clock) for k, x in row.items() if k not in ("epoch", "time", group)]
     return out
 
 
