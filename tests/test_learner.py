@@ -315,3 +315,15 @@ def test_every_field_has_an_observable_effect_check():
 @pytest.mark.parametrize("name", sorted(EFFECTS))
 def test_field_changes_the_repl_learner(name, base, data):
     assert EFFECTS[name](base, data), f"recipe field {name} made no observable difference"
+
+
+def test_lr_find_in_a_repl_leaves_no_models_folder(base, data, tmp_path):
+    learn = learner(base, data, tmp_path / "project")
+    (tmp_path / "project").mkdir()
+    learn.lr_find(show_plot=False, num_it=5)
+    assert list((tmp_path / "project").iterdir()) == []  # fastai's finder made models/ and left it empty
+    mine = tmp_path / "project" / "models" / "stage1.pth"  # a folder the user keeps is kept
+    mine.parent.mkdir()
+    mine.write_bytes(b"x")
+    learn.lr_find(show_plot=False, num_it=5)
+    assert [p.name for p in mine.parent.iterdir()] == ["stage1.pth"]

@@ -13,7 +13,7 @@ from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe
 from fastmask.labels import N_CLASSES
 from fastmask.learn.callbacks import training_callbacks
-from fastmask.learn.guards import StopOnInterrupt
+from fastmask.learn.guards import NoStrayModelsFolder, StopOnInterrupt
 from fastmask.learn.progress import ConsoleProgress
 from fastmask.learn.heads import HEADS
 from fastmask.learn.losses import build_loss
@@ -58,7 +58,7 @@ def build_learner(recipe, dls, notify=print, train=True):
     if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)):
         # fastai normalises only for pretrained models; from scratch we still want centred inputs
         dls.add_tfms([Normalize.from_stats(*imagenet_stats)], "after_batch")
-    learn.add_cb(ConsoleProgress())
+    learn.add_cbs([ConsoleProgress(), NoStrayModelsFolder()])
     if train:
         learn.add_cbs(training_callbacks(recipe, learn, notify))
         learn.lr = pick_lr(recipe, learn)

@@ -1,5 +1,6 @@
-"""Callbacks that guard a fit: the first non-finite loss stops it with the likely cause, and Ctrl-C or
-SIGTERM ends it through fastai's cancel path so every callback cleans up."""
+"""Callbacks that guard a fit: the first non-finite loss stops it with the likely cause, Ctrl-C or SIGTERM
+ends it through fastai's cancel path so every callback cleans up, and lr_find leaves no folder behind."""
+import os
 import signal
 import threading
 
@@ -62,3 +63,22 @@ class StopOnInterrupt(Callback):
         self._put_back()
         if self.hit:  # raising here would skip the cleanup of later callbacks: `fit` raises instead
             print("interrupted: the learner holds its best epoch so far")
+
+
+class NoStrayModelsFolder(Callback):
+    """fastai's lr_find saves the weights into a temp folder under `learn.path/learn.model_dir` ("models/")
+    and removes the temp folder but not "models/": a REPL's `learn.lr_find()` left an empty folder in the
+    project. Runs after the LRFinder (order 60) at both ends, so it sees the folder the finder made."""
+    order = 61
+
+    def before_fit(self):
+        finder = getattr(self.learn, "lr_finder", None)
+        folder = self.path / self.model_dir
+        # nothing else in it than the finder's temp folder: made by the finder (or empty before), so ours to remove
+        self.folder = folder if finder is not None and folder.is_dir() and set(os.listdir(folder)) == {
+            os.path.basename(finder.tmp_d.name)} else None
+
+    def after_fit(self):
+        if self.folder is not None and self.folder.is_dir() and not os.listdir(self.folder):
+            self.folder.rmdir()
+        self.folder = None
