@@ -20,6 +20,7 @@ ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation acc
         ("holdout_macro_f1", "holdout macro F1", ".3f"), ("holdout_accuracy", "holdout accuracy", ".3f"),
         ("holdout_mask_f1", "holdout mask F1", ".3f"), ("holdout_gender_f1", "holdout gender F1", ".3f"),
         ("holdout_age_f1", "holdout age F1", ".3f"), ("epochs_run", "epochs run", "d"),
+        ("kept_epoch", "kept epoch (the best validation macro F1; counted from 1)", "d"),
         ("minutes", "minutes", ".1f")]
 
 

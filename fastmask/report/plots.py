@@ -165,16 +165,20 @@ def whole_epochs(ax):
         ax.set_xlim(xs[0] - 0.5, xs[-1] + 0.5)
 
 
-def save_curves(history, path, group=None):
+def save_curves(history, path, group=None, kept=None):
     """Loss (train, validation) and validation macro F1 / accuracy per epoch from a history.csv frame. With
     several models (`group`: "fold" or "seed", a column of the frame) each model is a thin line, with their
-    mean as a thick one and their min-max as a band."""
+    mean as a thick one and their min-max as a band. `kept`: the epoch (from 1) whose weights the run kept,
+    a dashed line on both panels."""
     n = history[group].nunique() if group and group in history else 1
     what = f"{group}s" if n > 1 else ""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, cols, name, ylabel in ((a, ("train_loss", "valid_loss"), "loss", "loss"),
                                    (b, ("macro_f1", "accuracy"), "validation scores", "score")):
         handles = _curve_panel(ax, history, cols, group if n > 1 else None, what)
+        if kept is not None:
+            ax.axvline(kept, color="k", ls="--", lw=0.9)
+            handles.append(Line2D([], [], color="k", ls="--", lw=0.9, label=f"kept: epoch {kept}"))
         if n > 1:
             handles += [Line2D([], [], color="grey", lw=0.7, alpha=0.7, label=f"one {group}"),
                         Patch(color="grey", alpha=0.25, label=f"min-max over {n} {what}")]

@@ -36,6 +36,11 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     hist = history(parts, kfold)
     group = "fold" if kfold else "seed"
     metrics["epochs_run"] = int(hist.groupby(group).size().max()) if group in hist else int(len(hist))
+    kept = [p.kept_epoch for p in parts if getattr(p, "kept_epoch", None) is not None]  # (a test's stand-in part may lack it)
+    if len(parts) == 1 and kept:
+        metrics["kept_epoch"] = kept[0]  # counted from 1, as the log, the plots and the card count
+    elif kept:
+        metrics["kept_epochs"] = kept
     vp = write_predictions(run, oof, pred, kfold)
     held = None
     if status in ("finished", "partial"):
@@ -71,7 +76,8 @@ def draw_plots(run, parts, metrics, hist, group, y_true, y_pred, kfold):
     if plots.save_per_class_f1(metrics, run.path(PER_CLASS_F1_PLOT), title=what):
         drawn.append(PER_CLASS_F1_PLOT)
     if len(hist):  # k folds or seeds: each one's curve, their mean and spread
-        plots.save_curves(hist, run.path(CURVES_PLOT), group=group if group in hist else None)
+        plots.save_curves(hist, run.path(CURVES_PLOT), group=group if group in hist else None,
+                          kept=metrics.get("kept_epoch"))
         drawn.append(CURVES_PLOT)
     traced = [p for p in parts if p.recorder]
     valid_loss = [list(p.history["valid_loss"]) if p.history is not None and "valid_loss" in p.history else []

@@ -150,6 +150,7 @@ class Part:
     history: Any = None             # per-epoch history (a DataFrame, empty when none was written)
     recorder: Any = None            # what fastai's Recorder kept of fit (per-batch loss, lr, iters) and lr_find's curve
     lr: Any = None
+    kept_epoch: Optional[int] = None  # the epoch whose weights KeepBest kept, counted from 1 as the log and plots do
     error: Optional[str] = None
     exc: Optional[BaseException] = None
     keep_going: bool = False        # a failed fold lets the next folds run (not for bad input)
@@ -191,6 +192,8 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
             part.status = "interrupted"
             signals.hits = max(signals.hits, 1)  # the next signal, during the export, means "stop now"
             trained = any(cb.restore() for cb in learn.cbs if isinstance(cb, KeepBest))  # the best epoch, not the half one
+        part.kept_epoch = next((cb.best_epoch + 1 for cb in learn.cbs
+                                if isinstance(cb, KeepBest) and cb.best_epoch is not None), None)
         with signals.held():
             if main and (trained or fold is None):  # an untrained fold would spoil the OOF figures and the fold ensemble
                 with alone():
