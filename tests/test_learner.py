@@ -327,3 +327,18 @@ def test_lr_find_in_a_repl_leaves_no_models_folder(base, data, tmp_path):
     mine.write_bytes(b"x")
     learn.lr_find(show_plot=False, num_it=5)
     assert [p.name for p in mine.parent.iterdir()] == ["stage1.pth"]
+
+
+def test_fastais_own_tools_speak_class_names(base, data):
+    """most_confused, plot_top_losses and predict read the vocabulary: names in code order, not 0..17."""
+    from fastai.interpret import ClassificationInterpretation
+    learn = learner(base, data)
+    vocab = list(learn.dls.vocab)
+    # the code is mask * 6 + gender * 3 + age group (dataset-facts.md)
+    assert (vocab[0], vocab[7], vocab[12], vocab[17]) == (
+        "male <30 mask", "male 30-59 incorrect-mask", "male <30 no-mask", "female >=60 no-mask")
+    assert len(set(vocab)) == 18
+    confused = ClassificationInterpretation.from_learner(learn).most_confused(min_val=1)
+    assert confused and all(a in vocab and b in vocab and isinstance(n, (int, np.integer)) for a, b, n in confused)
+    name, idx, probs = learn.predict(data.train["path"].iloc[0])
+    assert name == vocab[int(idx)] and len(probs) == 18

@@ -19,17 +19,26 @@ from fastmask.data.load import load_data
 from fastmask.data.sampling import resample
 from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
-from fastmask.labels import AGE_THRESHOLD, N_CLASSES, label_of
+from fastmask.labels import AGE_THRESHOLD, CLASS_NAMES, label_of
 from fastmask.recipe import Recipe
 
 DUMMY = "fastmask-safe-model:no-image"  # the one item a model file's DataLoaders are set up on
 
 
-def image_block(prep, vocab, valid_idx, item_tfms=None, batch_tfms=None, sort=True):
-    """The DataBlock every fastmask DataLoaders is: images through `prep` (a Prepare), the class from `y`."""
+class ClassName:
+    """get_y: a row's class code (`y`) as its class name, so the learner's vocabulary is the class names in
+    code order and fastai's own tools (most_confused, plot_top_losses, show_results, predict) say
+    "female 30-59 no-mask", not 12. A class, not a lambda: an exported learner pickles it."""
+    def __call__(self, row):
+        return CLASS_NAMES[int(row["y"])]
+
+
+def image_block(prep, vocab, valid_idx, item_tfms=None, batch_tfms=None, get_y=None):
+    """The DataBlock every fastmask DataLoaders is: images through `prep` (a Prepare), the class from `y`.
+    The vocabulary keeps its given order (sorting the names would scramble the class code)."""
     return DataBlock(blocks=(TransformBlock(type_tfms=prep, batch_tfms=IntToFloatTensor),
-                             CategoryBlock(vocab=vocab, sort=sort)),
-                     get_x=ColReader("path"), get_y=ColReader("y"), splitter=IndexSplitter(valid_idx),
+                             CategoryBlock(vocab=vocab, sort=False)),
+                     get_x=ColReader("path"), get_y=get_y or ColReader("y"), splitter=IndexSplitter(valid_idx),
                      item_tfms=item_tfms, batch_tfms=batch_tfms)
 
 
@@ -53,7 +62,7 @@ def build_dls(recipe, df):
     array = cache.build(paths, size, recipe.crop, progress=bar) if recipe.cache else None
     # training: every row but the validation ones, oversampled copies included; crop and resize happen
     # once in Prepare, so only the per-epoch augmentation is left as an item transform
-    block = image_block(Prepare(size, recipe.crop, paths, array), list(range(N_CLASSES)), valid_idx,
+    block = image_block(Prepare(size, recipe.crop, paths, array), CLASS_NAMES, valid_idx, get_y=ClassName(),
                         item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
     kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
     with warnings.catch_warnings():
@@ -92,7 +101,7 @@ def predictor_dls(size, crop, vocab, norm, item_tfms, bs):
     fastai sets a pipeline up by running one item through it; that item is a black image served from
     a one-row in-memory cache, and both are dropped afterwards, as an export drops its items."""
     prep = Prepare(size, crop, [DUMMY], np.zeros((1, *size, 3), np.uint8))
-    block = image_block(prep, vocab, [1], item_tfms=item_tfms, batch_tfms=[norm], sort=False)
+    block = image_block(prep, vocab, [1], item_tfms=item_tfms, batch_tfms=[norm])
     items = pd.DataFrame({"path": [DUMMY, DUMMY], "y": [vocab[0], vocab[0]]})
     dls = block.dataloaders(items, bs=bs, num_workers=0, device=torch.device("cpu"))
     dls = dls.new_empty()  # (sets itself up on the dummy item, so before the cache goes)

@@ -38,7 +38,7 @@ from fastmask.data import augment  # noqa: F401  (the classes a pickled learner 
 from fastmask.data.augment import Albumentations, reseed
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, replacing
-from fastmask.labels import N_CLASSES
+from fastmask.labels import CLASS_NAMES, N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
 from fastmask.models import model_files as safe_model
 from fastmask.store.folder import CONFIG, MODEL_PKL, MODEL_SAFETENSORS, RECIPE_FILE, STATUS
@@ -206,18 +206,18 @@ def _put_first(d, key, value):
 
 
 def class_codes(learn, path="model"):
-    """The learner's vocabulary as class ids; FastmaskError unless it is the 18-class code's ids."""
+    """The learner's vocabulary as class ids: class names (learners since the names) or the ids themselves
+    (older ones); FastmaskError unless it is the 18 classes, each once."""
     try:
         vocab = list(learn.dls.vocab)
     except Exception:
         raise FastmaskError(f"{path}: the learner has no class vocabulary (dls.vocab)") from None
-    try:
-        codes = [int(v) for v in vocab]
-    except (TypeError, ValueError):
-        raise FastmaskError(f"{path}: class vocabulary {vocab[:4]}... is not the 18-class code (ints 0..17)") from None
-    if codes != [v for v in vocab] or len(codes) != N_CLASSES or sorted(codes) != list(range(N_CLASSES)):
-        raise FastmaskError(f"{path}: class vocabulary {vocab} is not the 18-class code (ints 0..17)")
-    return codes
+    ids = {name: i for i, name in enumerate(CLASS_NAMES)}
+    codes = [ids.get(v, v) if isinstance(v, str) else v for v in vocab]
+    if (any(isinstance(c, (str, bool)) or not isinstance(c, (int, np.integer)) for c in codes)
+            or len(codes) != N_CLASSES or sorted(codes) != list(range(N_CLASSES))):
+        raise FastmaskError(f"{path}: class vocabulary {vocab[:4]}... is not the 18 classes (their names, or ids 0..17)")
+    return [int(c) for c in codes]
 
 
 @dataclass
