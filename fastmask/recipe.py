@@ -52,6 +52,7 @@ class Recipe:
     loss: Any = "ce"                # "ce", "smooth", "focal", "f1", "focal:3", or weights {"ce": .6, "f1": .4}
     task_weights: Optional[tuple] = None  # per-head CE weights (mask, gender, age) with heads="multi" or "separate"
     age_threshold: int = 60         # training labels only: people >= this are "old"; metrics use true labels
+    relabel: bool = False           # train on the data folder's relabel.csv corrections (scores always use them)
     precision: str = "auto"         # "auto" (CUDA autocast when a GPU is present, else fp32), "fp32", "bf16", "fp16"
     # How the hypothesis is judged (JUDGING: they never make a run incomparable with its parent's runs):
     judged_on: str = "macro_f1"     # "macro_f1" (validation), "gap" (|validation - holdout| macro F1, the leak),

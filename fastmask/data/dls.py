@@ -16,6 +16,7 @@ from fastmask.data import cache
 from fastmask.data.augment import augmentation
 from fastmask.data.cache import Prepare
 from fastmask.data.load import load_data
+from fastmask.data.relabel import given_labels
 from fastmask.data.sampling import resample
 from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
@@ -51,8 +52,12 @@ def build_dls(recipe, df):
     df = df.reset_index(drop=True)
     train_idx, valid_idx = Splitter(recipe.split, recipe.valid_pct, recipe.split_seed)(df)
     df = df.assign(y=df["label"])
-    if recipe.age_threshold != AGE_THRESHOLD:  # a training-time choice: validation keeps the true labels
-        moved = label_of_rows(df.iloc[train_idx], recipe.age_threshold)
+    # training-time choices (validation keeps the corrected, true labels): the age threshold, and whether
+    # the training rows learn the data folder's corrections (relabel.csv) or the labels given
+    if recipe.age_threshold != AGE_THRESHOLD or (not recipe.relabel and "given_label" in df):
+        rows = df.iloc[train_idx]
+        moved = (label_of_rows(rows, recipe.age_threshold) if recipe.relabel
+                 else given_labels(rows, recipe.age_threshold))
         df.loc[df.index[train_idx], "y"] = moved
     df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
     check_bs(recipe.bs, len(train_idx))

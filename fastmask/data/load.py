@@ -5,7 +5,7 @@ from typing import Optional
 
 import pandas as pd
 
-from fastmask.data import layout
+from fastmask.data import layout, relabel
 from fastmask.twin import ensure_twin
 
 
@@ -28,6 +28,7 @@ class Data:
     eval: Optional[pd.DataFrame]
     answers: Optional[pd.DataFrame]
     root: Path
+    relabel: Optional[dict] = None  # the data folder's relabel.csv as applied (config.json's "relabel")
 
 
 def load_data(data=None, skip_bad=False, progress=True):
@@ -38,6 +39,7 @@ def load_data(data=None, skip_bad=False, progress=True):
         root = Path(data)
     train_root, eval_root = layout.locate(root)
     df = layout.read_train(train_root, skip_bad=skip_bad)
+    df, corrections = relabel.load(root, df)
     ev = layout.read_eval(eval_root) if eval_root else None
     ans = layout.read_answers(eval_root) if eval_root else None
-    return Data(df, ev, ans, root)
+    return Data(df, ev, ans, root, corrections)

@@ -64,6 +64,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
         lines += ["**Parent.** none: this recipe is a root, so there is no verdict.", ""]
     if cfg.get("overrides"):
         lines += ["**Overrides (--set).** " + ", ".join(f"`{k}={v!r}`" for k, v in cfg["overrides"].items()), ""]
+    lines += _relabel(cfg)
 
     lines += ["## Result", ""]
     lines += _result_table(_flat(metrics, this.minutes), _flat(pm, par.minutes) if par else None, par)
@@ -220,6 +221,24 @@ def _rerun_command(cfg, recipe_name):
     sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                     for k, v in (cfg.get("overrides") or {}).items())
     return f"python -m fastmask.run recipes/{recipe_name}.py {sets}".strip()
+
+
+def _relabel(cfg, shown=12):
+    """The data folder's corrections: scores are on them; training is only with relabel=True."""
+    r = cfg.get("relabel") if isinstance(cfg.get("relabel"), dict) else None
+    if not r or not r.get("corrections"):
+        return []
+    fixes = r["corrections"]
+    trained = (cfg.get("fields") or {}).get("relabel")
+    out = [f"**Relabelled.** {len(fixes)} correction(s) from `{r.get('file')}` "
+           f"({sum(int(c.get('images') or 0) for c in fixes)} images): validation and holdout are scored on them; "
+           + ("this run trained on them (relabel=True)." if trained else "this run trained on the labels given "
+              "(relabel=False)."), ""]
+    out += [f"- line {c.get('line')}: `{c.get('id')}` {c.get('field')} {c.get('from')!r} → {c.get('to')!r}"
+            + (f" ({c['note']})" if c.get("note") else "") for c in fixes[:shown]]
+    if len(fixes) > shown:
+        out.append(f"- ... and {len(fixes) - shown} more (config.json's relabel)")
+    return out + [""]
 
 
 def _no_parent(cfg, other_fingerprints):

@@ -129,7 +129,8 @@ def start_run(recipe, data, runs_dir, overrides, info=None):
     run = Run(runs_dir, recipe)
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
            "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
-           "n_people": int(data.train["person"].nunique()), "environment": environment(), **(info or {})}
+           "n_people": int(data.train["person"].nunique()), "environment": environment(),
+           **({"relabel": data.relabel} if getattr(data, "relabel", None) else {}), **(info or {})}
     write_json(run.path(CONFIG), cfg)  # once, before training: what was asked, not what came out
     print(f"run folder: {run.dir}")
     return run, cfg
