@@ -119,9 +119,9 @@ def test_bars_keep_fastais_table_rounded_and_lines_leave_the_learner_as_fastai_l
         capsys.readouterr()
         learn.fit(1, 1e-3)
     out = capsys.readouterr().out.replace("\r", "\n")
-    row = next(line for line in out.splitlines() if re.match(r"^0\s+\d", line))
-    assert re.fullmatch(rf"0\s+{FIG}\s+{FIG}\s+{FIG}\s+{FIG}\s+\d\d:\d\d\s*", row), row
-    assert "Better model found at epoch 0" in out
+    row = next(line for line in out.splitlines() if re.match(r"^1\s+\d", line))  # epochs from 1, as everywhere
+    assert re.fullmatch(rf"1\s+{FIG}\s+{FIG}\s+{FIG}\s+{FIG}\s+\d\d:\d\d\s*", row), row
+    assert "Better model found at epoch 1" in out
     assert "_write_stats" not in learn.progress.__dict__  # nothing of ours left on fastai's callback
     assert learn.logger is print
     with console.using(console.LINES):  # CSVLogger wraps our logger and puts it back after the fit: not ours

@@ -304,7 +304,9 @@ ELSEWHERE = {"pretrained": "test_faults.py::test_local_weights_file_is_used",
              "epochs": "test_early_stopping_fires_but_never_before_the_lr_peak (recorder rows)",
              "replicates": "test_replicates.py", "mix_prob": "test_mixing.py (share of batches mixed)",
              # how a hypothesis is judged: the verdict and the --decide loop, never the learner
-             "judged_on": "test_verdict.py", "min_effect": "test_verdict.py", "decide": "test_judgement.py"}
+             "judged_on": "test_verdict.py", "min_effect": "test_verdict.py", "decide": "test_judgement.py",
+             # needs a relabel.csv in the data folder
+             "relabel": "test_relabel.py::test_training_learns_the_corrections_only_with_relabel_true"}
 
 
 def test_every_field_has_an_observable_effect_check():

@@ -73,7 +73,7 @@ def test_a_run_logs_params_epochs_final_figures_artifacts_and_tags(store, tmp_pa
     assert run.data.params["arch"] == "test_resnet" and run.data.params["split"] == "person"
     for key, values in (("train_loss", [2.1, 1.8]), ("valid_loss", [2.0, 1.9]), ("macro_f1", [0.1, 0.2])):
         hist = sorted(c.get_metric_history(run_id, key), key=lambda m: m.step)
-        assert [(m.step, m.value) for m in hist] == [(0, values[0]), (1, values[1])], key
+        assert [(m.step, m.value) for m in hist] == [(1, values[0]), (2, values[1])], key  # epochs from 1
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])
     assert run.data.metrics["verdict_delta"] == pytest.approx(0.04)
     arts = {a.path for a in c.list_artifacts(run_id)}
@@ -156,5 +156,5 @@ def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
     assert d.status == "finished" and d.metrics == json.loads((d / "metrics.json").read_text())
     assert d.status_json == json.loads((d / "status.json").read_text())
     assert run.info.status == "FINISHED"
-    assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [0, 1]
+    assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [1, 2]
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])

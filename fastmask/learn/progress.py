@@ -46,6 +46,9 @@ class ConsoleProgress(Callback):
 
     def _table_row(self, log):
         if getattr(self.bar, "mbar", False):
+            log = list(log)
+            if log and isinstance(log[0], int):  # epochs counted from 1 on screen, as the lines, plots and card count
+                log[0] += 1
             self.bar.mbar.write([console.figure(x) for x in log], table=True)
 
     def _line(self, log):

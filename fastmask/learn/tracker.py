@@ -30,7 +30,7 @@ class KeepBest(TrackerCallback):
             self.best_epoch = self.epoch
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in get_model(self.learn.model).state_dict().items()}
             if is_main() and console.mode() == console.BARS:  # lines mode marks the epoch's line (ConsoleProgress)
-                print(f"Better model found at epoch {self.epoch} with {self.monitor} value: {self.best:.4f}.")
+                print(f"Better model found at epoch {self.epoch + 1} with {self.monitor} value: {self.best:.4f}.")
 
     def improves(self, value):
         """Whether `value` of the monitored figure beats the best so far (what after_epoch will decide)."""
@@ -60,8 +60,8 @@ class PeakAwareEarlyStopping(EarlyStoppingCallback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            if is_main() and console.mode() == console.BARS:  # the bars' table counts epochs from 0
-                print(f"No improvement since epoch {self.epoch - self.wait}: early stopping")
+            if is_main() and console.mode() == console.BARS:  # epochs counted from 1, as the table shows them
+                print(f"No improvement since epoch {self.epoch - self.wait + 1}: early stopping")
             elif is_main() and not console.quiet():
                 print(f"early stopping after epoch {self.epoch + 1}/{self.n_epoch}: no improvement since "
                       f"epoch {self.epoch - self.wait + 1}", flush=True)

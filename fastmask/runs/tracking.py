@@ -198,7 +198,8 @@ def _history_steps(hist, start):
     out, clock = [], start
     for i, row in hist.iterrows():
         pre = f"{group}{int(row[group])}/" if group and pd.notna(row[group]) else ""
-        step = int(row["epoch"]) if "epoch" in row and pd.notna(row["epoch"]) else int(i)
+        # history.csv counts epochs from 0 (fastai's CSVLogger); MLflow's steps count from 1, as the rest does
+        step = (int(row["epoch"]) if "epoch" in row and pd.notna(row["epoch"]) else int(i)) + 1
         clock += 1000 * _seconds(row.get("time"))
         out += [(pre + k.replace(" ", "_"), x, step, clock) for k, x in row.items() if k not in ("epoch", "time", group)]
     return out
