@@ -4,6 +4,7 @@ and a k-fold run that says why it has no delta against a single-split parent. Ru
 files written by hand; no training. (The page's script is checked for syntax here; it was driven by hand
 in jsdom, since no headless browser is available.)"""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -118,8 +119,10 @@ def cell(p, run_id, head):
 
 def test_the_table_has_a_column_per_varying_field_and_a_row_per_run(runs):
     p = page_of(runs)
-    assert p.heads[:6] == ["compare", "run", "split", "epochs", "lr", "sampler"]  # recipe order
-    assert "cutmix" in p.heads and {"val F1", "holdout F1", "Δ parent", "verdict", "status", "minutes"} <= set(p.heads)
+    # the figures first (a wide table must not push them off-screen), then the varying fields in recipe order
+    assert p.heads[:9] == ["compare", "run", "status", "verdict", "val F1", "holdout F1", "Δ parent", "minutes",
+                           "started UTC"]
+    assert p.heads[9:13] == ["split", "epochs", "lr", "sampler"] and "cutmix" in p.heads[13:]
     assert not {"arch", "size", "seed", "split_seed", "bs"} & set(p.heads)  # the same in every run
     assert [r["id"] for r in p.rows] == IDS
     assert cell(p, IDS[3], "lr") == "0.003162" and cell(p, IDS[3], "cutmix") == "box"  # a search trial's values
@@ -160,7 +163,10 @@ def test_a_kfold_run_says_why_it_has_no_delta_against_a_single_split_parent(runs
     assert "not comparable" in line and "+0.060" not in line  # 0.61 - 0.55: two different measurements
     assert "not comparable: k-fold vs single split (kfold:5 vs person)" in text
     p = Page((runs / "index.html").read_text())
-    assert cell(p, IDS[2], "Δ parent") == "—" and "k-fold vs single split" in cell(p, IDS[2], "verdict")
+    assert cell(p, IDS[2], "Δ parent") == "—" and cell(p, IDS[2], "verdict") == "not comparable"  # one line
+    html = (runs / "index.html").read_text()
+    row = html[html.index(f'data-id="{IDS[2]}"'):].split("</tr>")[0]
+    assert re.search(r'<td title="[^"]*k-fold vs single split[^"]*"><span class="not-comparable">', row), row  # why: on hover
     # no verdict recorded (its card says no comparable parent run): no bare difference either
     assert cell(p, IDS[1], "Δ parent") == "—"
     assert cell(p, IDS[3], "Δ parent") == "+0.020"  # the verdict's paired delta
@@ -180,12 +186,14 @@ def test_terminal_params_and_columns(runs, capsys, monkeypatch):
     assert main([str(runs), "--params", "--no-html"]) == 0
     lines = capsys.readouterr().out.splitlines()
     head = next(l for l in lines if l.strip().startswith("run "))
-    assert head.split()[:6] == ["run", "split", "epochs", "lr", "sampler", "cutmix"] and "arch" not in head
+    words = head.split()
+    assert words[:3] == ["run", "status", "verdict"] and "arch" not in head
+    assert words[words.index("UTC") + 1:][:5] == ["split", "epochs", "lr", "sampler", "cutmix"]  # after the figures
     trial = next(l for l in lines if "trial0" in l)
     assert "0.003162" in trial and "box" in trial
     assert main([str(runs), "--columns", "cutmix, seed", "--no-html"]) == 0
     head = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("run "))
-    assert head.split()[:4] == ["run", "cutmix", "seed", "status"]  # the named ones, constant or not
+    assert head.split()[-2:] == ["cutmix", "seed"]  # the named ones, constant or not, after the figures
 
 
 def test_an_unknown_column_is_one_line_exit_2(runs):
@@ -203,3 +211,14 @@ def test_the_page_script_parses(runs, tmp_path):
     js.write_text(p.scripts[1][1])
     out = subprocess.run(["node", "--check", str(js)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_each_row_names_its_card_so_the_filter_can_hide_both(runs):
+    """The page's filter hides a row's folded card with the row (the script reads data-card): every row
+    must name the <details> of its own run."""
+    html = page_of(runs) and (runs / "index.html").read_text()
+    rows = dict(re.findall(r'<tr data-id="([^"]+)" data-card="([^"]+)"', html))
+    cards = re.findall(r'<details class="run" id="([^"]+)"><summary><strong>[^<]*</strong> <span class="small">([^<]+)</span>',
+                       html)
+    assert rows and {run: card for card, run in cards} == rows
+    assert 'getElementById(r.getAttribute("data-card"))' in html and "card.hidden = !ok" in html

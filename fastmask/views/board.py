@@ -228,16 +228,16 @@ _STYLE = {"supported": "green", "refuted": "red", "inconclusive": "yellow", "no 
 
 
 def headers(params=()):
-    """The table's headers: the run, its parameter columns, then the figures."""
-    return (COLUMNS[0], *params, *COLUMNS[1:])
+    """The table's headers: the run and its figures first (what a wide table must not push off-screen), then
+    the parameter columns."""
+    return (*COLUMNS, *params)
 
 
 def cells(r, params=()):
     """The table's text cells for one run, in `headers(params)` order."""
     d = delta(r)
-    return [r["prefix"] + r["name"], *(param_text(r, p) for p in params), r["status"], verdict_word(r),
-            _f(r["macro_f1"]), _f(r["holdout_macro_f1"]), "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"),
-            when(r)]
+    return [r["prefix"] + r["name"], r["status"], verdict_word(r), _f(r["macro_f1"]), _f(r["holdout_macro_f1"]),
+            "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"), when(r), *(param_text(r, p) for p in params)]
 
 
 def table(rows, title, drop=(), params=()):

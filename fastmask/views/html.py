@@ -123,8 +123,9 @@ def _table(views, names, numeric):
            f'size="40"> <select id="status"><option value="">any status</option>{statuses}</select> '
            '<span id="shown" class="small"></span> <button id="open-all" type="button">open all cards</button> '
            '<button id="close-all" type="button">close all</button></p>',
-           f'<table class="board" id="runs"><thead><tr><th class="pick" title="tick two or more to compare">'
-           f'compare</th>{head}</tr></thead><tbody>']
+           # a wide table scrolls inside its box, the tick and run columns pinned at its left edge
+           f'<div class="scroll"><table class="board" id="runs"><thead><tr><th class="pick" '
+           f'title="tick two or more to compare">compare</th>{head}</tr></thead><tbody>']
     for i, v in enumerate(views):
         row = [f'<td class="pick"><input type="checkbox" value="{escape(v["id"])}" '
                f'aria-label="compare {escape(v["name"])}"></td>']
@@ -135,15 +136,15 @@ def _table(views, names, numeric):
                 text = (f'<span class="tree">{escape(v["prefix"])}</span>'
                         f'<a href="#{v["anchor"]}">{escape(text[len(v["prefix"]):])}</a>')
             elif n in ("status", "verdict"):
-                text = _word(text) + (f'<br><span class="note">{escape(v["note"])}</span>'
-                                      if n == "verdict" and v["note"] else "")
+                text = _word(text)  # one line: the verdict's reason is its cell's tooltip
             else:
                 text = escape(text)
-            title = f' title="{escape(v["note"])}"' if n == "Δ parent" and v["note"] else ""
+            title = f' title="{escape(v["note"])}"' if n in ("verdict", "Δ parent") and v["note"] else ""
             cls = ' class="num"' if n in numeric else ""
             row.append(f"<td{cls}{attr}{title}>{text}</td>")
-        out.append(f'<tr data-id="{escape(v["id"])}" data-status="{escape(v["status"])}">' + "".join(row) + "</tr>")
-    return "\n".join(out + ["</tbody></table>"])
+        out.append(f'<tr data-id="{escape(v["id"])}" data-card="{escape(v["anchor"])}" '
+                   f'data-status="{escape(v["status"])}">' + "".join(row) + "</tr>")
+    return "\n".join(out + ["</tbody></table></div>"])
 
 
 def _read_card(d):
