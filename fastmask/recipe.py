@@ -43,7 +43,8 @@ class Recipe:
     # "oversample" (copies of rare training rows; "oversample:0.04" sets the target share per class)
     sampler: Optional[str] = None
     augment: Any = "none"           # "none", "light", "strong", or any albumentations A.Compose
-    crop: Optional[float] = None    # centre crop keeping this fraction of height and width, every split
+    crop: Any = None                # centre crop keeping this fraction of height and width, every split; or
+                                    # "face" / "face:0.3": the detected face with that margin ([face] extra)
     cutmix: Optional[str] = None    # None, "box" (fastai's), "halves" (left/right face half), "rare", "rare-box"
     mixup: Optional[float] = None   # MixUp alpha
     mix_prob: float = 1.0           # the share of batches CutMix or MixUp mixes (timm's Mixup `prob`)
@@ -199,6 +200,16 @@ def _fraction(high):
     return parse
 
 
+def _crop(value, text):
+    """A centre-crop fraction in (0, 1], or "face[:margin]" with a margin in [0, 2]."""
+    if isinstance(value, str) and value.partition(":")[0] == "face":
+        _, colon, m = value.partition(":")
+        if colon and not 0 <= _finite(float(m)) <= 2:
+            raise ValueError
+        return value
+    return _fraction(1)(value, text)
+
+
 def _task_weights(value, text):
     if _none(value, text):
         return None
@@ -305,7 +316,7 @@ RULES = {
     "num_workers": Rule(_int(0), "int >= 0"),
     "sampler": Rule(_choice("sampler"), _CHOICE_WANT),
     "augment": Rule(_augment, "preset (none, light, strong)"),
-    "crop": Rule(_fraction(1), "fraction in (0, 1]"),
+    "crop": Rule(_crop, "fraction in (0, 1], or face / face:MARGIN (margin in [0, 2])"),
     "cutmix": Rule(_choice("cutmix"), _CHOICE_WANT),
     "mixup": Rule(_fraction(100), "alpha in (0, 100]"),
     "mix_prob": Rule(_number_in(0, 1), "probability in (0, 1]"),

@@ -241,7 +241,8 @@ BAD_VALUES = [  # (field, --set text, what the message says the field takes): on
     ("cache", "maybe", "bool"),
     ("sampler", "oversample:x", "choice (a name, or name:number)"),
     ("augment", "medium", "preset (none, light, strong)"),
-    ("crop", "1.5", "fraction in (0, 1]"),
+    ("crop", "1.5", "fraction in (0, 1], or face / face:MARGIN (margin in [0, 2])"),
+    ("crop", "face:5", "fraction in (0, 1], or face / face:MARGIN (margin in [0, 2])"),
     ("mixup", "0", "alpha in (0, 100]"),
     ("mix_prob", "0", "probability in (0, 1]"),
     ("loss", "ce:-1,f1:2", "loss (a name, name:value, or weights >= 0 with a positive sum as ce:0.6,f1:0.4)"),
@@ -253,7 +254,7 @@ BAD_VALUES = [  # (field, --set text, what the message says the field takes): on
 ]
 
 
-@pytest.mark.parametrize("key,text,want", BAD_VALUES, ids=[c[0] for c in BAD_VALUES])
+@pytest.mark.parametrize("key,text,want", BAD_VALUES, ids=[f"{c[0]}={c[1]}" for c in BAD_VALUES])
 def test_each_field_names_what_it_takes(key, text, want):
     with pytest.raises(FastmaskError) as e:
         parse_sets([f"{key}={text}"])
@@ -263,7 +264,7 @@ def test_each_field_names_what_it_takes(key, text, want):
 GOOD_VALUES = [  # (field, --set text, the value the recipe holds)
     ("size", "96x72", (96, 72)), ("split", "kfold:5/4", "kfold:5/4"), ("valid_pct", "0.25", 0.25),
     ("lr", "find", "find"), ("wd", "none", None), ("patience", "3", 3), ("cache", "False", False),
-    ("sampler", "none", None), ("crop", "1", 1.0), ("mixup", "null", None), ("mix_prob", "1", 1.0),
+    ("sampler", "none", None), ("crop", "1", 1.0), ("crop", "face", "face"), ("crop", "face:0.3", "face:0.3"), ("mixup", "null", None), ("mix_prob", "1", 1.0),
     ("loss", "ce:0,f1:1", {"ce": 0.0, "f1": 1.0}), ("loss", "focal:3", "focal:3"), ("task_weights", "1,0,2", (1.0, 0.0, 2.0)),
     ("judged_on", "gap", "gap"), ("decide", "0", 0), ("decide", "2", 2), ("arch", "resnet18", "resnet18"),
 ]

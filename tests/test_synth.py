@@ -57,7 +57,7 @@ def train_rows(twin):
 
 
 def test_layout_and_headers(twin):
-    assert sorted(os.listdir(twin)) == ["eval", "noise.csv", "preview.png", "train"]
+    assert sorted(os.listdir(twin)) == ["eval", "faces.csv", "noise.csv", "preview.png", "train"]
     assert sorted(os.listdir(twin / "train")) == ["images", "train.csv"]
     assert sorted(os.listdir(twin / "eval")) == ["answers.csv", "images", "info.csv"]
     assert read_csv(twin / "eval" / "info.csv")[0] == ["ImageID", "ans"]
@@ -138,7 +138,7 @@ def test_eval_rows_are_unsorted_like_the_real_info_csv(twin):
 
 
 def test_same_seed_same_bytes_and_pixels(twin, twin_again):
-    for rel in ("train/train.csv", "eval/info.csv", "eval/answers.csv", "noise.csv"):
+    for rel in ("train/train.csv", "eval/info.csv", "eval/answers.csv", "noise.csv", "faces.csv"):
         assert (twin / rel).read_bytes() == (twin_again / rel).read_bytes(), rel
     folder = sorted(os.listdir(twin / "train" / "images"))[3]
     name = sorted(os.listdir(twin / "train" / "images" / folder))[0]

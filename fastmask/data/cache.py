@@ -31,6 +31,7 @@ from fastai.data.transforms import Transform  # fasttransform's, as fastai expor
 from PIL import Image, ImageOps
 from rich.progress import Progress
 
+from fastmask.data import faces
 from fastmask.data.layout import load_image, to_rgb
 from fastmask.errors import FastmaskError
 from fastmask.io import pid_alive, replacing
@@ -46,14 +47,19 @@ def cache_dir():
     return Path(os.environ.get("FASTMASK_CACHE", Path.home() / ".cache" / "fastmask"))
 
 
-def prepare(path, size, crop=None):
-    """(height, width, 3) uint8: the centre `crop` fraction (if any), squished to `size` (height, width)."""
-    return fit_image(load_image(path), size, crop)
+def prepare(path, size, crop=None, box=None):
+    """(height, width, 3) uint8: the centre `crop` fraction (if any), or for a face crop ("face[:margin]") the
+    face `box` with its margin (found now when not given), squished to `size` (height, width)."""
+    return fit_image(load_image(path), size, crop, box)
 
 
-def fit_image(im, size, crop=None):
+def fit_image(im, size, crop=None, box=None):
     """`prepare` for an image already in memory (RGB PIL)."""
-    if crop:
+    margin = faces.margin_of(crop)
+    if margin is not None:
+        box = box if box is not None else faces.detect_image(im) or faces.CENTRE
+        im = im.crop(faces.crop_region(box, margin, *im.size))
+    elif crop:
         w, h = im.size
         ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
         top, left = (h - ch) // 2, (w - cw) // 2
@@ -61,8 +67,10 @@ def fit_image(im, size, crop=None):
     return np.asarray(im.resize((size[1], size[0]), Image.BILINEAR))
 
 
-def _key(paths, size, crop):
+def _key(paths, size, crop, boxes=None):
     h = hashlib.sha1(f"{VERSION}|{tuple(size)}|{crop}".encode())
+    for p in paths if boxes else ():  # a face crop: the boxes are part of what the pixels are
+        h.update(repr(boxes.get(p)).encode())
     for p in paths:  # the content fingerprint: a changed or replaced file changes the key
         st = os.stat(p)
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -70,17 +78,21 @@ def _key(paths, size, crop):
 
 
 def _prepare_many(args):
-    paths, size, crop = args
-    return np.stack([prepare(p, size, crop) for p in paths])
+    paths, size, crop, boxes = args
+    # a face crop's boxes are found before the build (boxes_for): a forked builder must never run the
+    # detector (torch after fork can hang), so a photo without a box takes the centre box
+    fallback = faces.CENTRE if faces.margin_of(crop) is not None else None
+    return np.stack([prepare(p, size, crop, (boxes or {}).get(p, fallback)) for p in paths])
 
 
-def build(paths, size, crop=None, progress=True, workers=None):
-    """The cached array for `paths` (memory-mapped, read-only), building it on first use."""
+def build(paths, size, crop=None, progress=True, workers=None, boxes=None):
+    """The cached array for `paths` (memory-mapped, read-only), building it on first use. `boxes`: a face
+    crop's box per path."""
     paths = [str(p) for p in paths]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(folder)
-    f = folder / f"{_key(paths, size, crop)}-{size[0]}x{size[1]}.npy"
+    f = folder / f"{_key(paths, size, crop, boxes)}-{size[0]}x{size[1]}.npy"
     shape = (len(paths), *size, 3)
     if f.exists():
         problem = _damage(f, shape)
@@ -89,7 +101,7 @@ def build(paths, size, crop=None, progress=True, workers=None):
         print(f"fastmask: notice: cache file {f} was damaged ({problem}); rebuilding", file=sys.stderr)
         f.unlink(missing_ok=True)
     _check_room(f, len(paths), size)
-    _write(f, paths, shape, crop, progress, workers)
+    _write(f, paths, shape, crop, progress, workers, boxes)
     return np.load(f, mmap_mode="r")
 
 
@@ -115,7 +127,7 @@ def _check_room(f, n, size):
                             "--set cache=false, or FASTMASK_CACHE=DIR on a larger disk")
 
 
-def _write(f, paths, shape, crop, progress, workers):
+def _write(f, paths, shape, crop, progress, workers, boxes=None):
     """Fill a private temp file and rename it to `f`: two runs building at once each finish a whole file.
 
     Rows go to the file by plain writes, a few chunks in flight at a time: the set is never held in memory
@@ -130,7 +142,7 @@ def _write(f, paths, shape, crop, progress, workers):
         with _bar(progress, len(paths), f"caching {len(paths)} images at {size[0]}x{size[1]}") as advance, \
                 _pool(workers) as pool, open(tmp, "r+b") as out:
             out.seek(offset)
-            for block in _bounded_map(pool, _prepare_many, [(c, tuple(size), crop) for c in chunks], 2 * workers):
+            for block in _bounded_map(pool, _prepare_many, [(c, tuple(size), crop, {p: boxes[p] for p in c} if boxes else None) for c in chunks], 2 * workers):
                 out.write(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
                 advance(len(block))
         arr = np.load(tmp, mmap_mode="r")
@@ -323,7 +335,7 @@ class _bar:
 
 class Prepare(Transform):
     """Type transform: a path -> PILImage at `size` (height, width), from the cache when it holds it."""
-    def __init__(self, size, crop=None, paths=None, array=None):
+    def __init__(self, size, crop=None, paths=None, array=None, boxes=None):
         super().__init__()
         # fastai's test_dl skips type transforms whose input type the item does not match (infer_idx):
         # saying a PIL image is an input too keeps learn.predict(PILImage) from skipping the resize
@@ -331,17 +343,23 @@ class Prepare(Transform):
         self.size, self.crop = tuple(size), crop
         self.index = {str(p): i for i, p in enumerate(paths)} if array is not None else {}
         self.array = array
+        self.boxes = boxes or {}  # a face crop's boxes; a photo not here has its face found when prepared
 
     def encodes(self, path: str | Path):
         i = self.index.get(str(path))
-        return PILImage.create(np.array(self.array[i]) if i is not None else prepare(path, self.size, self.crop))
+        if i is not None:
+            return PILImage.create(np.array(self.array[i]))
+        return PILImage.create(prepare(path, self.size, self.crop, self.boxes.get(str(path))))
 
     def encodes(self, im: Image.Image):
         # learn.predict(PILImage) must see what the same file's path gives: cropped and resized alike
         return PILImage.create(fit_image(to_rgb(ImageOps.exif_transpose(im)), self.size, self.crop))
 
     def __getstate__(self):
-        # An exported learner must not carry (or point at) the training cache: it prepares from disk.
+        # An exported learner must not carry (or point at) the training cache or boxes: it prepares from disk.
         state = dict(self.__dict__)
-        state.update(index={}, array=None)
+        state.update(index={}, array=None, boxes={})
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update({"boxes": {}, **state})  # learners exported before face crops have no boxes

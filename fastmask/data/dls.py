@@ -12,7 +12,7 @@ from fastai.torch_core import set_seed
 from fastcore.basics import patch
 
 from fastmask import console
-from fastmask.data import cache
+from fastmask.data import cache, faces
 from fastmask.data.augment import augmentation
 from fastmask.data.cache import Prepare
 from fastmask.data.load import load_data
@@ -64,17 +64,21 @@ def build_dls(recipe, df):
     size = tuple(recipe.size)
     paths = df["path"].unique()  # oversampled copies share their original's cached pixels
     bar = console.mode() == console.BARS  # piped, a rich bar is an empty line; quiet, nothing
-    array = cache.build(paths, size, recipe.crop, progress=bar) if recipe.cache else None
+    boxes, sources = None, None
+    if faces.margin_of(recipe.crop) is not None:  # every training and validation photo's face, found once
+        rows = df.drop_duplicates("path")
+        boxes, sources = faces.boxes_for(rows, progress=bar)
+    array = cache.build(paths, size, recipe.crop, progress=bar, boxes=boxes) if recipe.cache else None
     # training: every row but the validation ones, oversampled copies included; crop and resize happen
     # once in Prepare, so only the per-epoch augmentation is left as an item transform
-    block = image_block(Prepare(size, recipe.crop, paths, array), CLASS_NAMES, valid_idx, get_y=ClassName(),
+    block = image_block(Prepare(size, recipe.crop, paths, array, boxes), CLASS_NAMES, valid_idx, get_y=ClassName(),
                         item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
     kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if weights is not None:
-            return block.weighted_dataloaders(df, weights, **kw)
-        return block.dataloaders(df, **kw)
+        dls = block.weighted_dataloaders(df, weights, **kw) if weights is not None else block.dataloaders(df, **kw)
+    dls.face_sources = sources  # where a face crop's boxes came from (the card reports it); None otherwise
+    return dls
 
 
 def check_bs(bs, n_train):

@@ -9,6 +9,7 @@ from fastai.data.transforms import Normalize
 from fastai.metrics import accuracy
 from fastai.vision.core import imagenet_stats
 
+from fastmask.data import faces
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe
 from fastmask.labels import N_CLASSES
@@ -28,6 +29,8 @@ def preflight(recipe):
     """Recipe values that can only be judged against the libraries fail here, before data or a run folder."""
     check_choices(recipe)
     check_arch(recipe.arch)
+    if faces.margin_of(recipe.crop) is not None:
+        faces.detector()  # crop="face" without the [face] extra: one line now, not after the data is read
     if recipe.pretrained not in ("auto", False, None):
         weights, _ = resolve_weights(recipe.arch, recipe.pretrained)  # a missing file, or True offline: fail fast
         if weights and isinstance(recipe.pretrained, str):

@@ -65,6 +65,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
     if cfg.get("overrides"):
         lines += ["**Overrides (--set).** " + ", ".join(f"`{k}={v!r}`" for k, v in cfg["overrides"].items()), ""]
     lines += _relabel(cfg)
+    lines += _face_boxes(metrics)
 
     lines += ["## Result", ""]
     lines += _result_table(_flat(metrics, this.minutes), _flat(pm, par.minutes) if par else None, par)
@@ -221,6 +222,17 @@ def _rerun_command(cfg, recipe_name):
     sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                     for k, v in (cfg.get("overrides") or {}).items())
     return f"python -m fastmask.run recipes/{recipe_name}.py {sets}".strip()
+
+
+def _face_boxes(metrics):
+    """Where a face crop's boxes came from: masks hide faces from the detector."""
+    s = metrics.get("face_boxes") if isinstance(metrics.get("face_boxes"), dict) else None
+    if not s:
+        return []
+    n = sum(int(v) for v in s.values()) or 1
+    parts = [f"{int(s.get(k, 0))} ({100 * int(s.get(k, 0)) / n:.0f} %) {what}" for k, what in
+             (("detected", "detected"), ("person", "from the person's other photos"), ("centre", "centre box"))]
+    return [f"**Face crop.** Boxes for the {n} photos: " + ", ".join(parts) + ".", ""]
 
 
 def _relabel(cfg, shown=12):

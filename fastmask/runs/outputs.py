@@ -37,6 +37,9 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     group = "fold" if kfold else "seed"
     metrics["epochs_run"] = int(hist.groupby(group).size().max()) if group in hist else int(len(hist))
     kept = [p.kept_epoch for p in parts if getattr(p, "kept_epoch", None) is not None]  # (a test's stand-in part may lack it)
+    sources = next((p.face_sources for p in parts if getattr(p, "face_sources", None)), None)
+    if sources:
+        metrics["face_boxes"] = sources
     if len(parts) == 1 and kept:
         metrics["kept_epoch"] = kept[0]  # counted from 1, as the log, the plots and the card count
     elif kept:

@@ -152,6 +152,7 @@ class Part:
     recorder: Any = None            # what fastai's Recorder kept of fit (per-batch loss, lr, iters) and lr_find's curve
     lr: Any = None
     kept_epoch: Optional[int] = None  # the epoch whose weights KeepBest kept, counted from 1 as the log and plots do
+    face_sources: Optional[dict] = None  # a face crop: how many boxes were detected, from the person, centre
     error: Optional[str] = None
     exc: Optional[BaseException] = None
     keep_going: bool = False        # a failed fold lets the next folds run (not for bad input)
@@ -181,6 +182,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
     try:
         learn = build_learner(r, build_dls(r, data.train), notify=say_once)
         learn.path = run.dir
+        part.face_sources = getattr(learn.dls, "face_sources", None)
         trained = True
         try:
             log = [CSVLogger(fname=hist_name)] if main else []

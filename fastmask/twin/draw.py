@@ -142,6 +142,26 @@ MASK_COLOURS = ((238, 238, 235), (160, 195, 225), (35, 35, 40), (140, 142, 148),
                 (235, 180, 195), (40, 50, 85), (215, 195, 170), (150, 190, 165))
 
 
+def pose(rng):
+    """A photo's pose, the first draws of its `rng` in draw_face: the person moves inside a fixed scene
+    (dx, dy in canonical pixels) and nearer or further (scale)."""
+    dx, dy = np.clip(rng.normal(0, 10, 2), -25, 25)
+    return float(dx), float(dy), float(rng.uniform(0.9, 1.1))
+
+
+def face_box(ident: Identity, photo_pose, size=(CANON_W, CANON_H)):
+    """The face's true box (x0, y0, x1, y1) as fractions of the photo's width and height: the skin ellipse
+    draw_face paints for `ident` at `photo_pose` (pose's output), brow to chin (the photo's small rotation
+    left out)."""
+    W, H = size
+    cs = min(W / CANON_W, H / CANON_H)
+    ox, oy = (W - CANON_W * cs) / 2, (H - CANON_H * cs) / 2
+    dx, dy, scale = photo_pose
+    cx, cy = ox + (CANON_W / 2 + dx) * cs, oy + (FACE_Y + dy) * cs
+    rx, ry = ident.a * scale * cs, ident.b * scale * cs
+    return ((cx - rx) / W, (cy - ry) / H, (cx + rx) / W, (cy + ry) / H)
+
+
 def draw_face(ident: Identity, mask: str, rng, size=(CANON_W, CANON_H), scarf=False):
     """One photo: `mask` is "wear", "incorrect" or "not_wear"; `rng` supplies the photo's jitter.
 
@@ -156,9 +176,7 @@ def draw_face(ident: Identity, mask: str, rng, size=(CANON_W, CANON_H), scarf=Fa
     scene = _Canvas(draw, cs, off)
     for box, colour in ident.bg_rects:
         scene.rect(*box, fill=colour)
-    # Per-photo pose: the person moves inside a fixed scene.
-    dx, dy = np.clip(rng.normal(0, 10, 2), -25, 25)
-    scale = rng.uniform(0.9, 1.1)
+    dx, dy, scale = pose(rng)
     centre = scene.xy(CANON_W / 2 + dx, FACE_Y + dy)
     face = _Canvas(draw, cs * scale, centre)
     _draw_body(face, ident)

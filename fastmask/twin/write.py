@@ -17,19 +17,40 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group, AGE_GROUPS, label_of
-from fastmask.twin.draw import draw_face, identity
+from fastmask.twin.draw import draw_face, face_box, identity, pose
 from fastmask.twin.people import CANON_H, CANON_W, Person, PHOTO_MASK, PHOTOS, RACE, sample_people
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
-def render_photo(person: Person, photo: str, seed=0, size=(CANON_W, CANON_H)) -> Image.Image:
-    """What the photo slot `photo` truly shows (before any swap of file names)."""
+def _photo_rng(person: Person, photo: str, seed):
     key = 2 if person.split == "train" else 3
     rng = np.random.default_rng([seed, key, int(person.id), person.age, PHOTOS.index(photo)])
     scarf = photo == "mask5" and rng.random() < 0.12
+    return rng, scarf
+
+
+def render_photo(person: Person, photo: str, seed=0, size=(CANON_W, CANON_H)) -> Image.Image:
+    """What the photo slot `photo` truly shows (before any swap of file names)."""
+    rng, scarf = _photo_rng(person, photo, seed)
     return draw_face(identity(person, seed), PHOTO_MASK[photo], rng, size, scarf=scarf)
+
+
+def true_face_box(person: Person, photo: str, seed=0, size=(CANON_W, CANON_H)):
+    """The face box of the photo slot `photo` (fractions of width and height), from the same draws."""
+    rng, _ = _photo_rng(person, photo, seed)
+    return face_box(identity(person, seed), pose(rng), size)
+
+
+FACES = "faces.csv"  # the twin's true face boxes, beside noise.csv: what a detector's boxes are checked against
+
+
+def write_faces(persons, root, seed=0, size=(CANON_W, CANON_H)):
+    """faces.csv: folder, file (as stored, after any swap), x0, y0, x1, y1 for every training photo."""
+    rows = [(p.folder, stored_name(p, photo), *(round(v, 5) for v in true_face_box(p, photo, seed, size)))
+            for p in persons if p.split == "train" for photo in PHOTOS]  # slot `photo` is saved as stored_name
+    _write_csv(Path(root) / FACES, ("folder", "file", "x0", "y0", "x1", "y1"), rows)
 
 
 def stored_name(person: Person, photo: str) -> str:
@@ -195,12 +216,12 @@ def write_preview(persons, root, n=6, thumb=(84, 112)):
 # ---------------------------------------------------------------------------------------------
 # The twin as a whole
 # ---------------------------------------------------------------------------------------------
-OWNED = ("noise.csv", "preview.png", "eval", "train")  # publish order: train last, it marks done
+OWNED = ("noise.csv", "faces.csv", "preview.png", "eval", "train")  # publish order: train last, it marks done
 
 
 def make_twin(out_dir, people=300, eval_people=None, seed=0, size=(CANON_W, CANON_H),
               progress=True, workers=None) -> Path:
-    """Generate the twin into out_dir (train/, eval/, noise.csv, preview.png) and return it.
+    """Generate the twin into out_dir (train/, eval/, noise.csv, faces.csv, preview.png) and return it.
 
     An earlier twin there is replaced; a folder holding anything else under train/ or eval/
     (a real data set) is refused."""
@@ -232,6 +253,7 @@ def _generate(out, people=300, eval_people=None, seed=0, size=(CANON_W, CANON_H)
         write_train_csv(persons, tmp)
         write_eval(persons, tmp, seed)
         write_noise(persons, tmp)
+        write_faces(persons, tmp, seed, tuple(size))
         write_preview(persons, tmp)
         _publish(tmp, out, keep_existing)
     finally:
