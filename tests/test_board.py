@@ -219,3 +219,21 @@ def test_a_malformed_folder_is_skipped_with_one_warning_line(runs, monkeypatch):
     assert "holds list, not an object" in p.stderr and "not valid JSON" in p.stderr
     assert "person_split" in p.stdout and "odd_fields" in p.stdout and "list_status" not in p.stdout
     assert (runs / "index.html").read_text().count('<section class="run"') == len(EXPECTED) + 1
+
+
+def test_a_damaged_or_empty_history_csv_draws_no_curve_and_hides_nothing(runs):
+    """The compare panel's curves come from history.csv as fastai wrote it; a hand-edited one (text where the
+    epochs or figures go) is no curve, one with its header alone is a curve with no epoch yet (the running run's
+    first epoch has not ended), and neither hides a run."""
+    (runs / "20260101T000000Z-baseline" / "history.csv").write_text("epoch,valid_loss,macro_f1\nfirst,1.0,0.5\n")
+    (runs / "20260101T010000Z-person_split" / "history.csv").write_text("epoch,valid_loss,macro_f1\n0,low,high\n")
+    (runs / "20260101T040000Z-cutmix_halves" / "history.csv").write_text(
+        "epoch,train_loss,valid_loss,macro_f1,accuracy,time\n")
+    page = _page(runs)
+    data = json.loads(re.search(r'<script type="application/json" id="board-data">(.*?)</script>', page, re.S)[1])
+    by = {r["id"]: r for r in data["runs"]}
+    assert len(by) == len(EXPECTED)
+    assert by["20260101T000000Z-baseline"]["curves"] is None and by["20260101T010000Z-person_split"]["curves"] is None
+    assert by["20260101T040000Z-cutmix_halves"]["curves"] == {"epoch": [], "macro_f1": [], "valid_loss": []}
+    assert by["20260101T040000Z-cutmix_halves"]["state"] == "running (epoch 0/1)"  # make_run asks for 1 epoch
+    assert by["20260101T020000Z-oversample"]["curves"] is None  # no history.csv at all

@@ -222,3 +222,144 @@ def test_each_row_names_its_card_so_the_filter_can_hide_both(runs):
                        html)
     assert rows and {run: card for card, run in cards} == rows
     assert 'getElementById(r.getAttribute("data-card"))' in html and "card.hidden = !ok" in html
+
+
+# --- learning curves in the compare panel ----------------------------------------------------------
+
+HISTORY = "epoch,train_loss,valid_loss,macro_f1,accuracy,time\n"
+
+
+def test_the_embedded_json_holds_each_runs_curves_from_epoch_1_and_the_mean_over_seeds_or_folds(runs):
+    """history.csv counts epochs from 0 (fastai's CSVLogger); the page counts from 1. Several seeds or folds
+    are one curve: their mean epoch by epoch (a seed that stopped early leaves the later epochs to the others)."""
+    (runs / IDS[0] / "history.csv").write_text(HISTORY + "0,2.1,1.987654,0.123456,0.2,00:05\n"
+                                               "1,1.6,1.5,,0.4,00:05\n"  # an epoch without its F1
+                                               "2,1.2,1.25,0.51,0.6,00:05\n")
+    (runs / IDS[1] / "history.csv").write_text(  # seed 1 (stopped after 2 epochs) written before seed 0
+        "epoch,train_loss,valid_loss,macro_f1,accuracy,time,seed\n"
+        "0,2.0,1.6,0.2,0.3,00:05,1\n1,1.0,1.0,0.6,0.5,00:05,1\n"
+        "0,2.0,1.8,0.3,0.3,00:05,0\n1,1.0,1.2,0.5,0.5,00:05,0\n2,0.9,1.0,0.6,0.6,00:05,0\n")
+    (runs / IDS[2] / "history.csv").write_text(  # k-fold: two folds of one epoch
+        "epoch,train_loss,valid_loss,macro_f1,accuracy,time,fold\n0,1,0.9,0.4,0.5,00:05,0\n0,1,0.7,0.6,0.5,00:05,1\n")
+    p = page_of(runs)
+    by = {r["id"]: r for r in json.loads(p.scripts[0][1])["runs"]}
+    assert by[IDS[0]]["curves"] == {"epoch": [1, 2, 3], "macro_f1": [0.1235, None, 0.51],
+                                    "valid_loss": [1.9877, 1.5, 1.25]}  # 4 decimals, a gap where none was recorded
+    # epoch 1: F1 (0.3 + 0.2) / 2, loss (1.8 + 1.6) / 2; epoch 2: (0.5 + 0.6) / 2, (1.2 + 1.0) / 2; epoch 3: seed 0's
+    assert by[IDS[1]]["curves"] == {"epoch": [1, 2, 3], "macro_f1": [0.25, 0.55, 0.6], "valid_loss": [1.7, 1.1, 1.0],
+                                    "of": "2 seeds"}
+    assert by[IDS[2]]["curves"] == {"epoch": [1], "macro_f1": [0.5], "valid_loss": [0.8], "of": "2 folds"}
+    assert by[IDS[3]]["curves"] is None  # no history.csv: the legend says so
+
+
+def test_the_compare_panel_draws_the_curves_as_inline_svg(runs):
+    """The script builds the two charts itself (SVG elements, no library, nothing fetched): axes labelled, a
+    coloured line and a legend entry per ticked run, "no history.csv" for a run without one. (Its drawing was
+    driven by hand in jsdom: four ticked runs, a seeds run's mean, a run without history.)"""
+    p = page_of(runs)
+    script = p.scripts[1][1]
+    assert "curveChart(runs, c[0], c[1])" in script and 'createElementNS(SVG, tag)' in script
+    assert 'var SVG = "http://www.w3.org/2000/svg"' in script and '"polyline"' in script
+    assert '[["macro_f1", "validation macro F1"], ["valid_loss", "validation loss"]]' in script
+    assert '"epoch")' in script and '"no history.csv"' in script and "legend(runs)" in script
+    assert not re.search(r"\bsrc=|fetch\(|XMLHttpRequest|import\(", script)  # opens offline
+
+
+# --- a running run: its epoch, and a page that reloads itself -------------------------------------
+
+def test_a_running_run_shows_its_epoch_and_the_page_reloads_itself_until_none_runs(runs):
+    run = runs / IDS[5]  # oversample: running, epochs 15
+    (run / "history.csv").write_text(HISTORY + "".join(f"{e},1,1,0.5,0.5,00:05\n" for e in range(3)))
+    p = page_of(runs)
+    assert cell(p, IDS[5], "status") == "running (epoch 3/15)"  # three rows: three epochs done
+    assert cell(p, IDS[0], "status") == "finished"
+    data = {r["id"]: r for r in json.loads(p.scripts[0][1])["runs"]}
+    assert data[IDS[5]]["status"] == "running" and data[IDS[5]]["state"] == "running (epoch 3/15)"
+    assert "setTimeout(function () { location.reload(); }, 10000);" in p.scripts[1][1]
+    html = (runs / "index.html").read_text()
+    assert 'data-status="running"><td class="pick">' in html  # the status filter still reads the bare word
+    assert "this page reloads itself every 10 s" in html
+    # several folds or seeds log to history_<part>.csv until the run ends: the newest file is the one training
+    # (seed 9 done, seed 10 started: by name "seed10" would sort first)
+    (run / "history.csv").unlink()
+    (run / "history_seed9.csv").write_text(HISTORY + "".join(f"{e},1,1,0.5,0.5,00:05\n" for e in range(15)))
+    (run / "history_seed10.csv").write_text(HISTORY + "0,1,1,0.5,0.5,00:05\n")
+    os.utime(run / "history_seed9.csv", (1, 1))
+    assert cell(page_of(runs), IDS[5], "status") == "running (seed10, epoch 1/15)"
+    # the run ends: no reload left in the page
+    (run / "status.json").write_text(json.dumps({"status": "finished", "started": "2026-01-01T00:00:00+00:00"}))
+    html = page_of(runs) and (runs / "index.html").read_text()
+    assert "location.reload" not in html and "setTimeout" not in html and "reloads itself" not in html
+    assert cell(Page(html), IDS[5], "status") == "finished"
+
+
+def test_the_terminal_shows_a_running_runs_epoch(runs):
+    (runs / IDS[5] / "history.csv").write_text(HISTORY + "0,1,1,0.5,0.5,00:05\n1,1,1,0.5,0.5,00:05\n")
+    console = Console(record=True, width=200)
+    board(runs, console=console, html_out=False)
+    line = next(l for l in console.export_text().splitlines() if "oversample" in l)
+    assert "running (epoch 2/15)" in line
+
+
+# --- fastmask board --watch -------------------------------------------------------------------------
+
+def test_watch_rewrites_the_page_and_prints_the_table_only_when_it_changed(runs, monkeypatch):
+    import fastmask.views.board as view
+    from conftest import in_process
+    page, history = runs / "index.html", runs / IDS[5] / "history.csv"
+    rounds = []
+
+    def fake_sleep(seconds):
+        rounds.append((seconds, page.is_file()))
+        page.unlink()  # the next round must write it again
+        if len(rounds) == 1:
+            history.write_text(HISTORY + "0,1,1,0.5,0.5,00:05\n")  # the running run finished an epoch
+        if len(rounds) == 3:
+            raise KeyboardInterrupt  # Ctrl-C
+    monkeypatch.setattr(view, "sleep", fake_sleep)
+    monkeypatch.setenv("COLUMNS", "250")
+    p = in_process("board", runs, "--watch", "0.2")  # as the command runs: an uncaught Ctrl-C would exit 130
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    assert rounds == [(0.2, True)] * 3  # written in every round, then slept 0.2 s
+    lines = p.stdout.splitlines()
+    tables = [l for l in lines if l.strip().startswith("run ")]
+    assert len(tables) == 2  # round 1, and round 2 (epoch 0/15 -> 1/15); round 3 changed nothing
+    assert sum("running (epoch 0/15)" in l for l in lines) == 1 and sum("running (epoch 1/15)" in l for l in lines) == 1
+    rewrites = [l for l in lines if l.startswith("board ") and "index.html rewritten" in l]
+    assert [("no change" in l) for l in rewrites] == [False, False, True] and "1 running" in rewrites[0]
+    assert lines[-1] == f"board: stopped watching {runs}"  # Ctrl-C: one line, exit 0
+
+
+def test_watch_ends_on_ctrl_c_with_exit_0_and_one_line(runs):
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "fastmask.board", str(runs), "--watch", "0.2"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    page, seen, deadline = runs / "index.html", set(), time.monotonic() + 120
+    while len(seen) < 2 and time.monotonic() < deadline and p.poll() is None:  # two writes: two mtimes
+        try:
+            seen.add(page.stat().st_mtime_ns)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert len(seen) >= 2, (out, err)
+    assert p.returncode == 0 and not err, err
+    assert out.splitlines()[-1] == f"board: stopped watching {runs}"
+
+
+def test_watch_takes_a_positive_number_of_seconds(runs, monkeypatch):
+    import fastmask.views.board as view
+    from conftest import in_process
+    for bad in ("0", "-1", "nan", "soon"):
+        p = in_process("board", runs, "--watch", bad)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--watch" in p.stderr and not p.stdout, p.stderr
+    periods = []
+    def stop(seconds):
+        periods.append(seconds)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(view, "sleep", stop)
+    # `--watch RUNS`: the folder, at the default period; `RUNS --watch`: the default period
+    assert in_process("board", "--watch", runs).returncode == 0 and in_process("board", runs, "--watch").returncode == 0
+    assert periods == [10.0, 10.0]

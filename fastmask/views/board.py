@@ -1,5 +1,6 @@
 """The board: every run folder as a row, the rows as a tree under their parents, shown as a rich table
-and as index.html (html.board_page: a sortable, filterable table, a compare panel, the cards folded)."""
+and as index.html (html.board_page: a sortable, filterable table, a compare panel with the ticked runs'
+learning curves, the cards folded); `watch` rewrites both every few seconds while runs train."""
 import difflib
 import math
 import re
@@ -7,6 +8,7 @@ import sys
 from dataclasses import fields as recipe_fields
 from datetime import datetime, timezone
 from pathlib import Path
+from time import sleep
 
 from rich import box
 from rich.console import Console
@@ -17,8 +19,8 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
-from fastmask.views.compare import METRICS, config_diff, flat
-from fastmask.store.folder import finite_number
+from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
+from fastmask.store.folder import HISTORY, finite_number
 from fastmask.views.html import board_page
 from fastmask.store.index import entries, setup
 from fastmask.store.run_folder import RunFolder
@@ -87,8 +89,64 @@ def _row(e):
             "verdict": _text(v.get("verdict")), "delta": v.get("delta"), "parent_run": _text(v.get("parent_run")),
             "hypothesis": _text(cfg.get("hypothesis"), ""), "fields": fields, "metrics": m,
             "parent_fields": cfg.get("parent_fields") if isinstance(cfg.get("parent_fields"), dict) else None,
+            "curves": curves(e.history),
+            "progress": progress(e.dir, fields) if e.status == "running" else None,
             # what compare.config_diff and verdict.same_folds read, with "fields" always a dict
             "record": RunFolder(e.dir, config={**cfg, "fields": fields}, metrics={})}
+
+
+# --- learning curves and a running run's epoch ------------------------------------------------------
+
+def curves(history):
+    """A run's learning curves for the page: {"epoch": [1, 2, ...] (counted from 1, as the plots count;
+    history.csv holds fastai's 0-based column), "macro_f1": [...], "valid_loss": [...] (validation, rounded
+    to 4 decimals, null where not recorded), "of": "5 folds" when several models were averaged epoch by
+    epoch (compare.curve: the mean over folds or seeds)}, or None without a usable history.csv."""
+    try:
+        frame, n, group = curve(history)
+        if frame is None:
+            return None
+        out = {"epoch": [int(e) + 1 for e in frame.index]}
+    except (TypeError, ValueError, OverflowError):  # a hand-edited history.csv (text epochs or figures)
+        return None
+    for c in CURVES:
+        if c in frame:
+            out[c] = [round(float(v), 4) if finite_number(v) else None for v in frame[c].tolist()]
+    if group:
+        out["of"] = f"{n} {group}"
+    return out
+
+
+def progress(run_dir, fields):
+    """How far a running run got: (the model training now: None for a single model, "fold2" or "seed1"
+    for one of several; the epochs it finished, one row of its history CSV each (fastai's CSVLogger
+    writes a row as an epoch ends); the epochs asked for, from config.json's fields, or None)."""
+    run_dir, part = Path(run_dir), None
+    path = run_dir / HISTORY
+    if not path.is_file():  # folds and seeds log to history_<part>.csv until the run ends: the newest trains
+        try:
+            parts = sorted((p.stat().st_mtime, p.name, p) for p in run_dir.glob("history_*.csv"))
+        except OSError:  # one went away while looked at: the next rewrite sees the next one
+            parts = []
+        if parts:
+            path = parts[-1][2]
+            part = path.stem[len("history_"):]
+    try:
+        lines = [l for l in path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
+    except OSError:
+        lines = []
+    done = max(len(lines) - 1, 0)  # the header is not an epoch
+    total = fields.get("epochs")
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+    return part, done, total
+
+
+def status_text(r):
+    """The status cell: the status, and for a running run the epoch it reached, "running (epoch 3/15)"."""
+    if not r.get("progress"):
+        return r["status"]
+    part, done, total = r["progress"]
+    return f"{r['status']} ({part + ', ' if part else ''}epoch {done}{f'/{total}' if total else ''})"
 
 
 def _parent_of(r, by_id):
@@ -236,7 +294,7 @@ def headers(params=()):
 def cells(r, params=()):
     """The table's text cells for one run, in `headers(params)` order."""
     d = delta(r)
-    return [r["prefix"] + r["name"], r["status"], verdict_word(r), _f(r["macro_f1"]), _f(r["holdout_macro_f1"]),
+    return [r["prefix"] + r["name"], status_text(r), verdict_word(r), _f(r["macro_f1"]), _f(r["holdout_macro_f1"]),
             "—" if d is None else f"{d:+.3f}", _f(r["minutes"], ".1f"), when(r), *(param_text(r, p) for p in params)]
 
 
@@ -250,9 +308,9 @@ def table(rows, title, drop=(), params=()):
                      overflow="fold")
     for r in rows:
         c = [escape(x) for x in cells(r, params)]
-        for i in (1 + len(params), 2 + len(params)):  # status and verdict
-            if _STYLE.get(c[i]):
-                c[i] = f"[{_STYLE[c[i]]}]{c[i]}[/]"
+        for i, word in ((1, r["status"]), (2, verdict_word(r))):  # coloured by the word the cell starts with
+            if _STYLE.get(word) and c[i].startswith(escape(word)):
+                c[i] = f"[{_STYLE[word]}]{c[i]}[/]"
         t.add_row(*[c[i] for i in keep])
     return t
 
@@ -302,17 +360,25 @@ def view(r, params, root):
             "up": (_anchor(r["up"]), r["up"]["id"]) if r.get("up") else None,
             "cells": [(n, text, sort[n] if finite_number(sort.get(n)) else None) for n, text in zip(names, c)],
             "data": _finite({"id": r["id"], "name": r["name"], "path": str(Path(root) / r["id"]),
-                             "status": r["status"], "verdict": verdict_word(r), "note": not_comparable(r) or "",
+                             "status": r["status"], "state": status_text(r), "verdict": verdict_word(r),
+                             "note": not_comparable(r) or "",
                              "parent_run": r["up"]["id"] if r.get("up") else None, "hypothesis": r["hypothesis"],
-                             "data": r["fingerprint"], "fields": r["fields"], "figures": _figures(r["metrics"])})}
+                             "data": r["fingerprint"], "fields": r["fields"], "figures": _figures(r["metrics"]),
+                             "curves": r.get("curves")})}
 
 
-def render_html(rows, root):
-    """index.html for `rows` (from `tree`) of the runs folder `root`: the varying recipe fields as columns."""
+RELOAD_S = 10  # how often a page with a running run reloads itself (at least; `--watch` slower: its period)
+
+
+def render_html(rows, root, reload_s=RELOAD_S):
+    """index.html for `rows` (from `tree`) of the runs folder `root`: the varying recipe fields as columns.
+    While some run is running the page reloads itself every `reload_s` seconds (none once all have ended)."""
     root, params = Path(root), varying(rows)
+    running = any(r["status"] == "running" for r in rows)
     return board_page(root, [view(r, params, root) for r in rows], headers(params), NUMERIC,
                       [[k, label] for k, label in METRICS],
-                      stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                      stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                      reload_s=max(RELOAD_S, reload_s) if running else None)
 
 
 def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False, rejudge=False):
@@ -323,6 +389,13 @@ def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False
     rows = tree(collect(runs_dir, rejudge=rejudge))
     shown = param_columns(rows, columns, params)  # before any output: a bad name is one line, exit 2
     console = console or Console()
+    print_table(rows, runs_dir, console, shown, params)
+    if html_out:
+        console.print(f"board: {write_html(rows, runs_dir)}")
+    return rows
+
+
+def print_table(rows, runs_dir, console, shown, params):
     if rows:
         t, drop = fitted_table(rows, f"runs in {runs_dir}", console, shown)
         console.print(t)
@@ -335,11 +408,46 @@ def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False
                 console.print(f"[dim]{escape(r['id'])}: Δ parent —, {escape(not_comparable(r))}[/]")
     else:
         console.print(f"no runs in {runs_dir} yet")
-    if html_out:
-        out = runs_dir / "index.html"
-        try:
-            atomic_write(out, render_html(rows, runs_dir))
-        except OSError as e:
-            raise FastmaskError(f"{out}: {e.strerror}") from None
-        console.print(f"board: {out}")
-    return rows
+
+
+def write_html(rows, runs_dir, reload_s=RELOAD_S):
+    """Write RUNS_DIR/index.html (atomically: a browser reloading it never reads half a page). Returns its path."""
+    out = Path(runs_dir) / "index.html"
+    try:
+        atomic_write(out, render_html(rows, runs_dir, reload_s))
+    except OSError as e:
+        raise FastmaskError(f"{out}: {e.strerror}") from None
+    return out
+
+
+def watch(runs_dir="runs", every=10.0, html_out=True, console=None, columns=(), params=False, rejudge=False):
+    """`board` again every `every` seconds until Ctrl-C (a KeyboardInterrupt, which the caller ends on): each
+    round rewrites index.html; the table is printed when some cell changed since it was last printed, else
+    one line says the page was rewritten. A warning about a folder is said once, not every round; `rejudge`
+    rewrites the verdicts in the first round only. Returns nothing: it ends by the interrupt alone."""
+    runs_dir, console = Path(runs_dir), console or Console()
+    said, shown_cells = set(), None
+    def warn(message):
+        if message not in said:
+            said.add(message)
+            _warn(message)
+    rounds = 0
+    while True:
+        rows = tree(collect(runs_dir, warn=warn, rejudge=rejudge and not rounds))
+        shown = param_columns(rows, columns, params)
+        now = datetime.now().strftime("%H:%M:%S")
+        out = write_html(rows, runs_dir, reload_s=every) if html_out else None
+        rounds += 1
+        table_cells = [cells(r, shown) for r in rows]
+        running = sum(r["status"] == "running" for r in rows)
+        if table_cells != shown_cells:
+            print_table(rows, runs_dir, console, shown, params)
+            shown_cells = table_cells
+            changed = "changed"
+        else:
+            changed = "no change"
+        if rounds == 1:
+            console.print(f"[dim]board: watching {escape(str(runs_dir))} every {every:g} s; Ctrl-C ends[/]")
+        console.print(f"[dim]board {now}: {len(rows)} runs ({running} running), {changed}"
+                      + (f"; {escape(str(out))} rewritten" if out else "") + "[/]")
+        sleep(every)

@@ -102,14 +102,30 @@ def _word(x):
     return f'<span class="{x.replace(" ", "-")}">{escape(x)}</span>' if x in _CLASSED else escape(x)
 
 
-def board_page(root, views, names, numeric, metrics, stamp):
+def board_page(root, views, names, numeric, metrics, stamp, reload_s=None):
     """index.html of the runs folder `root` from the board's `views` (board.view: one per run, in tree
-    order) under the headers `names`: the table, the compare panel's data, a folded card per run."""
+    order) under the headers `names`: the table, the compare panel's data (with each run's learning curves),
+    a folded card per run. With `reload_s` (some run is running) the page reloads itself that often, to show
+    what `fastmask board --watch` rewrote; without it the page has no reload at all."""
     root = Path(root)
     data = {"metrics": metrics, "runs": [v["data"] for v in views]}
     return page("board.html", folder=root.resolve().name, count=len(views), root=str(root), stamp=stamp,
                 table=Raw(_table(views, names, numeric)), data=script_json(data),
-                sections=Raw("\n".join(_section(v, root) for v in views)))
+                sections=Raw("\n".join(_section(v, root) for v in views)),
+                reload=Raw(reload_script(reload_s)), reloading=Raw(_reloading(reload_s)))
+
+
+def reload_script(seconds):
+    """The page's self-reload while a run is running (the script keeps the reader's ticks, filter, sort,
+    open cards and scroll across it), or "" when no run is."""
+    if not seconds:
+        return ""
+    return (f"// a run is running: reload every {seconds:g} s to show the page `fastmask board --watch` rewrites\n"
+            f"setTimeout(function () {{ location.reload(); }}, {round(seconds * 1000)});\n")
+
+
+def _reloading(seconds):
+    return f" Some run is running: this page reloads itself every {seconds:g} s." if seconds else ""
 
 
 def _table(views, names, numeric):
@@ -135,7 +151,9 @@ def _table(views, names, numeric):
             if n == "run":
                 text = (f'<span class="tree">{escape(v["prefix"])}</span>'
                         f'<a href="#{v["anchor"]}">{escape(text[len(v["prefix"]):])}</a>')
-            elif n in ("status", "verdict"):
+            elif n == "status" and text.startswith(v["status"]):  # "running (epoch 3/15)": the word coloured
+                text = _word(v["status"]) + escape(text[len(v["status"]):])
+            elif n == "verdict":
                 text = _word(text)  # one line: the verdict's reason is its cell's tooltip
             else:
                 text = escape(text)
