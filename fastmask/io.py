@@ -37,6 +37,12 @@ def replacing(path, tmp):
         raise
 
 
+def cache_dir():
+    """Where fastmask keeps what it derives from the images (the input cache, face boxes): FASTMASK_CACHE,
+    else ~/.cache/fastmask."""
+    return Path(os.environ.get("FASTMASK_CACHE", Path.home() / ".cache" / "fastmask"))
+
+
 def atomic_write(path, data, mode="w"):
     """Write to a temp file beside `path` and rename, so a crash never leaves half a file under its name.
     The file gets the mode open() would give it, so teammates can read a shared runs folder."""

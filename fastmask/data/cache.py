@@ -34,17 +34,13 @@ from rich.progress import Progress
 from fastmask.data import faces
 from fastmask.data.layout import load_image, to_rgb
 from fastmask.errors import FastmaskError
-from fastmask.io import pid_alive, replacing
+from fastmask.io import cache_dir, pid_alive, replacing
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
 CHUNK = 64  # images per worker task
 SAMPLE_ROWS = 16  # rows hashed into the manifest: enough to catch a zeroed or swapped file, cheap to read
 STALE_AFTER = 6 * 3600  # seconds: a temp this old is a dead builder's even when its pid can't be checked
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def cache_dir():
-    return Path(os.environ.get("FASTMASK_CACHE", Path.home() / ".cache" / "fastmask"))
 
 
 def prepare(path, size, crop=None, box=None):

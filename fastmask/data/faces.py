@@ -10,7 +10,9 @@ import os
 
 import numpy as np
 
+from fastmask.data.layout import load_image
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write, cache_dir
 
 DEFAULT_MARGIN = 0.2                      # of the box's width and height, added on each side
 CENTRE = (0.15, 0.1, 0.85, 0.8)           # the last resort: where a face sits in a head-and-shoulders photo
@@ -54,9 +56,6 @@ def detect_image(im):
 def detect(paths, progress=True):
     """(n, 4) boxes for the image files `paths`, NaN rows where no face was found; read from the cache
     folder when these files (same paths, sizes and times) were detected before."""
-    from fastmask.data.cache import cache_dir
-    from fastmask.data.layout import load_image
-    from fastmask.io import atomic_write
     paths = [str(p) for p in paths]
     h = hashlib.sha1(f"faces|{VERSION}".encode())
     for p in paths:
