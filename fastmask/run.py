@@ -1,12 +1,16 @@
-"""fastmask run RECIPE.py [--set key=value ...] [--data DIR] [--runs DIR] [--decide [N]] [--no-parent] [--quiet]
+"""fastmask run RECIPE.py [RECIPE.py|FOLDER ...] [--set key=value ...] [--data DIR] [--runs DIR] [--decide [N]]
+[--no-parent] [--jobs N] [--dry-run] [--quiet]
 
 Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder, after
-training the parent recipe's run first when there is no comparable one, so the card ends with a verdict."""
+training the parent recipe's run first when there is no comparable one, so the card ends with a verdict. Several
+recipes (or a folder of them) form a queue: their missing parents first, N runs at a time (--jobs), then a table
+of what ran, what was reused, what failed and each verdict."""
 import os
 import sys
+from pathlib import Path
 
 from fastmask import console
-from fastmask.errors import Parser
+from fastmask.errors import FastmaskError, Parser
 
 DEFAULT_DECIDE = 6  # as report.judgement.DEFAULT_DECIDE, without importing torch for --help
 
@@ -15,7 +19,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 def parse(argv):
     ap = Parser(prog=console.prog("run"), description=" ".join(__doc__.split("\n\n", 1)[1].split()))
-    ap.add_argument("recipe", help="a recipe file, e.g. recipes/person_split.py")
+    ap.add_argument("recipe", nargs="+", help="a recipe file, e.g. recipes/person_split.py; several, or a folder "
+                                             "of them, make a queue")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe field (repeatable), e.g. --set epochs=1 --set size=64,48")
     ap.add_argument("--data", help="folder holding train/ and eval/ (default: the synthetic twin under data/)")
@@ -28,6 +33,9 @@ def parse(argv):
     ap.add_argument("--decide-minutes", type=float, metavar="M", help="stop adding seeds after M minutes")
     ap.add_argument("--no-parent", action="store_true",
                     help="do not train the parent's missing runs first (the verdict uses the runs that exist)")
+    ap.add_argument("--jobs", type=int, metavar="N",
+                    help="a queue: run N recipes at a time, each with its share of the CPU threads (or a GPU each)")
+    ap.add_argument("--dry-run", action="store_true", help="a queue: print the plan (what runs after what), train nothing")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad folders instead of stopping")
     ap.add_argument("--quiet", action="store_true",
                     help=f"no progress bars or epoch lines: warnings, errors and the result only (or {console.ENV_QUIET}=1)")
@@ -42,10 +50,16 @@ def main(argv):
     if args.decide is not None:
         args.sets.append(f"decide={args.decide}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
-    from fastmask.runs.hypothesis import run_file
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
+    if len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir():
+        from fastmask.runs.queue import run_queue
+        if args.no_parent or args.decide_minutes is not None:
+            raise FastmaskError("--no-parent and --decide-minutes are for one recipe, not a queue")
+        return run_queue(args.recipe, args.sets, data=args.data, runs_dir=args.runs, jobs=args.jobs or 1,
+                         dry_run=args.dry_run, skip_bad=args.skip_bad)
+    from fastmask.runs.hypothesis import run_file
     with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
-        return run_file(args.recipe, args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,
+        return run_file(args.recipe[0], args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,
                         parent=not args.no_parent, minutes=args.decide_minutes)
 
 

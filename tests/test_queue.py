@@ -1,0 +1,110 @@
+"""A queue of recipes on one machine: missing parents first and once, N runs at a time with their share of
+the threads, a failed parent fails only its own children, the end table says what ran and each verdict."""
+import json
+
+import pytest
+
+from fastmask.runs.queue import plan, slots
+
+from conftest import TINY, in_process
+
+ROOT = '''"""The tiny root."""
+from fastmask.recipe import Recipe
+
+recipe = Recipe(arch="test_resnet", size=(32, 24), epochs=1, bs=16, pretrained=False)
+'''
+CHILD = '''"""{doc}"""
+from recipes.{parent} import recipe as parent
+
+recipe = parent.but({change})
+'''
+
+
+def project(root):
+    (root / "recipes").mkdir(parents=True)
+    (root / "recipes" / "__init__.py").write_text("")
+    (root / "recipes" / "root.py").write_text(ROOT)
+    (root / "recipes" / "a.py").write_text(CHILD.format(doc="A lower lr helps.", parent="root", change="lr=2e-3"))
+    (root / "recipes" / "b.py").write_text(CHILD.format(doc="Oversampling helps.", parent="root",
+                                                        change='sampler="oversample"'))
+    # a parent that fails before training (more images a batch than the split has), and its child
+    (root / "recipes" / "broken.py").write_text(ROOT.replace("bs=16", "bs=100000").replace("tiny root", "broken"))
+    (root / "recipes" / "c.py").write_text(CHILD.format(doc="After a broken parent.", parent="broken", change="lr=2e-3"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def queued(twin, tmp_path_factory):
+    """a and b, children of root (which has no run yet), run as a queue of two jobs at a time."""
+    root = project(tmp_path_factory.mktemp("queue"))
+    p = in_process("run", "recipes/a.py", "recipes/b.py", "--jobs", "2", "--data", twin, "--runs", "runs", cwd=root)
+    return root, p
+
+
+def test_the_plan_puts_the_missing_parent_first_once(twin, tmp_path):
+    root = project(tmp_path)
+    p = in_process("run", "recipes/a.py", "recipes/b.py", "recipes/c.py", "--dry-run", "--data", twin, "--runs", "runs",
+                   cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [x.strip() for x in p.stdout.splitlines()]
+    assert [x.split(":")[0] for x in lines[1:]] == ["root (parent)", "a (hypothesis) after root",
+                                                    "b (hypothesis) after root", "broken (parent)",
+                                                    "c (hypothesis) after broken"]
+    assert "--no-parent" in lines[1] and "--no-parent" not in lines[2]  # a parent's own parent is not asked for
+    assert not (root / "runs").exists() or not any((root / "runs").glob("*-*"))  # a dry run trains nothing
+
+
+def test_a_queue_trains_the_parent_once_then_its_children_two_at_a_time(queued):
+    root, p = queued
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    runs = root / "runs"
+    folders = sorted(d.name.split("-", 1)[1] for d in runs.iterdir() if d.is_dir() and not d.name.startswith("."))
+    assert folders == ["a", "b", "root"]  # root once, though two children wait for it
+    (parent,) = runs.glob("*-root")
+    for name in ("a", "b"):
+        (d,) = runs.glob(f"*-{name}")
+        assert json.loads((d / "metrics.json").read_text())["verdict"]["parent_run"] == parent.name
+    assert "queue: 3 job(s), 2 at a time" in p.stdout
+    table = p.stdout[p.stdout.index("queue"):]
+    for name in ("root", "a", "b"):
+        assert any(line.split("│")[1:4] and name == line.split("│")[1].strip() and "finished" in line
+                   for line in table.splitlines() if "│" in line), (name, table)
+    assert (runs / ".queue" / "a.log").is_file()  # each job's output kept beside the runs
+
+
+def test_a_finished_parent_is_reused_by_the_next_queue(queued, twin):
+    root, _ = queued
+    p = in_process("run", "recipes/a.py", "--dry-run", "--data", twin, "--runs", "runs", cwd=root)
+    assert p.returncode == 0 and "root (parent): reused" in p.stdout, p.stdout
+
+
+def test_a_failed_parent_fails_its_children_only(twin, tmp_path):
+    root = project(tmp_path)
+    p = in_process("run", "recipes/c.py", "recipes/a.py", "--jobs", "1", "--data", twin, "--runs", "runs", cwd=root)
+    assert p.returncode == 1
+    rows = {line.split("│")[1].strip(): line for line in p.stdout.splitlines() if line.count("│") >= 6}
+    assert "failed" in rows["broken"]
+    assert any(x.startswith("queue: failed broken in ") and "recipe field bs" in x for x in p.stdout.splitlines())
+    assert "skipped" in rows["c"] and "broken failed" in rows["c"]
+    assert "finished" in rows["a"] and "finished" in rows["root"]
+
+
+def test_each_job_gets_its_share_of_the_threads_or_a_gpu(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert slots(2, gpus=0) == [{"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": ""}] * 2
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in slots(3, gpus=2)] == ["0", "1", "0"]
+    assert slots(16, gpus=0)[0]["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_missing_recipe_or_an_empty_folder_is_one_line(tmp_path):
+    p = in_process("run", "recipes/person_split.py", tmp_path / "nope.py", "--dry-run")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "nope.py: no such recipe file or folder" in p.stderr
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no recipe files"):
+        plan([tmp_path / "empty"])
+
+
+def test_tiny_sets_are_passed_to_every_job(twin, tmp_path):
+    root = project(tmp_path)
+    p = in_process("run", "recipes/a.py", "--dry-run", *TINY[:2], "--data", twin, "--runs", "runs", cwd=root)
+    assert p.returncode == 0 and "--set arch=test_resnet" in p.stdout.splitlines()[1]
