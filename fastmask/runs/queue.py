@@ -238,8 +238,9 @@ def out_table(todo, console=None):
     """The end table: each job, how it ended and why, its run folder, minutes and verdict."""
     t = Table(title="queue", title_justify="left")
     for col in ("recipe", "role", "status", "minutes", "verdict", "run folder / why"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col != "run folder / why")
     for j in todo:
         t.add_row(j.name, j.role, j.status, _clock(j.seconds), verdict_of(j),
                   j.why if j.status in ("failed", "skipped") else (j.run.name if j.run else j.why))
-    (console or Console()).print(t)
+    # into a pipe or a log, rich would squeeze the table to 80 columns and cut the folder names
+    (console or Console(width=None if sys.stdout.isatty() else 160)).print(t)
