@@ -1,4 +1,4 @@
-"""Face boxes on the twin: where they come from (detected, the person's other photos, centre) and how well
+"""Face boxes on the twin: where they come from (detected, the person's other photos, typical) and how well
 the boxes a face crop uses overlap the twin's true face boxes (faces.csv), per source; and on a real photo
 (matplotlib's grace_hopper.jpg, its face box marked by hand). Run: python bench/faces.py [--people 300]"""
 import argparse
@@ -24,15 +24,15 @@ def main():
     root = Path(tempfile.mkdtemp()) / "twin"
     make_twin(root, people=a.people, seed=0, size=(w, h), progress=True)
     df = read_train(root / "train")
-    boxes, counts = boxes_for(df)
+    boxes, counts, typical = boxes_for(df)
     found = detect(df["path"])
     truth = pd.read_csv(root / "faces.csv", dtype={"folder": str})
     true_of = {str(root / "train" / "images" / f / n): (x0, y0, x1, y1)
                for f, n, x0, y0, x1, y1 in truth.itertuples(index=False)}
     hit = ~np.isnan(found).any(axis=1)
-    by = {"detected": [], "person": [], "centre": []}
+    by = {"detected": [], "person": [], "typical": []}
     for (path, person), ok in zip(df[["path", "person"]].itertuples(index=False), hit):
-        by["detected" if ok else "person" if boxes[path] != (0.15, 0.1, 0.85, 0.8) else "centre"].append(
+        by["detected" if ok else "person" if boxes[path] != typical else "typical"].append(
             iou(boxes[path], true_of[path]))
     n = len(df)
     print(f"twin: {a.people} people, {n} photos at {w}x{h}")

@@ -47,14 +47,17 @@ def test_a_face_crop_takes_the_box_with_its_margin():
     assert (wide[..., 2] > 200).any() and (wide[8, 4, 0] > 200)
 
 
-def test_photos_the_detector_misses_take_the_persons_box_then_the_centre(monkeypatch):
-    df = pd.DataFrame({"path": ["a1", "a2", "a3", "b1"], "person": ["a", "a", "a", "b"]})
-    found = np.array([[0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.7, 0.6], [np.nan] * 4, [np.nan] * 4])
+def test_photos_the_detector_misses_take_the_persons_box_then_the_typical_one(monkeypatch):
+    df = pd.DataFrame({"path": ["a1", "a2", "a3", "b1", "c1"], "person": ["a", "a", "a", "b", "c"]})
+    found = np.array([[0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.7, 0.6], [np.nan] * 4, [np.nan] * 4,
+                      [0.2, 0.4, 0.6, 0.9]])
     monkeypatch.setattr(faces, "detect", lambda paths, progress=True: found)
-    boxes, counts = faces.boxes_for(df)
-    assert boxes["a1"] == (0.1, 0.1, 0.5, 0.5) and boxes["a3"] == pytest.approx((0.2, 0.15, 0.6, 0.55))  # median
-    assert boxes["b1"] == faces.CENTRE
-    assert counts == {"detected": 2, "person": 1, "centre": 1}
+    boxes, counts, typical = faces.boxes_for(df)
+    assert boxes["a1"] == (0.1, 0.1, 0.5, 0.5) and boxes["a3"] == pytest.approx((0.2, 0.15, 0.6, 0.55))  # a's median
+    assert typical == pytest.approx((0.2, 0.2, 0.6, 0.6)) and boxes["b1"] == typical  # median of the 3 detected
+    assert counts == {"detected": 3, "person": 1, "typical": 1}
+    monkeypatch.setattr(faces, "detect", lambda paths, progress=True: np.full((5, 4), np.nan))
+    assert faces.boxes_for(df)[2] == faces.CENTRE  # no face found anywhere
 
 
 def test_the_twin_writes_each_photos_true_face_box(tmp_path):
@@ -90,9 +93,10 @@ def test_a_face_crop_run_reports_its_boxes_and_its_model_crops_at_predict_time(t
     (d,) = runs.iterdir()
     m = json.loads((d / "metrics.json").read_text())
     n = sum(m["face_boxes"].values())
-    assert n == 70 and set(m["face_boxes"]) == {"detected", "person", "centre"}
+    assert n == 70 and set(m["face_boxes"]) == {"detected", "person", "typical"}
     assert f"**Face crop.** Boxes for the {n} photos: {m['face_boxes']['detected']} (" in (d / "card.md").read_text()
-    assert json.loads((d / "model.json").read_text())["crop"] == "face:0.2"
+    spec = json.loads((d / "model.json").read_text())
+    assert spec["crop"] == "face:0.2" and len(spec["face_fallback"]) == 4  # eval photos' fallback travels along
     out = tmp_path / "submission.csv"
     q = in_process("predict", d, "--eval", twin, "--out", out, "--tta", "1")
     assert q.returncode == 0, q.stderr[-2000:]

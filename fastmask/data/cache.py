@@ -43,17 +43,18 @@ STALE_AFTER = 6 * 3600  # seconds: a temp this old is a dead builder's even when
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def prepare(path, size, crop=None, box=None):
+def prepare(path, size, crop=None, box=None, fallback=None):
     """(height, width, 3) uint8: the centre `crop` fraction (if any), or for a face crop ("face[:margin]") the
-    face `box` with its margin (found now when not given), squished to `size` (height, width)."""
-    return fit_image(load_image(path), size, crop, box)
+    face `box` with its margin (found now when not given; `fallback` when none is found), squished to `size`
+    (height, width)."""
+    return fit_image(load_image(path), size, crop, box, fallback)
 
 
-def fit_image(im, size, crop=None, box=None):
+def fit_image(im, size, crop=None, box=None, fallback=None):
     """`prepare` for an image already in memory (RGB PIL)."""
     margin = faces.margin_of(crop)
     if margin is not None:
-        box = box if box is not None else faces.detect_image(im) or faces.CENTRE
+        box = box if box is not None else faces.detect_image(im) or fallback or faces.CENTRE
         im = im.crop(faces.crop_region(box, margin, *im.size))
     elif crop:
         w, h = im.size
@@ -331,7 +332,7 @@ class _bar:
 
 class Prepare(Transform):
     """Type transform: a path -> PILImage at `size` (height, width), from the cache when it holds it."""
-    def __init__(self, size, crop=None, paths=None, array=None, boxes=None):
+    def __init__(self, size, crop=None, paths=None, array=None, boxes=None, fallback=None):
         super().__init__()
         # fastai's test_dl skips type transforms whose input type the item does not match (infer_idx):
         # saying a PIL image is an input too keeps learn.predict(PILImage) from skipping the resize
@@ -339,17 +340,19 @@ class Prepare(Transform):
         self.size, self.crop = tuple(size), crop
         self.index = {str(p): i for i, p in enumerate(paths)} if array is not None else {}
         self.array = array
-        self.boxes = boxes or {}  # a face crop's boxes; a photo not here has its face found when prepared
+        self.boxes = boxes or {}  # a face crop's boxes; a photo not here has its face found when prepared,
+        self.fallback = tuple(fallback) if fallback else None  # or, when none is, the training photos' typical box
 
     def encodes(self, path: str | Path):
         i = self.index.get(str(path))
         if i is not None:
             return PILImage.create(np.array(self.array[i]))
-        return PILImage.create(prepare(path, self.size, self.crop, self.boxes.get(str(path))))
+        return PILImage.create(prepare(path, self.size, self.crop, self.boxes.get(str(path)), self.fallback))
 
     def encodes(self, im: Image.Image):
         # learn.predict(PILImage) must see what the same file's path gives: cropped and resized alike
-        return PILImage.create(fit_image(to_rgb(ImageOps.exif_transpose(im)), self.size, self.crop))
+        return PILImage.create(fit_image(to_rgb(ImageOps.exif_transpose(im)), self.size, self.crop,
+                                         fallback=self.fallback))
 
     def __getstate__(self):
         # An exported learner must not carry (or point at) the training cache or boxes: it prepares from disk.
@@ -358,4 +361,4 @@ class Prepare(Transform):
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update({"boxes": {}, **state})  # learners exported before face crops have no boxes
+        self.__dict__.update({"boxes": {}, "fallback": None, **state})  # learners exported before face crops

@@ -64,14 +64,14 @@ def build_dls(recipe, df):
     size = tuple(recipe.size)
     paths = df["path"].unique()  # oversampled copies share their original's cached pixels
     bar = console.mode() == console.BARS  # piped, a rich bar is an empty line; quiet, nothing
-    boxes, sources = None, None
+    boxes, sources, typical = None, None, None
     if faces.margin_of(recipe.crop) is not None:  # every training and validation photo's face, found once
         rows = df.drop_duplicates("path")
-        boxes, sources = faces.boxes_for(rows, progress=bar)
+        boxes, sources, typical = faces.boxes_for(rows, progress=bar)
     array = cache.build(paths, size, recipe.crop, progress=bar, boxes=boxes) if recipe.cache else None
     # training: every row but the validation ones, oversampled copies included; crop and resize happen
     # once in Prepare, so only the per-epoch augmentation is left as an item transform
-    block = image_block(Prepare(size, recipe.crop, paths, array, boxes), CLASS_NAMES, valid_idx, get_y=ClassName(),
+    block = image_block(Prepare(size, recipe.crop, paths, array, boxes, typical), CLASS_NAMES, valid_idx, get_y=ClassName(),
                         item_tfms=augmentation(recipe.augment, size, seed=recipe.seed))
     kw = dict(bs=recipe.bs, num_workers=recipe.num_workers)
     with warnings.catch_warnings():
@@ -103,13 +103,13 @@ def label_of_rows(rows, threshold):
     return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
 
 
-def predictor_dls(size, crop, vocab, norm, item_tfms, bs):
+def predictor_dls(size, crop, vocab, norm, item_tfms, bs, fallback=None):
     """DataLoaders with an exported learner's pipeline: Prepare at the saved size and crop, the vocabulary
-    in its saved order (`norm` and `item_tfms` as saved).
+    in its saved order (`norm` and `item_tfms` as saved; `fallback`: a face crop's typical box).
 
     fastai sets a pipeline up by running one item through it; that item is a black image served from
     a one-row in-memory cache, and both are dropped afterwards, as an export drops its items."""
-    prep = Prepare(size, crop, [DUMMY], np.zeros((1, *size, 3), np.uint8))
+    prep = Prepare(size, crop, [DUMMY], np.zeros((1, *size, 3), np.uint8), fallback=fallback)
     block = image_block(prep, vocab, [1], item_tfms=item_tfms, batch_tfms=[norm])
     items = pd.DataFrame({"path": [DUMMY, DUMMY], "y": [vocab[0], vocab[0]]})
     dls = block.dataloaders(items, bs=bs, num_workers=0, device=torch.device("cpu"))

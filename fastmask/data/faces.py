@@ -1,7 +1,9 @@
 """Face boxes for `crop="face"`: MTCNN (facenet-pytorch, the optional extra `[face]`; its wheel carries the
 weights, so it works offline) finds each photo's face once; the boxes are kept beside the input cache,
 keyed by the files like it. Masks hide faces from detectors, so a photo with no detection takes the box
-found on the same person's other photos (seven photos taken in one sitting), and only then a centre box.
+found on the same person's other photos (seven photos taken in one sitting), and only then the typical box:
+the median of every photo's detected box, which a model keeps for the photos it predicts (an eval photo has no
+person to borrow from).
 
 A box is (x0, y0, x1, y1) as fractions of the photo's width and height."""
 import hashlib
@@ -15,8 +17,8 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, cache_dir
 
 DEFAULT_MARGIN = 0.2                      # of the box's width and height, added on each side
-CENTRE = (0.15, 0.1, 0.85, 0.8)           # the last resort: where a face sits in a head-and-shoulders photo
-SOURCES = ("detected", "person", "centre")
+CENTRE = (0.15, 0.1, 0.85, 0.8)           # when no photo at all had a face found: a head-and-shoulders framing
+SOURCES = ("detected", "person", "typical")
 VERSION = 1
 _detector = None
 
@@ -83,13 +85,15 @@ def detect(paths, progress=True):
 
 
 def boxes_for(df, progress=True):
-    """({path: box}, {source: count}) for every row of `df` (read_train's: path, person): the detected
-    box, else the median of the person's detected boxes, else CENTRE."""
+    """({path: box}, {source: count}, typical box) for every row of `df` (read_train's: path, person): the
+    detected box, else the median of the person's detected boxes, else the typical box (the median of all
+    detected boxes; CENTRE when none was found)."""
     paths = list(df["path"])
     found = detect(paths, progress)
     ok = ~np.isnan(found).any(axis=1)
     people = np.asarray(df["person"])
     by_person = {p: np.median(found[(people == p) & ok], axis=0) for p in set(people[ok])}
+    typical = tuple(float(v) for v in np.median(found[ok], axis=0)) if ok.any() else CENTRE
     out, counts = {}, dict.fromkeys(SOURCES, 0)
     for path, person, box, hit in zip(paths, people, found, ok):
         if hit:
@@ -97,9 +101,9 @@ def boxes_for(df, progress=True):
         elif person in by_person:
             out[path], source = tuple(float(v) for v in by_person[person]), "person"
         else:
-            out[path], source = CENTRE, "centre"
+            out[path], source = typical, "typical"
         counts[source] += 1
-    return out, counts
+    return out, counts, typical
 
 
 def crop_region(box, margin, width, height):

@@ -72,6 +72,8 @@ def describe(learn, recipe):
             "recipe": {k: _plain(v) for k, v in recipe.fields().items()},
             "vocab": [v.item() if hasattr(v, "item") else v for v in learn.dls.vocab],
             "size": list(prep.size), "crop": prep.crop,
+            # a face crop's box for photos with no face found (the training photos' typical box)
+            **({"face_fallback": list(prep.fallback)} if getattr(prep, "fallback", None) else {}),
             "normalize": _normalize_stats(learn.dls), "augment": _augment_spec(learn.dls),
             "versions": _versions()}
 
@@ -214,11 +216,17 @@ def _dls(spec, recipe, spec_path):
             raise FastmaskError(f"{spec_path}: normalize std {std} and mean {mean} must be finite with std > 0")
         norm = Normalize.from_stats(mean, std, cuda=False)
         augment = _augment_tfms(spec["augment"])
+        fallback = spec.get("face_fallback")
+        if fallback is not None:
+            fallback = [float(x) for x in fallback]
+            if len(fallback) != 4 or not all(0 <= x <= 1 for x in fallback) or not (
+                    fallback[0] < fallback[2] and fallback[1] < fallback[3]):
+                raise FastmaskError(f"{spec_path}: face_fallback {fallback} is not a box inside the photo")
     except FastmaskError as e:
         raise FastmaskError(str(e) if str(e).startswith(str(spec_path)) else f"{spec_path}: {e}") from None
     except (TypeError, KeyError, ValueError, IndexError) as e:
         raise FastmaskError(f"{spec_path}: malformed model file ({type(e).__name__}: {e})") from None
-    return predictor_dls(size, crop, vocab, norm, augment, recipe.bs)
+    return predictor_dls(size, crop, vocab, norm, augment, recipe.bs, fallback)
 
 
 def _augment_tfms(aug):

@@ -231,7 +231,7 @@ def _face_boxes(metrics):
         return []
     n = sum(int(v) for v in s.values()) or 1
     parts = [f"{int(s.get(k, 0))} ({100 * int(s.get(k, 0)) / n:.0f} %) {what}" for k, what in
-             (("detected", "detected"), ("person", "from the person's other photos"), ("centre", "centre box"))]
+             (("detected", "detected"), ("person", "from the person's other photos"), ("typical", "the typical box"))]
     return [f"**Face crop.** Boxes for the {n} photos: " + ", ".join(parts) + ".", ""]
 
 
