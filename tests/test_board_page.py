@@ -216,7 +216,8 @@ def test_the_page_script_parses(runs, tmp_path):
 def test_each_row_names_its_card_so_the_filter_can_hide_both(runs):
     """The page's filter hides a row's folded card with the row (the script reads data-card): every row
     must name the <details> of its own run."""
-    html = page_of(runs) and (runs / "index.html").read_text()
+    page_of(runs)  # writes index.html
+    html = (runs / "index.html").read_text()
     rows = dict(re.findall(r'<tr data-id="([^"]+)" data-card="([^"]+)"', html))
     cards = re.findall(r'<details class="run" id="([^"]+)"><summary><strong>[^<]*</strong> <span class="small">([^<]+)</span>',
                        html)
@@ -288,7 +289,8 @@ def test_a_running_run_shows_its_epoch_and_the_page_reloads_itself_until_none_ru
     assert cell(page_of(runs), IDS[5], "status") == "running (seed10, epoch 1/15)"
     # the run ends: no reload left in the page
     (run / "status.json").write_text(json.dumps({"status": "finished", "started": "2026-01-01T00:00:00+00:00"}))
-    html = page_of(runs) and (runs / "index.html").read_text()
+    page_of(runs)  # writes index.html
+    html = (runs / "index.html").read_text()
     assert "location.reload" not in html and "setTimeout" not in html and "reloads itself" not in html
     assert cell(Page(html), IDS[5], "status") == "finished"
 

@@ -16,11 +16,11 @@ from fastmask.data import cache, faces
 from fastmask.data.augment import augmentation
 from fastmask.data.cache import Prepare
 from fastmask.data.load import load_data
-from fastmask.data.relabel import given_labels
+from fastmask.data.relabel import labels_of
 from fastmask.data.sampling import resample
 from fastmask.data.split import Splitter
 from fastmask.errors import FastmaskError
-from fastmask.labels import AGE_THRESHOLD, CLASS_NAMES, label_of
+from fastmask.labels import AGE_THRESHOLD, CLASS_NAMES
 from fastmask.recipe import Recipe
 
 DUMMY = "fastmask-safe-model:no-image"  # the one item a model file's DataLoaders are set up on
@@ -56,8 +56,7 @@ def build_dls(recipe, df):
     # the training rows learn the data folder's corrections (relabel.csv) or the labels given
     if recipe.age_threshold != AGE_THRESHOLD or (not recipe.relabel and "given_label" in df):
         rows = df.iloc[train_idx]
-        moved = (label_of_rows(rows, recipe.age_threshold) if recipe.relabel
-                 else given_labels(rows, recipe.age_threshold))
+        moved = labels_of(rows, recipe.age_threshold, given=not recipe.relabel)
         df.loc[df.index[train_idx], "y"] = moved
     df, train_idx, weights = resample(recipe.sampler, df, train_idx, seed=recipe.seed, label_col="y")
     check_bs(recipe.bs, len(train_idx))
@@ -97,10 +96,6 @@ def check_data(recipe, df):
     check_bs(recipe.bs, len(train_idx))
     if recipe.cache:
         cache.check_room(df["path"].unique(), tuple(recipe.size), recipe.crop)
-
-
-def label_of_rows(rows, threshold):
-    return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
 
 
 def predictor_dls(size, crop, vocab, norm, item_tfms, bs, fallback=None):

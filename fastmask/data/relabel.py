@@ -96,11 +96,11 @@ def apply(df, corrections, where=RELABEL):
     return df.astype({"age": "int64", "label": "int64"}), applied
 
 
-def given_labels(rows, threshold=AGE_THRESHOLD):
-    """The labels train.csv and the photo names gave `rows` (their own labels where nothing was corrected)."""
-    if "given_mask" not in rows:
-        return [label_of(m, g, a, threshold) for m, g, a in zip(rows["mask"], rows["gender"], rows["age"])]
-    return [label_of(m, g, a, threshold) for m, g, a in zip(rows["given_mask"], rows["given_gender"], rows["given_age"])]
+def labels_of(rows, threshold=AGE_THRESHOLD, given=False):
+    """The class codes of `rows` at the age `threshold`: from the corrected gender, age and mask, or with
+    `given` from what train.csv and the photo names said (the same where nothing was corrected)."""
+    pre = "given_" if given and "given_mask" in rows else ""
+    return [label_of(m, g, a, threshold) for m, g, a in zip(rows[pre + "mask"], rows[pre + "gender"], rows[pre + "age"])]
 
 
 def summary(applied, path):

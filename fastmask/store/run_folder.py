@@ -65,7 +65,7 @@ class RunFolder:
 
     def but(self, **changes):
         """The same run with some records replaced (the others shared, read or not)."""
-        return RunFolder(self.dir, **{**{k: v for k, v in self._known.items()}, **changes})
+        return RunFolder(self.dir, **{**self._known, **changes})
 
     # A RunFolder stands where a path to the folder did: Path(run), os.fspath(run), run / "card.md".
     def __fspath__(self):
