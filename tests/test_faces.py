@@ -101,3 +101,29 @@ def test_a_face_crop_run_reports_its_boxes_and_its_model_crops_at_predict_time(t
     q = in_process("predict", d, "--eval", twin, "--out", out, "--tta", "1")
     assert q.returncode == 0, q.stderr[-2000:]
     assert len(pd.read_csv(out)) == 14
+
+
+FORKED = """
+import sys
+import numpy as np, torch
+import matplotlib.cbook as cbook
+from torch.utils.data import DataLoader
+from fastmask.data.cache import Prepare
+photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+prep = Prepare((48, 40), "face")
+here = np.asarray(prep(photo))  # the detector made and run in this process first, as a REPL would have
+class Photos(torch.utils.data.Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i): return torch.from_numpy(np.asarray(prep(photo)).copy())
+got = torch.cat(list(DataLoader(Photos(), batch_size=2, num_workers=2))).numpy()
+print("same" if all((g == here).all() for g in got) else "differs")
+"""
+
+
+def test_faces_are_found_the_same_in_forked_dataloader_workers():
+    """A photo with no saved box (an eval photo) has its face found where Prepare runs: in DataLoader workers
+    forked after the parent used the detector (test_dl(num_workers=2) in a REPL). torch after a fork can hang;
+    a new process with a time limit turns a hang into a failure."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and r.stdout.strip() == "same", r.stderr[-2000:]
