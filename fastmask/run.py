@@ -1,10 +1,10 @@
 """fastmask run RECIPE.py [RECIPE.py|FOLDER ...] [--set key=value ...] [--data DIR] [--runs DIR] [--decide [N]]
-[--no-parent] [--jobs N] [--dry-run] [--quiet]
+[--no-parent] [--jobs N] [--cpus-per-run N] [--ray auto|ADDRESS] [--dry-run] [--quiet]
 
 Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder, after
 training the parent recipe's run first when there is no comparable one, so the card ends with a verdict. Several
 recipes (or a folder of them) form a queue: their missing parents first, N runs at a time (--jobs), then a table
-of what ran, what was reused, what failed and each verdict."""
+of what ran, what was reused, what failed and each verdict; with --ray each run is a task on a Ray cluster."""
 import os
 import sys
 from pathlib import Path
@@ -35,6 +35,13 @@ def parse(argv):
                     help="do not train the parent's missing runs first (the verdict uses the runs that exist)")
     ap.add_argument("--jobs", type=int, metavar="N",
                     help="a queue: run N recipes at a time, each with its share of the CPU threads (or a GPU each)")
+    ap.add_argument("--cpus-per-run", type=int, metavar="N",
+                    help="a queue: CPU threads per run (default: this machine's cores / --jobs; with --ray 1 CPU)")
+    ap.add_argument("--ray", metavar="auto|ADDRESS",
+                    help="a queue on Ray: each run a task with its CPUs (and a GPU when the cluster has GPUs) on "
+                         "the cluster at ADDRESS, or with auto the running one, else a local one started now; "
+                         "--jobs caps how many are in flight. Every node must see the runs folder, the recipes "
+                         "and the data at the same paths (pip install 'fastmask[ray]')")
     ap.add_argument("--dry-run", action="store_true", help="a queue: print the plan (what runs after what), train nothing")
     ap.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad folders instead of stopping")
     ap.add_argument("--quiet", action="store_true",
@@ -51,12 +58,13 @@ def main(argv):
         args.sets.append(f"decide={args.decide}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
-    if len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir():
+    if (len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir()
+            or args.ray is not None or args.cpus_per_run is not None):
         from fastmask.runs.queue import run_queue
         if args.no_parent or args.decide_minutes is not None:
             raise FastmaskError("--no-parent and --decide-minutes are for one recipe, not a queue")
-        return run_queue(args.recipe, args.sets, data=args.data, runs_dir=args.runs, jobs=args.jobs or 1,
-                         dry_run=args.dry_run, skip_bad=args.skip_bad)
+        return run_queue(args.recipe, args.sets, data=args.data, runs_dir=args.runs, jobs=args.jobs,
+                         dry_run=args.dry_run, skip_bad=args.skip_bad, cpus=args.cpus_per_run, ray=args.ray)
     from fastmask.runs.hypothesis import run_file
     with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
         return run_file(args.recipe[0], args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,

@@ -1,14 +1,18 @@
 """The board: runs as a tree under their parents (fake run folders, no training), and index.html that
 parses and links only files that exist."""
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from fastmask.views.board import board, collect, tree
+from fastmask.views.board import active, board, collect, tree, verdict_word
 from conftest import in_process
 from test_card import fake_preds, make_run, write_card
 
@@ -237,3 +241,56 @@ def test_a_damaged_or_empty_history_csv_draws_no_curve_and_hides_nothing(runs):
     assert by["20260101T040000Z-cutmix_halves"]["curves"] == {"epoch": [], "macro_f1": [], "valid_loss": []}
     assert by["20260101T040000Z-cutmix_halves"]["state"] == "running (epoch 0/1)"  # make_run asks for 1 epoch
     assert by["20260101T020000Z-oversample"]["curves"] is None  # no history.csv at all
+
+
+# --- a live queue's jobs without a run folder yet ---------------------------------------------------
+
+QUEUE_JOBS = [  # as runs/queue.py writes RUNS/.queue/queue.json
+    {"name": "person_split", "role": "parent", "status": "finished", "needs": []},
+    {"name": "lr_low", "role": "hypothesis", "status": "running", "needs": []},  # started: no run folder yet
+    {"name": "tta", "role": "hypothesis", "status": "running", "needs": []},  # its run folder is on the board
+    {"name": "mixup", "role": "hypothesis", "status": "queued", "needs": ["lr_low", "person_split"],
+     "hypothesis": "Mixup <b>helps</b>."},
+    {"name": "swa", "role": "hypothesis", "status": "skipped", "needs": ["tta"]},
+]
+
+
+def write_queue(runs, pid):
+    (runs / ".queue").mkdir(parents=True, exist_ok=True)
+    (runs / ".queue" / "queue.json").write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                                            "jobs": QUEUE_JOBS}))
+    (runs / ".queue" / "tta.log").write_text(f"run folder: {runs}/20260102T000000Z-tta\n")
+
+
+def test_a_live_queue_shows_its_waiting_jobs_as_queued_rows(runs):
+    write_queue(runs, os.getpid())
+    console = Console(record=True, width=160)
+    rows = board(runs, console=console)
+    assert [r["id"] for r in rows[:len(EXPECTED)]] == [i for i, _ in EXPECTED]  # the runs' tree as it was
+    assert [(r["name"], r["status"], verdict_word(r)) for r in rows[len(EXPECTED):]] == [
+        ("lr_low", "queued", "starting"), ("mixup", "queued", "waits for lr_low")]
+    text = console.export_text()
+    line = next(x for x in text.splitlines() if "mixup" in x)
+    assert "queued" in line and "waits for lr_low" in line
+    page = (runs / "index.html").read_text()
+    Refs().feed(page)
+    assert re.search(r'<tr data-id="queued: mixup" [^>]*data-status="queued">', page)
+    assert "Mixup &lt;b&gt;helps&lt;/b&gt;." in page  # its folded card says what it will test, escaped
+    assert page.count('<section class="run"') == len(EXPECTED) + 2
+    # its card says what it waits for, not a run folder it does not have yet
+    mixup = page[page.index('<summary><strong>mixup</strong>'):]
+    mixup = mixup[:mixup.index("</section>")]
+    assert "waits for lr_low (the queue makes its run folder when it starts)" in mixup and "run folder <code>" not in mixup
+
+
+def test_queued_rows_show_only_while_the_queue_lives_and_keep_the_board_watching(tmp_path):
+    runs = tmp_path / "runs"
+    write_queue(runs, os.getpid())
+    rows = board(runs, console=Console(record=True, width=160))
+    assert [r["status"] for r in rows] == ["queued", "queued"] and active(rows)  # no run running: the queue is
+    assert "location.reload" in (runs / "index.html").read_text()
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a queue that ended (or was killed) without saying so
+    write_queue(runs, gone.pid)
+    rows = board(runs, console=Console(record=True, width=160))
+    assert rows == [] and not active(rows) and "location.reload" not in (runs / "index.html").read_text()

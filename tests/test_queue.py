@@ -1,10 +1,15 @@
 """A queue of recipes on one machine: missing parents first and once, N runs at a time with their share of
 the threads, a failed parent fails only its own children, the end table says what ran and each verdict."""
 import json
+import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 
-from fastmask.runs.queue import plan, slots
+from fastmask.runs.queue import Job, Local, drive, plan, slots
 
 from conftest import TINY, in_process
 
@@ -94,6 +99,7 @@ def test_each_job_gets_its_share_of_the_threads_or_a_gpu(monkeypatch):
     assert slots(2, gpus=0) == [{"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": ""}] * 2
     assert [s["CUDA_VISIBLE_DEVICES"] for s in slots(3, gpus=2)] == ["0", "1", "0"]
     assert slots(16, gpus=0)[0]["OMP_NUM_THREADS"] == "1"
+    assert slots(2, gpus=0, cpus=3)[1]["OMP_NUM_THREADS"] == "3"  # --cpus-per-run
 
 
 def test_a_missing_recipe_or_an_empty_folder_is_one_line(tmp_path):
@@ -108,3 +114,69 @@ def test_tiny_sets_are_passed_to_every_job(twin, tmp_path):
     root = project(tmp_path)
     p = in_process("run", "recipes/a.py", "--dry-run", *TINY[:2], "--data", twin, "--runs", "runs", cwd=root)
     assert p.returncode == 0 and "--set arch=test_resnet" in p.stdout.splitlines()[1]
+
+
+def test_the_queue_file_says_how_each_job_ended(queued):
+    """RUNS/.queue/queue.json, what the board reads: each job's status and run folder, the queue's pid."""
+    root, _ = queued
+    q = json.loads((root / "runs" / ".queue" / "queue.json").read_text())
+    assert q["pid"] == os.getpid()  # in_process: the queue ran in this process
+    jobs = {j["name"]: j for j in q["jobs"]}
+    assert {n: j["status"] for n, j in jobs.items()} == {"root": "finished", "a": "finished", "b": "finished"}
+    assert jobs["a"]["needs"] == ["root"] and jobs["a"]["hypothesis"] == "A lower lr helps."
+    for j in jobs.values():
+        assert (root / j["run"] / "config.json").is_file()
+    assert not list((root / "runs" / ".queue").glob("stop-*"))  # no Ctrl-C: no stop file for the jobs
+
+
+# a stand-in for `python -m fastmask.run`: names its run folder, then counts the SIGINTs it gets
+SLEEPER = r'''
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+print("run folder: " + sys.argv[1], flush=True)
+end = time.time() + 30
+while not got and time.time() < end:
+    time.sleep(0.05)
+time.sleep(0.5)  # a second SIGINT would arrive meanwhile
+print(f"SIGINT x{len(got)}", flush=True)
+sys.exit(130 if got else 0)
+'''
+
+
+def interrupt_a_queue(engine, runs, jobs):
+    """Jobs a and b (stand-ins) through `engine`, `jobs` in flight; Ctrl-C (a SIGINT to this process) as soon
+    as a's log names its run folder. Returns (drive's answer, the jobs, what it printed)."""
+    todo = [Job("a", "a.py", "hypothesis"), Job("b", "b.py", "hypothesis")]
+    log = runs / ".queue" / "a.log"
+
+    def ctrl_c():
+        end = time.time() + 60
+        while time.time() < end and not (log.is_file() and "run folder: " in log.read_text()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+    lines, old = [], signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        stopped = drive(todo, engine, lambda j: [sys.executable, "-c", SLEEPER, str(runs / f"RUN-{j.name}")], runs,
+                        jobs, out=lines.append)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        engine.close()
+    return stopped, {j.name: j for j in todo}, lines
+
+
+def check_interrupted(stopped, jobs, lines, runs):
+    """Ctrl-C interrupted the running job once (its run folder kept), started nothing new, said so everywhere."""
+    assert stopped is True
+    assert jobs["a"].status == "interrupted" and jobs["a"].run == runs / "RUN-a"
+    assert "SIGINT x1" in (runs / ".queue" / "a.log").read_text()  # one SIGINT: a second drops the run's cleanup
+    assert jobs["b"].status == "not started" and not (runs / ".queue" / "b.log").exists()
+    assert any(x.startswith("queue: interrupted a") for x in lines), lines
+    q = json.loads((runs / ".queue" / "queue.json").read_text())
+    assert {j["name"]: j["status"] for j in q["jobs"]} == {"a": "interrupted", "b": "not started"}
+
+
+def test_ctrl_c_interrupts_the_running_job_once_and_starts_nothing_new(tmp_path):
+    runs = tmp_path / "runs"
+    check_interrupted(*interrupt_a_queue(Local(1, cpus=1), runs, 1), runs)

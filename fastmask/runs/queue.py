@@ -1,20 +1,21 @@
-"""Several hypotheses at once on one machine: `fastmask run A.py B.py ... --jobs N`.
+"""Several hypotheses at once: `fastmask run A.py B.py ... --jobs N`, on this machine or (--ray) on a Ray cluster.
 
 The recipes and their parents that lack a comparable finished run form a graph (a parent before its
-children); graphlib's TopologicalSorter hands out what is ready and concurrent.futures runs each as a
-normal `python -m fastmask.run` process (its own run folder in the one runs folder), N at a time, each with
-its share of the CPU threads (or one GPU each when there are GPUs). A failed run fails its own descendants
-only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new. The command ends with a
-table of what ran, what was reused, what failed and why, and each verdict."""
+children); graphlib's TopologicalSorter hands out what is ready and one concurrent.futures wait() loop runs
+each as a normal `python -m fastmask.run` process (its own run folder in the one runs folder) through an
+engine: on this machine N at a time, each with its share of the CPU threads (or one GPU each when there are
+GPUs); on Ray (on_ray.py) as tasks with their CPUs and GPUs, which Ray places on the nodes. A failed run
+fails its own descendants only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new.
+RUNS/.queue/queue.json says at each change how each job stands (the board shows the queued ones). The command
+ends with a table of what ran, what was reused, what failed and why, and each verdict."""
+import json
 import os
-import re
-import signal
-import subprocess
+import socket
 import sys
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Optional
@@ -25,12 +26,15 @@ from rich.table import Table
 from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.errors import FastmaskError
+from fastmask.io import atomic_write
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.runs.hypothesis import covered
+from fastmask.runs.on_ray import OnRay, need_ray, reachable, run_job
 from fastmask.store.index import pool, seeds_of
 from fastmask.store.run_folder import RunFolder
 
 LOGS = ".queue"  # each job's output, in the runs folder
+STATE = "queue.json"  # in LOGS: the queue as the board shows it
 
 
 @dataclass
@@ -44,7 +48,7 @@ class Job:
     why: str = ""
     seconds: Optional[float] = None
     log: Optional[Path] = None
-    proc: object = field(default=None, repr=False)  # the running process, while there is one
+    hypothesis: str = ""
 
 
 def recipe_files(paths):
@@ -83,12 +87,12 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
             if set(seeds) <= covered(runs_dir, par, fp):
                 found = pool(runs_dir, par.name, fp, par.config()["fields"])
                 jobs[par.name] = Job(par.name, par.file, "parent", status="reused", run=found[0].dir if found else None,
-                                     why="a comparable finished run exists")
+                                     why="a comparable finished run exists", hypothesis=par.hypothesis or "")
             else:
-                jobs[par.name] = Job(par.name, par.file, "parent")
+                jobs[par.name] = Job(par.name, par.file, "parent", hypothesis=par.hypothesis or "")
         if par is not None and par.name in jobs and jobs[par.name].status != "reused":
             needs = [par.name]
-        jobs[r.name] = Job(r.name, str(r.file), "hypothesis", needs)
+        jobs[r.name] = Job(r.name, str(r.file), "hypothesis", needs, hypothesis=r.hypothesis or "")
     return list(jobs.values())
 
 
@@ -106,15 +110,15 @@ def command(job, sets, data, runs_dir, skip_bad=False):
     return cmd
 
 
-def slots(jobs, gpus=None):
-    """Per job slot: its environment additions: a share of the CPU threads, or one GPU each."""
+def slots(jobs, gpus=None, cpus=None):
+    """Per job slot: its environment additions: `cpus` threads (default: a share of this machine's), and one
+    GPU each when there are GPUs."""
     if gpus is None:
         gpus = _gpus()
-    cpus = os.cpu_count() or 1
+    threads = str(cpus or max(1, (os.cpu_count() or 1) // jobs))
     if gpus:
-        return [{"CUDA_VISIBLE_DEVICES": str(i % gpus), "OMP_NUM_THREADS": str(max(1, cpus // jobs))}
-                for i in range(jobs)]
-    return [{"OMP_NUM_THREADS": str(max(1, cpus // jobs)), "CUDA_VISIBLE_DEVICES": ""} for _ in range(jobs)]
+        return [{"CUDA_VISIBLE_DEVICES": str(i % gpus), "OMP_NUM_THREADS": threads} for i in range(jobs)]
+    return [{"OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""} for _ in range(jobs)]
 
 
 def _gpus():
@@ -127,67 +131,134 @@ def _gpus():
         return 0
 
 
-def run_queue(paths, sets=(), data=None, runs_dir="runs", jobs=1, dry_run=False, skip_bad=False, out=print):
-    """`fastmask run A.py B.py ... [--jobs N] [--dry-run]`: the exit status (0 all finished or reused, 1 some
-    failed or were skipped, 130 interrupted)."""
-    if jobs < 1:
-        raise FastmaskError(f"--jobs {jobs}: at least 1")
+class Local:
+    """The queue's engine on this machine: `jobs` processes at a time, each in its slot (slots())."""
+
+    def __init__(self, jobs, cpus=None):
+        self.envs = slots(jobs, cpus=cpus)
+        self.pool = ThreadPoolExecutor(max_workers=jobs)
+        self.where = f"{jobs} at a time ({_share(self.envs[0])} each)"
+        self.starts = "started"
+
+    def share(self, slot):
+        return _share(self.envs[slot])
+
+    def submit(self, job, cmd, slot, log, stop):
+        return self.pool.submit(run_job, cmd, self.envs[slot], log, None, stop)
+
+    def outcome(self, fut, log):
+        return fut.result()
+
+    def stop(self, futures, logs):
+        pass  # each process is interrupted by the stop file
+
+    def close(self):
+        self.pool.shutdown(wait=True)
+
+
+def run_queue(paths, sets=(), data=None, runs_dir="runs", jobs=None, dry_run=False, skip_bad=False, cpus=None,
+              ray=None, out=print):
+    """`fastmask run A.py B.py ... [--jobs N] [--cpus-per-run N] [--ray auto|ADDRESS] [--dry-run]`: the exit
+    status (0 all finished or reused, 1 some failed or were skipped, 130 interrupted). With `ray` each job
+    is a Ray task, `jobs` (default: every ready job) capping how many are in flight."""
+    for flag, n in (("--jobs", jobs), ("--cpus-per-run", cpus)):
+        if n is not None and n < 1:
+            raise FastmaskError(f"{flag} {n}: at least 1")
+    if ray is not None:  # before the plan's data work: a missing package or a dead address is one line
+        need_ray()
+        reachable(ray)
     todo = plan(paths, sets, data, runs_dir, skip_bad)
-    by_name = {j.name: j for j in todo}
-    envs = slots(jobs)
-    out(f"queue: {len(todo)} job(s), {jobs} at a time ({_share(envs[0])} each)")
-    for j in todo:
-        out(f"  {j.name} ({j.role})" + (f" after {', '.join(j.needs)}" if j.needs else "")
-            + (f": reused {j.run.name if j.run else ''}" if j.status == "reused" else
-               f": {' '.join(Path(x).name if i == 0 else x for i, x in enumerate(command(j, sets, data, runs_dir)))}"))
-    if dry_run:
-        return 0
-    logs = Path(runs_dir) / LOGS
-    logs.mkdir(parents=True, exist_ok=True)
-    graph = TopologicalSorter({j.name: [n for n in j.needs] for j in todo})
-    graph.prepare()
-    running, free, ready, interrupted = {}, list(range(jobs)), deque(), False
-    with ThreadPoolExecutor(max_workers=jobs) as ex:
-        try:
-            while graph.is_active():
-                ready.extend(graph.get_ready())
-                settled = False
-                while ready and free:
-                    j = by_name[ready.popleft()]
-                    failed = [n for n in j.needs if by_name[n].status not in ("finished", "reused")]
-                    if j.status == "reused" or failed:  # nothing to run: its children may be ready now
-                        if failed:
-                            j.status, j.why = "skipped", f"{failed[0]} {by_name[failed[0]].status}"
-                        graph.done(j.name)
-                        settled = True
-                        continue
-                    slot = free.pop()
-                    running[ex.submit(_run, j, command(j, sets, data, runs_dir, skip_bad), envs[slot], logs, out)] = (
-                        j, slot)
-                if not running:
-                    if settled:
-                        continue
-                    break  # nothing runs and nothing became ready: the graph is spent
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    j, slot = running.pop(fut)
-                    free.append(slot)
-                    fut.result()
-                    graph.done(j.name)
-        except KeyboardInterrupt:
-            interrupted = True
-            out("queue: interrupted: stopping the running runs (each is marked interrupted), starting nothing new")
-            for j, _ in running.values():
-                if j.proc is not None and j.proc.poll() is None:
-                    j.proc.send_signal(signal.SIGINT)
-            wait(running)
-    for j in todo:
-        if j.status == "queued":
-            j.status = "not started"
+    if ray is not None:  # every node sees the one shared runs folder, recipes and data at the same paths
+        runs_dir, data = Path(runs_dir).resolve(), None if data is None else Path(data).resolve()
+        for j in todo:
+            j.file = str(Path(j.file).resolve())
+    engine = OnRay(ray, cpus, out) if ray is not None else Local(jobs or 1, cpus)
+    try:
+        if ray is not None and jobs is not None:
+            engine.where += f", at most {jobs} at a time"
+        out(f"queue: {len(todo)} job(s), {engine.where}")
+        for j in todo:
+            out(plan_line(j, command(j, sets, data, runs_dir)))
+        if dry_run:
+            return 0
+        interrupted = drive(todo, engine, lambda j: command(j, sets, data, runs_dir, skip_bad), Path(runs_dir),
+                            jobs or len(todo), out)
+    finally:
+        engine.close()
     out_table(todo)
     if interrupted:
         return 130
     return 0 if all(j.status in ("finished", "reused") for j in todo) else 1
+
+
+def plan_line(j, cmd):
+    """A job as the plan prints it: what it waits for, and the run it reuses or the command it runs."""
+    return (f"  {j.name} ({j.role})" + (f" after {', '.join(j.needs)}" if j.needs else "")
+            + (f": reused {j.run.name if j.run else ''}" if j.status == "reused" else
+               f": {' '.join(Path(x).name if i == 0 else x for i, x in enumerate(cmd))}"))
+
+
+def drive(todo, engine, command_of, runs_dir, jobs, out=print):
+    """Run the jobs, a parent before its children, at most `jobs` in flight, through `engine` (Local or
+    OnRay: the same loop for both, since a Ray task's ObjectRef.future() is a concurrent.futures Future).
+    Each change goes to RUNS/.queue/queue.json for the board. True when Ctrl-C ended it."""
+    by_name = {j.name: j for j in todo}
+    logs = runs_dir / LOGS
+    logs.mkdir(parents=True, exist_ok=True)
+    stop = logs / f"stop-{socket.gethostname()}-{os.getpid()}"  # this queue's Ctrl-C, seen by each of its jobs
+    stop.unlink(missing_ok=True)  # an older queue's that had this pid
+    state = State(logs / STATE, todo, engine.where)
+    graph = TopologicalSorter({j.name: list(j.needs) for j in todo})
+    graph.prepare()
+    running, free, ready = {}, list(range(jobs)), deque()
+    try:
+        while graph.is_active():
+            ready.extend(graph.get_ready())
+            settled = False
+            while ready and free:
+                j = by_name[ready.popleft()]
+                failed = [n for n in j.needs if by_name[n].status not in ("finished", "reused")]
+                if j.status == "reused" or failed:  # nothing to run: its children may be ready now
+                    if failed:
+                        j.status, j.why = "skipped", f"{failed[0]} {by_name[failed[0]].status}"
+                        state.save()
+                    graph.done(j.name)
+                    settled = True
+                    continue
+                slot = free.pop()
+                j.log, j.status = logs / f"{j.name}.log", "running"
+                # the job writes its log as it starts (on Ray, once a node has its resources): until then no older
+                # queue's log may name a run folder for it (the board and a Ctrl-C read the log)
+                j.log.unlink(missing_ok=True)
+                running[engine.submit(j, command_of(j), slot, j.log, stop)] = (j, slot)
+                out(f"queue: {engine.starts} {j.name} ({j.role}; {engine.share(slot)}; log {j.log})")
+                state.save()
+            if not running:
+                if settled:
+                    continue
+                break  # nothing runs and nothing became ready: the graph is spent
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                j, slot = running.pop(fut)
+                free.append(slot)
+                ended(j, *engine.outcome(fut, j.log), out)
+                graph.done(j.name)
+                state.save()
+    except KeyboardInterrupt:
+        out("queue: interrupted: stopping the running runs (each is marked interrupted), starting nothing new")
+        # left in place: a Ray task that was starting as it was cancelled may still begin, and must stop at once
+        stop.touch()
+        engine.stop(list(running), [j.log for j, _ in running.values()])
+        wait(running)
+        for fut, (j, _) in running.items():
+            ended(j, *engine.outcome(fut, j.log), out)
+        return True
+    finally:
+        for j in todo:
+            if j.status == "queued":
+                j.status = "not started"
+        state.save()
+    return False
 
 
 def _share(env):
@@ -195,28 +266,40 @@ def _share(env):
         f"{env['OMP_NUM_THREADS']} CPU thread(s)"
 
 
-def _run(job, cmd, env, logs, out):
-    """One job as a process, its output into RUNS/.queue/<name>.log; the job records how it ended."""
-    job.log = logs / f"{job.name}.log"
-    job.status, started = "running", time.monotonic()
-    out(f"queue: started {job.name} ({job.role}; {_share(env)}; log {job.log})")
-    with job.log.open("w") as f:
-        # its own process group: the terminal's Ctrl-C reaches the queue, which then interrupts each run once
-        job.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                                    start_new_session=True)
-        code = job.proc.wait()
-    job.seconds = time.monotonic() - started
-    text = job.log.read_text(errors="replace")
-    folders = re.findall(r"^run folder: (.+)$", text, re.M)
-    job.run = Path(folders[-1]) if folders else None
-    job.status = {0: "finished", 130: "interrupted"}.get(code, "failed")
+def ended(job, code, run, tail, seconds, out=print):
+    """Record how a job ended from what its process handed back: its exit code (None: none, the reason at
+    the end of `tail`; None with no tail: it never started), run folder, log tail and seconds."""
+    job.seconds, job.run = seconds, Path(run) if run else None
+    if code is None and not tail:
+        job.status, job.why = "not started", "cancelled before it started"
+    else:
+        job.status = {0: "finished", 130: "interrupted"}.get(code, "failed")
     if job.status == "failed":
-        lines = [x for x in text.strip().splitlines() if x.strip()]
+        lines = [x for x in tail.strip().splitlines() if x.strip()]
         job.why = (next((x for x in reversed(lines) if x.startswith("fastmask: error:")), lines[-1] if lines else "")
-                   .removeprefix("fastmask: error: ")[:200] + f" (exit {code})")
-    out(f"queue: {job.status} {job.name} in {_clock(job.seconds)}" + (f": {job.why}" if job.why else "")
-        + (f" -> {job.run}" if job.run else ""))
+                   .removeprefix("fastmask: error: ")[:200] + ("" if code is None else f" (exit {code})"))
+    out(f"queue: {job.status} {job.name}" + (f" in {_clock(seconds)}" if seconds is not None else "")
+        + (f": {job.why}" if job.why else "") + (f" -> {job.run}" if job.run else ""))
     return job
+
+
+class State:
+    """RUNS/.queue/queue.json: each job's name, role, status, what it waits for and its run folder, with the
+    queue's pid and host, rewritten whole at each change; the board shows the jobs not started yet while
+    that pid lives."""
+
+    def __init__(self, path, todo, where):
+        self.path, self.todo = path, todo
+        self.head = {"pid": os.getpid(), "host": socket.gethostname(), "engine": where,
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.save()
+
+    def save(self):
+        jobs = [{"name": j.name, "role": j.role, "status": j.status, "needs": list(j.needs),
+                 "run": str(j.run) if j.run else None, "log": str(j.log) if j.log else None,
+                 "hypothesis": j.hypothesis} for j in self.todo]
+        atomic_write(self.path, json.dumps({**self.head, "updated": datetime.now(timezone.utc).isoformat(
+            timespec="seconds"), "jobs": jobs}, indent=1))
 
 
 def _clock(seconds):

@@ -1,9 +1,12 @@
 """The board: every run folder as a row, the rows as a tree under their parents, shown as a rich table
 and as index.html (html.board_page: a sortable, filterable table, a compare panel with the ticked runs'
-learning curves, the cards folded); `watch` rewrites both every few seconds while runs train."""
+learning curves, the cards folded), with a live queue's jobs that have no run folder yet as "queued" rows
+after them; `watch` rewrites both every few seconds while runs train."""
 import difflib
+import json
 import math
 import re
+import socket
 import sys
 from dataclasses import fields as recipe_fields
 from datetime import datetime, timezone
@@ -16,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
-from fastmask.io import atomic_write
+from fastmask.io import atomic_write, pid_alive
 from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
 from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
@@ -27,6 +30,7 @@ from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import same_folds
 
 RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
+QUEUE = Path(".queue") / "queue.json"  # in the runs folder: what a `fastmask run A.py B.py ...` queue has left to run
 
 
 # --- the runs as a tree -----------------------------------------------------------------------------
@@ -187,6 +191,56 @@ def tree(runs):
     return out
 
 
+# --- a live queue's jobs without a run folder yet ----------------------------------------------------
+
+def queued(runs_dir):
+    """A row for each job of the queue RUNS/.queue/queue.json describes that has no run folder yet, while
+    that queue lives (its pid, on this host; a dead or distant one shows nothing): status "queued", and in the
+    verdict column what it waits for. Rows come after the runs' tree, in the queue's order."""
+    try:
+        q = json.loads((Path(runs_dir) / QUEUE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(q, dict) or q.get("host") != socket.gethostname() or pid_alive(q.get("pid")) is not True:
+        return []
+    jobs = [j for j in q.get("jobs") or [] if isinstance(j, dict) and isinstance(j.get("name"), str)]
+    status = {j["name"]: j.get("status") for j in jobs}
+    rows = []
+    for j in jobs:
+        if j.get("status") == "queued":
+            waiting = [n for n in j.get("needs") or [] if status.get(n) in ("queued", "running")]
+            waits = f"waits for {', '.join(waiting)}" if waiting else "waits for a free slot"
+            rows.append(_queued_row(runs_dir, j, waits))
+        elif j.get("status") == "running" and not _has_folder(runs_dir, j["name"]):
+            rows.append(_queued_row(runs_dir, j, "starting"))  # on Ray: until a node has its CPUs and GPUs free
+    return rows
+
+
+def _has_folder(runs_dir, name):
+    # a running job's log names its run folder as soon as the run makes it (the queue clears an older log)
+    try:
+        text = (Path(runs_dir) / QUEUE.parent / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^run folder: ", text, re.M) is not None
+
+
+def _queued_row(runs_dir, job, waits):
+    """A queued job as a board row: the keys a run's row has (no figures, no fields), and `waits`."""
+    name = job["name"]
+    return {"dir": Path(runs_dir) / QUEUE.parent / name, "id": f"queued: {name}", "name": name, "parent": None,
+            "fingerprint": None, "status": "queued", "started": None, "minutes": None, "macro_f1": None,
+            "holdout_macro_f1": None, "verdict": None, "delta": None, "parent_run": None,
+            "hypothesis": _text(job.get("hypothesis"), ""), "fields": {}, "metrics": {}, "parent_fields": None,
+            "curves": None, "progress": None, "record": None, "waits": waits, "depth": 0, "prefix": "", "up": None}
+
+
+def active(rows):
+    """Whether the runs are still moving: some run is running, or a live queue has jobs not started yet.
+    The page reloads itself while they are, for what `board --watch` rewrites."""
+    return any(r["status"] in ("running", "queued") for r in rows)
+
+
 # --- against the parent -----------------------------------------------------------------------------
 
 def _kfold(split):
@@ -221,7 +275,9 @@ def delta(r):
 
 
 def verdict_word(r):
-    """The verdict as its card says it, else why there is none."""
+    """The verdict as its card says it, else why there is none (for a queued job: what it waits for)."""
+    if r.get("waits"):
+        return r["waits"]
     if r.get("verdict"):
         return r["verdict"]
     if not r["parent"]:
@@ -236,8 +292,10 @@ def verdict_word(r):
 # --- parameter columns ------------------------------------------------------------------------------
 
 def varying(rows):
-    """The recipe fields whose values differ across `rows` (compare.config_diff's rule), in recipe order."""
-    return [k for k in config_diff([r["record"] for r in rows]) if k not in ("recipe", "data fingerprint")]
+    """The recipe fields whose values differ across `rows` (compare.config_diff's rule), in recipe order; a
+    queued job has no fields yet, so it does not count."""
+    records = [r["record"] for r in rows if r["record"] is not None]
+    return [k for k in config_diff(records) if k not in ("recipe", "data fingerprint")]
 
 
 def param_columns(rows, names=(), params=False):
@@ -374,7 +432,7 @@ def render_html(rows, root, reload_s=RELOAD_S):
     """index.html for `rows` (from `tree`) of the runs folder `root`: the varying recipe fields as columns.
     While some run is running the page reloads itself every `reload_s` seconds (none once all have ended)."""
     root, params = Path(root), varying(rows)
-    running = any(r["status"] == "running" for r in rows)
+    running = active(rows)
     return board_page(root, [view(r, params, root) for r in rows], headers(params), NUMERIC,
                       [[k, label] for k, label in METRICS],
                       stamp=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -386,7 +444,7 @@ def board(runs_dir="runs", html_out=True, console=None, columns=(), params=False
     that varies); write RUNS_DIR/index.html unless html_out is False; with `rejudge`, rewrite every run's
     verdict on the evidence there is now. Returns the rows."""
     runs_dir = Path(runs_dir)
-    rows = tree(collect(runs_dir, rejudge=rejudge))
+    rows = tree(collect(runs_dir, rejudge=rejudge)) + queued(runs_dir)
     shown = param_columns(rows, columns, params)  # before any output: a bad name is one line, exit 2
     console = console or Console()
     print_table(rows, runs_dir, console, shown, params)
@@ -433,13 +491,13 @@ def watch(runs_dir="runs", every=10.0, html_out=True, console=None, columns=(), 
             _warn(message)
     rounds = 0
     while True:
-        rows = tree(collect(runs_dir, warn=warn, rejudge=rejudge and not rounds))
+        rows = tree(collect(runs_dir, warn=warn, rejudge=rejudge and not rounds)) + queued(runs_dir)
         shown = param_columns(rows, columns, params)
         now = datetime.now().strftime("%H:%M:%S")
         out = write_html(rows, runs_dir, reload_s=every) if html_out else None
         rounds += 1
         table_cells = [cells(r, shown) for r in rows]
-        running = sum(r["status"] == "running" for r in rows)
+        running, waiting = (sum(r["status"] == s for r in rows) for s in ("running", "queued"))
         if table_cells != shown_cells:
             print_table(rows, runs_dir, console, shown, params)
             shown_cells = table_cells
@@ -448,6 +506,7 @@ def watch(runs_dir="runs", every=10.0, html_out=True, console=None, columns=(), 
             changed = "no change"
         if rounds == 1:
             console.print(f"[dim]board: watching {escape(str(runs_dir))} every {every:g} s; Ctrl-C ends[/]")
-        console.print(f"[dim]board {now}: {len(rows)} runs ({running} running), {changed}"
+        console.print(f"[dim]board {now}: {len(rows) - waiting} runs ({running} running"
+                      + (f", {waiting} queued" if waiting else "") + f"), {changed}"
                       + (f"; {escape(str(out))} rewritten" if out else "") + "[/]")
         sleep(every)

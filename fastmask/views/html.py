@@ -192,7 +192,10 @@ def _section(v, root):
     else:
         body = text
         h = [f"<h2>{escape(v['name'])}" + ("" if text is not None else f"  ({escape(v['status'])})") + "</h2>"]
-    h.append(f'<p class="small">run folder <code>{escape(v["id"])}</code></p>')
+    if v["status"] == "queued":  # a queue's job with no run folder yet: say what it waits for instead
+        h.append(f'<p class="small">{escape(v["data"]["verdict"])} (the queue makes its run folder when it starts)</p>')
+    else:
+        h.append(f'<p class="small">run folder <code>{escape(v["id"])}</code></p>')
     if v["up"]:
         h.append(f'<p class="small">parent run: <a href="#{v["up"][0]}">{escape(v["up"][1])}</a>'
                  + (f' ({escape(v["note"])})' if v["note"] else "") + "</p>")

@@ -1,0 +1,222 @@
+"""A queue's jobs as Ray tasks (`fastmask run A.py B.py ... --ray auto|ADDRESS`), and the one function every
+job runs, on this machine or on a Ray node: its `python -m fastmask.run` as a process, its output in its log.
+
+The only module that imports ray, and only once --ray is given; otherwise it is light, because each Ray
+worker imports it to run a job and must not pay fastai's import for that. Every node runs the same
+environment (fastmask installed) and sees the runs folder, the recipes and the data at the same absolute
+paths (a shared filesystem): the queue passes absolute paths, and each job writes its run folder and its log
+RUNS/.queue/<name>.log there, so the board, the verdicts and the next queue see every run wherever it trained.
+
+A job is one task however many runs it makes: with the recipe's `decide` field (--decide) the whole loop of
+paired seeds runs inside that job's one `python -m fastmask.run`, not as a task per seed pair (the loop
+decides after each pair whether to add another, so the pairs are not known up front)."""
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from fastmask.errors import FastmaskError
+
+NEEDS_RAY = "--ray needs Ray: pip install 'fastmask[ray]'"
+POLL_S = 0.5      # how often a running job looks for the queue's stop file
+TAIL_LINES = 40   # of its log, what a job hands back (the failure's reason is at the end)
+FORWARD = ("FASTMASK_", "HF_", "MLFLOW_")  # environment prefixes a Ray task takes from the queue's process
+CONNECT_S = 5     # how long --ray ADDRESS may take to answer before the queue says nothing listens there
+
+
+# --- one job, wherever it runs ------------------------------------------------------------------------
+
+def run_job(cmd, env, log, cwd=None, stop=None):
+    """Run `cmd` (environment `env` added) with its output into the file `log`: (exit code, the run folder
+    its log names or None, the log's last lines, seconds). When the file `stop` appears (the queue's Ctrl-C)
+    or a KeyboardInterrupt arrives (Ray's cancel), the process gets one SIGINT and is waited for, so its run
+    folder is marked interrupted, and the code is 130 (0 if it finished meanwhile)."""
+    started, log = time.monotonic(), Path(log)
+    if cwd is not None and not Path(cwd).is_dir():
+        cwd = None  # the queue's folder is not on this node: the command's paths are absolute anyway
+    with log.open("w") as f:
+        # its own session: a terminal's Ctrl-C reaches the queue alone, which stops each job exactly once
+        p = _spawn(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=cwd,
+                   start_new_session=True)
+        try:
+            code = _watch(p, stop)
+        except KeyboardInterrupt:
+            code = _interrupt(p)
+    run, tail = read_log(log)
+    return code, run, tail, time.monotonic() - started
+
+
+def _spawn(cmd, **kw):
+    # A Ray worker runs its tasks with SIGINT blocked, and a child inherits the blocked mask: its run would
+    # never see the SIGINT that stops it cleanly. Unblocked for the fork alone, the worker's mask kept.
+    if not hasattr(signal, "pthread_sigmask"):
+        return subprocess.Popen(cmd, **kw)
+    old = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return subprocess.Popen(cmd, **kw)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _watch(p, stop):
+    # a poll, not p.wait(): Ray raises its cancel's KeyboardInterrupt only between Python bytecodes
+    while p.poll() is None:
+        if stop is not None and os.path.exists(stop):
+            return _interrupt(p)
+        time.sleep(POLL_S)
+    return p.returncode
+
+
+def _interrupt(p):
+    p.send_signal(signal.SIGINT)  # once: a second SIGINT would make the run drop its cleanup
+    while True:
+        try:
+            code = p.wait()
+            return 0 if code == 0 else 130
+        except KeyboardInterrupt:  # Ray's cancel and the stop file may both ask: the one SIGINT is enough
+            continue
+
+
+def read_log(log):
+    """(the last run folder a job's log names, or None; its last TAIL_LINES lines): what a job hands back."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except OSError:
+        return None, ""
+    folders = re.findall(r"^run folder: (.+)$", text, re.M)
+    return (folders[-1] if folders else None), "\n".join(text.splitlines()[-TAIL_LINES:])
+
+
+# --- the queue's engine on Ray ------------------------------------------------------------------------
+
+def forwarded(environ):
+    """The driver's settings a run on another node must see too (the cache folder, MLflow's URI, offline
+    weights): FASTMASK_*, HF_* and MLFLOW_* variables. The rest is the node's own environment."""
+    return {k: v for k, v in environ.items() if k.startswith(FORWARD)}
+
+
+def need_ray():
+    """ray, imported; its absence is a FastmaskError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise FastmaskError(NEEDS_RAY) from None
+    return ray
+
+
+class OnRay:
+    """The queue's engine on Ray: each job a task with `cpus` CPUs (OMP_NUM_THREADS too) and one GPU when
+    the cluster has GPUs, queued by Ray until a node has them free."""
+
+    def __init__(self, address, cpus=None, out=print):
+        ray = self.ray = need_ray()
+        self.owned, self.address, said = connect(ray, address)
+        out(f"queue: {said}")
+        have = ray.cluster_resources()
+        self.cpus, self.gpus = cpus or 1, 1 if have.get("GPU", 0) > 0 else 0
+        self.where = (f"on Ray ({self.address}, {have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs): "
+                      f"{self.share()} each")
+        # no retry: a job is one run folder; a lost node fails the job, and the next queue reuses what finished
+        self.task = ray.remote(run_job).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        self.refs = {}
+        self.starts = "submitted"  # Ray starts it once a node has its CPUs and GPUs free
+
+    def share(self, slot=None):
+        return f"{self.cpus} CPU(s), {self.gpus} GPU(s)"
+
+    def submit(self, job, cmd, slot, log, stop):
+        env = {**forwarded(os.environ), "OMP_NUM_THREADS": str(self.cpus),
+               **({} if self.gpus else {"CUDA_VISIBLE_DEVICES": ""})}
+        ref = self.task.remote(cmd, env, str(log), os.getcwd(), str(stop))
+        fut = ref.future()  # a concurrent.futures.Future: the queue's wait() loop is the same as on one machine
+        self.refs[fut] = ref
+        return fut
+
+    def outcome(self, fut, log):
+        """(code, run folder, log tail, seconds) of a task that ended; code None with no tail: never started."""
+        self.refs.pop(fut, None)
+        try:
+            return fut.result()
+        except self.ray.exceptions.TaskCancelledError:
+            if not Path(log).exists():
+                return None, None, "", None  # cancelled while it waited for a node
+            return (130, *read_log(log), None)
+        except Exception as e:  # noqa: BLE001  (a task's error, a lost worker or node: this job failed)
+            return None, read_log(log)[0], f"fastmask: error: Ray: {_reason(e)}", None
+
+    def stop(self, futures, logs):
+        """Ctrl-C: cancel the tasks that have not started (no log yet); the started ones stop by the queue's
+        stop file and hand back their outcome. Ray's own cancel of a running task is not relied on: it can
+        be reported before the task has stopped its process, or reach the task late (ray-project/ray#32954)."""
+        for fut, log in zip(futures, logs):
+            if fut in self.refs and not Path(log).exists():
+                self.ray.cancel(self.refs[fut])
+
+    def close(self):
+        if self.owned:
+            self.ray.shutdown()
+
+
+def _reason(e):
+    # a task's own error comes wrapped (RayTaskError, its text coloured for a terminal): say the cause
+    e = getattr(e, "cause", None) or e
+    first = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[0])
+    return f"{type(e).__name__}: {first}"[:300]
+
+
+def reachable(address):
+    """A FastmaskError when nothing answers at a host:port `address` (ray:// too) within a few seconds: Ray
+    itself retries a dead address for minutes. "auto" and other forms are left to Ray."""
+    hostport = address.removeprefix("ray://")
+    host, colon, port = hostport.rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+    except OSError as e:
+        raise FastmaskError(f"--ray {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the head "
+                            f"there (ray start --head --port={port}) or use --ray auto") from None
+
+
+def connect(ray, address):
+    """Join Ray: (whether this call connected, so it disconnects at the end; the address; one line saying
+    what it did). "auto": the running cluster if there is one, else a local instance started now."""
+    if ray.is_initialized():  # a notebook or a test that joined Ray already: use that, leave it connected
+        if address not in ("auto", _gcs(ray)):
+            raise FastmaskError(f"--ray {address}: this process is already connected to Ray at {_gcs(ray)}")
+        return False, _gcs(ray), f"using this process's Ray connection ({_gcs(ray)})"
+    opts = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    if address == "auto":
+        try:
+            _init(ray, address="auto", **opts)
+            return True, _gcs(ray), f"joined the running Ray cluster at {_gcs(ray)}"
+        except ConnectionError:
+            _init(ray, **opts)
+            return True, _gcs(ray), f"no running Ray cluster: started a local Ray instance ({_gcs(ray)})"
+    try:
+        _init(ray, address=address, **opts)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise FastmaskError(f"--ray {address}: cannot connect: {(str(e).strip().splitlines() or [''])[0]}") from None
+    return True, _gcs(ray), f"joined the Ray cluster at {_gcs(ray)}"
+
+
+def _init(ray, **kw):
+    # ray.init makes SIGTERM exit at once (even when it fails to connect); the queue's own handler, which ends
+    # it as Ctrl-C does (each run marked interrupted), is put back
+    if threading.current_thread() is not threading.main_thread():
+        return ray.init(**kw)
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        return ray.init(**kw)
+    finally:
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
+
+
+def _gcs(ray):
+    return ray.get_runtime_context().gcs_address
