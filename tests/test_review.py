@@ -13,7 +13,7 @@ import pytest
 from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.data.relabel import RELABEL, read_corrections
-from fastmask.labels import encode, label_of
+from fastmask.labels import GENDERS, MASKS, age_group, encode, label_of
 from fastmask.views.review import fixes, suggested_age, write
 from tests.conftest import in_process
 
@@ -134,7 +134,6 @@ def test_ticking_boxes_in_a_browser_downloads_a_relabel_csv_the_loader_applies(o
     photo = a.iloc[0]
     other_gender = "female" if photo["gender"] == "male" else "male"
     other_mask = "incorrect" if photo["mask"] != "incorrect" else "wear"
-    from fastmask.labels import GENDERS, MASKS, age_group
     pred = encode(MASKS.index(other_mask), GENDERS.index(other_gender), (age_group(photo["age"]) + 1) % 3)
     run = fake_kfold_run(tmp_path / "runs", own_twin, [(photo, pred), (a.iloc[1], pred)])
     r = in_process("suspects", run, "--review")

@@ -22,6 +22,7 @@ from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, pid_alive
 from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
+from fastmask.runs.on_ray import read_log
 from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
 from fastmask.store.folder import HISTORY, finite_number
 from fastmask.views.html import board_page
@@ -218,11 +219,7 @@ def queued(runs_dir):
 
 def _has_folder(runs_dir, name):
     # a running job's log names its run folder as soon as the run makes it (the queue clears an older log)
-    try:
-        text = (Path(runs_dir) / QUEUE.parent / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return re.search(r"^run folder: ", text, re.M) is not None
+    return read_log(Path(runs_dir) / QUEUE.parent / f"{name}.log")[0] is not None
 
 
 def _queued_row(runs_dir, job, waits):

@@ -11,6 +11,9 @@ import json
 from html import escape
 from pathlib import Path
 
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
 from fastmask.data.load import load_data
 from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
@@ -50,7 +53,6 @@ def fixes(row, pred, threshold=AGE_THRESHOLD):
 
 def thumbnail(path):
     """A small JPEG of the photo as a data: URL (a photo that no longer reads: None, shown as missing)."""
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -98,7 +100,6 @@ def card(n, s, row, people):
 
 def suspects_of(run_dir):
     """The run's suspects.csv (re-ranked from oof.csv when it is missing), as a frame."""
-    import pandas as pd
     d = Path(run_dir)
     if not (d / SUSPECTS).is_file():
         if not (d / OOF).is_file():
@@ -128,8 +129,7 @@ def write(run_dir, top=50, out=None):
         key = f"{Path(r['path']).parent.name}/{Path(r['path']).stem}"
         if key not in by_key.index:  # the data changed since the run: nothing to show or correct
             continue
-        row = by_key.loc[key]
-        row = {**row.to_dict(), "key": key}
+        row = by_key.loc[key].to_dict()
         people = train[train["person"] == row["person"]].sort_values("file")
         sections.append(card(len(sections) + 1, r, row, people))
     existing = Path(data.root) / RELABEL
