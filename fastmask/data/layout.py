@@ -27,7 +27,7 @@ PHOTOS = {
     "incorrect_mask": "incorrect",
     "normal": "not_wear",
 }
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")  # WEBP: users' own folders, not the competition's
 COLUMNS = ["path", "person", "folder", "file", "gender", "race", "age", "mask", "label"]
 MAX_AGE = 120
 
@@ -159,7 +159,7 @@ def _scan_folder(folder: Path) -> tuple[dict, str | None]:
         faults.append("unexpected " + ", ".join(sorted(unexpected)))
     if faults:
         expected = ", ".join(PHOTOS)
-        return {}, f"{folder}: {'; '.join(faults)} (expected {expected} as .jpg/.jpeg/.png)"
+        return {}, f"{folder}: {'; '.join(faults)} (expected {expected} as .jpg/.jpeg/.png/.webp)"
     return {stem: files[0] for stem, files in found.items()}, None
 
 
