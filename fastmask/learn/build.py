@@ -20,7 +20,7 @@ from fastmask.learn.heads import HEADS
 from fastmask.learn.losses import build_loss
 from fastmask.learn.metrics import MacroF1
 from fastmask.learn.mixing import mixing_callbacks
-from fastmask.learn.model import check_arch, resolve_weights
+from fastmask.learn.model import check_arch, check_size, resolve_weights, timm_kwargs
 from fastmask.learn.precision import precision_callbacks
 from fastmask.choices import check_choices, parse_split
 
@@ -29,6 +29,7 @@ def preflight(recipe):
     """Recipe values that can only be judged against the libraries fail here, before data or a run folder."""
     check_choices(recipe)
     check_arch(recipe.arch)
+    check_size(recipe.arch, recipe.size)  # a ViT/MaxViT at a size it cannot take: one line naming one it can
     if faces.margin_of(recipe.crop) is not None:
         faces.detector()  # crop="face" without the [face] extra: one line now, not after the data is read
     if recipe.pretrained not in ("auto", False, None):
@@ -54,7 +55,7 @@ def build_learner(recipe, dls, notify=print, train=True):
         notify(notice)
     if weights and train and isinstance(recipe.pretrained, str) and recipe.pretrained != "auto":
         check_weights_file(weights)
-    extra = {"pretrained_cfg_overlay": dict(file=str(weights))} if weights else {}
+    extra = timm_kwargs(recipe.arch, recipe.size, weights)  # the recipe's size, weights file: see learn.model
     loss = build_loss(recipe.loss, recipe.heads, recipe.task_weights)
     common = dict(loss_func=loss, metrics=[MacroF1(), accuracy], wd=recipe.wd)
     learn = HEADS[recipe.heads](dls, recipe.arch, pretrained=weights is not None, **common, **extra)

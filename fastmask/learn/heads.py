@@ -3,7 +3,6 @@
 Three heads give 3 + 2 + 3 logits; `FactorisedHead` turns them into the 18 joint log-probabilities
 of the class code, so metrics, get_preds, tta, CutMix and export see one ordinary output tensor,
 and plain cross-entropy on it is the sum of the three per-head cross-entropies."""
-import timm
 import torch
 import torch.nn.functional as F
 from fastai.learner import Learner
@@ -13,6 +12,7 @@ from fastai.vision.learner import create_timm_model
 
 from fastmask.labels import AGE_GROUPS, GENDERS, MASKS, N_CLASSES
 from fastmask.choices import Choices
+from fastmask.learn.model import skeleton
 
 SIZES = (len(MASKS), len(GENDERS), len(AGE_GROUPS))  # (3, 2, 3): the order of the class code
 
@@ -41,12 +41,12 @@ def multi_head(nf, pool=True, **create_head_kwargs):
     return nn.Sequential(create_head(nf, sum(SIZES), pool=pool, **create_head_kwargs), FactorisedHead())
 
 
-def multi_head_for(arch, **create_head_kwargs):
-    """`multi_head` sized for the timm model `arch`, as fastai's create_timm_model would build its body."""
-    m = timm.create_model(arch, pretrained=False, num_classes=0)
+def multi_head_for(arch, timm_kwargs=None, **create_head_kwargs):
+    """`multi_head` sized for the timm model `arch`, as fastai's create_timm_model would build its body
+    with the same `timm_kwargs` (the input size, a channels-last body pooled by timm: see learn.model)."""
+    m = skeleton(arch, **(timm_kwargs or {}))  # the feature count and config, not weights: no init cost
     # Mirrors fastai's TimmBody: models with a pool_size are run through forward_features (a map).
     return multi_head(m.num_features, pool=m.default_cfg.get("pool_size") is not None, **create_head_kwargs)
-
 
 
 class SeparateModels(nn.Module):
@@ -77,7 +77,8 @@ def separate_splitter(model):
 
 
 # The recipe field's names, each registered on the Learner it builds: (dls, arch, pretrained, **kw) ->
-# Learner, kw being fastai's Learner arguments (loss_func, metrics, wd) and timm's (pretrained_cfg_overlay).
+# Learner, kw being fastai's Learner arguments (loss_func, metrics, wd) and timm's (learn.model.timm_kwargs:
+# img_size, pretrained_cfg_overlay).
 # `factorised`: the output is FactorisedHead's joint log-probabilities (task_weights apply to it).
 HEADS = Choices("heads")
 
@@ -92,9 +93,11 @@ def single_learner(dls, arch, pretrained=False, **kw):
 
 
 @HEADS.register("multi", factorised=True)
-def multi_learner(dls, arch, pretrained=False, **kw):
+def multi_learner(dls, arch, pretrained=False, loss_func=None, metrics=None, wd=None, **timm_kwargs):
     """Mask, gender and age heads on one body, factorised into the 18 classes."""
-    return single_learner(dls, arch, pretrained, custom_head=multi_head_for(arch), **kw)
+    head = multi_head_for(arch, timm_kwargs)  # built for the body vision_learner builds from the same kwargs
+    return single_learner(dls, arch, pretrained, custom_head=head, loss_func=loss_func, metrics=metrics, wd=wd,
+                          **timm_kwargs)
 
 
 @HEADS.register("separate", factorised=True)

@@ -4,6 +4,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import timm
 
@@ -96,3 +97,142 @@ def _resolve(arch, pretrained):
         raise FastmaskError(f"recipe field pretrained: no ImageNet weights for {arch} in the local cache and no "
                             f"network; pass a file with --set pretrained=/path/to/{arch}.safetensors")
     return None, f"no pretrained weights for {arch} found offline: training from scratch (pretrained=False)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The input size: what timm needs to build `arch` for the recipe's (height, width)
+# ---------------------------------------------------------------------------------------------
+def skeleton(arch, **kw):
+    """`arch` built on the meta device: shapes and attributes without memory or weight init (a ViT-B in
+    0.3 s instead of 2 s); the real build is the fallback for models whose constructor reads a tensor."""
+    import torch
+    try:
+        with torch.device("meta"):
+            return timm.create_model(arch, pretrained=False, num_classes=0, **kw)
+    except Exception:  # noqa: BLE001  (.item() on a meta tensor and the like: the constructor's, not a size's)
+        return timm.create_model(arch, pretrained=False, num_classes=0, **kw)
+
+
+def _accepts_img_size(cls):
+    """Whether the constructor takes `img_size`, following `**kwargs` up the classes it is passed on to
+    (LeViT's distilled variant takes *args, **kwargs for its parent's img_size)."""
+    import inspect
+    for c in cls.__mro__:
+        init = vars(c).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        if "img_size" in params:
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
+
+
+class Traits(NamedTuple):
+    takes_size: bool      # the constructor takes img_size
+    channels_last: bool   # forward_features gives (batch, height, width, channels)
+    default: tuple        # the (height, width) its pretrained config names: a size it always takes
+    steps: tuple          # side lengths to search in multiples of: 8, and its patch size if it has one
+
+
+_TRAITS = {}  # arch -> Traits, read from one meta-device build per process
+
+
+def _traits(arch):
+    if arch not in _TRAITS:
+        m = skeleton(arch)
+        patch = getattr(getattr(m, "patch_embed", None), "patch_size", None)
+        patch = [int(p) for p in patch] if isinstance(patch, (tuple, list)) else [int(patch)] if patch else []
+        _TRAITS[arch] = Traits(_accepts_img_size(type(m)), getattr(m, "output_fmt", "NCHW") == "NHWC",
+                               tuple((m.pretrained_cfg.get("input_size") or (3, 224, 224))[-2:]),
+                               tuple(sorted({8, *patch})))
+    return _TRAITS[arch]
+
+
+def timm_kwargs(arch, size, weights=None):
+    """What `timm.create_model` needs beyond the name to build `arch` for the recipe: every place that builds
+    the body (each head, the model rebuilt for prediction) passes these, so all are built alike.
+
+    - `img_size`: transformers (ViT, DeiT, Swin, EVA, MaxViT, CoAtNet, ...) are built for one input size
+      (position embeddings, attention windows); CNNs take any size and have no such argument.
+    - `pool_size=None`: a body whose features are channels-last (Swin, MambaOut) is run whole, pooled by timm,
+      because fastai's head pools a channels-first map and would pool the wrong axes.
+    - `file`: local weights, loaded by timm's own filter, which resamples position embeddings to `img_size`."""
+    traits = _traits(arch)
+    kw = {"img_size": tuple(size)} if traits.takes_size else {}
+    overlay = {**({"file": str(weights)} if weights else {}), **({"pool_size": None} if traits.channels_last else {})}
+    if overlay:
+        kw["pretrained_cfg_overlay"] = overlay
+    return kw
+
+
+def _runs_at(arch, size):
+    """Whether `arch`, built for `size`, gets a batch of one through: on the meta device (shapes only, no
+    weights: 0.1-0.5 s), on the CPU only when the meta device itself is what failed."""
+    import torch
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device), torch.no_grad():
+                m = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs(arch, size)).eval()
+                m(torch.zeros(1, 3, *size))
+            return True
+        except Exception as e:  # noqa: BLE001  (a size it cannot take raises anything: assert, shape, view errors)
+            if not _meta_only(e):
+                return False
+    return False
+
+
+def _meta_only(e):
+    """An error of meta tensors (.item(), an op without a meta kernel), not of the size."""
+    return isinstance(e, NotImplementedError) or "meta" in str(e).lower()
+
+
+def _side_candidates(side, steps):
+    """Side lengths to try instead of `side`, nearest first (a tie: the larger, which loses no pixels):
+    multiples of each step within 64 pixels, at most 12 (each try is a model build)."""
+    near = {s for step in steps for s in range(step, side + 65, step) if abs(s - side) <= 64}
+    return sorted(near - {side}, key=lambda s: (abs(s - side), -s))[:12]
+
+
+def _nearest_side(arch, size, i):
+    """The length nearest size[i] that side i of `arch` takes, the other side at the model's default."""
+    traits = _traits(arch)
+    for s in (size[i], *_side_candidates(size[i], traits.steps)):
+        trial = list(traits.default)
+        trial[i] = s
+        if _runs_at(arch, tuple(trial)):
+            return s
+    return None
+
+
+def _nearest_size(arch, size):
+    """The (height, width) nearest `size` that `arch` runs at, each side searched on its own; else the nearest
+    square (a model that takes only squares); else the model's default size."""
+    found = (_nearest_side(arch, size, 0), _nearest_side(arch, size, 1))
+    if None not in found and _runs_at(arch, found):
+        return found
+    side = max(size)
+    squares = ((s, s) for s in (side, *_side_candidates(side, _traits(arch).steps)))
+    return next((sq for sq in squares if _runs_at(arch, sq)), _traits(arch).default)
+
+
+_SIZE_OK = {}  # (arch, size) -> None, or the line saying which size to use: checked once per process
+
+
+def check_size(arch, size):
+    """FastmaskError, before any data is read, when `arch` cannot run at the recipe's `size` (height, width),
+    naming the nearest size it can. Cheap when it fits (a meta-device build and forward, no weights), and
+    asked once per (arch, size) however many folds, seeds or trials build it."""
+    size = tuple(int(s) for s in size)
+    key = (arch, size)
+    if key not in _SIZE_OK:
+        _SIZE_OK[key] = None if _runs_at(arch, size) else _size_line(arch, size, _nearest_size(arch, size))
+    if _SIZE_OK[key]:
+        raise FastmaskError(_SIZE_OK[key])
+
+
+def _size_line(arch, size, nearest):
+    hw = ",".join(map(str, nearest))
+    return (f"recipe field size: {arch} cannot run at {size[0]},{size[1]} (height,width); "
+            f"nearest size it takes: {hw} (--set size={hw})")

@@ -193,6 +193,9 @@ def _recipe(spec, spec_path):
 
 def _learner(spec, recipe, spec_path):
     dls = _dls(spec, recipe, spec_path)
+    # the body is built for the size its images are fed at, as it was trained (a ViT's position embeddings,
+    # a Swin's windows): the saved size, whatever the recipe fields say
+    recipe = recipe.variant(size=coerce("size", spec["size"]))
     return drop_training_cbs(build_learner(recipe, dls, notify=lambda *a: None, train=False))
 
 
