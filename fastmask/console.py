@@ -8,6 +8,7 @@ Vocabulary: the standard library only, so every layer can read it."""
 import contextlib
 import numbers
 import os
+import shlex
 import sys
 
 BARS, LINES, QUIET = "bars", "lines", "quiet"
@@ -91,3 +92,10 @@ def prog(command):
     if _via:
         return f"{_via} {command}"
     return f"python -m fastmask.{command.replace('-', '_')}"
+
+
+def command_line(*args, module="fastmask"):
+    """A command for a user to paste, as one shell line: the interpreter running now (`python -m fastmask ...`
+    by its full path, so it runs with the venv not activated), then `args`, each quoted for the shell. Paths
+    in `args` should be absolute, so the line does the same from any folder."""
+    return shlex.join([sys.executable, "-m", module, *map(str, args)])

@@ -3,6 +3,7 @@
 Writes the shipped recipes into DIR/recipes (default: the current folder), ready to run and edit:
 `fastmask run recipes/person_split.py`. Existing files are never overwritten: if one is in the way, nothing
 is written and the command names it."""
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,7 +64,10 @@ def main(argv):
     args = ap.parse_args(argv)
     dest, names = init(args.folder)
     print(f"wrote {len(names)} recipes to {dest}/: {', '.join(n[:-3] for n in names)}")
-    print(f"run one with: fastmask run {dest / 'person_split.py'} --set epochs=1")
+    # from the project folder, as the README says: runs/ and data/twin go there, and recipes/ is found there
+    here = Path(args.folder).resolve()
+    go = "" if here == Path.cwd().resolve() else f"cd {shlex.quote(str(here))} && "
+    print(f"run one with: {go}{console.command_line('run', 'recipes/person_split.py', '--set', 'epochs=1')}")
     return 0
 
 

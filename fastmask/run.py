@@ -5,6 +5,7 @@ Trains one recipe (one model, or one per fold with split="kfold:K") and records 
 training the parent recipe's run first when there is no comparable one, so the card ends with a verdict. Several
 recipes (or a folder of them) form a queue: their missing parents first, N runs at a time (--jobs), then a table
 of what ran, what was reused, what failed and each verdict; with --ray each run is a task on a Ray cluster."""
+import math
 import os
 import sys
 from pathlib import Path
@@ -47,7 +48,12 @@ def parse(argv):
     ap.add_argument("--quiet", action="store_true",
                     help=f"no progress bars or epoch lines: warnings, errors and the result only (or {console.ENV_QUIET}=1)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    m = args.decide_minutes
+    if m is not None and not (math.isfinite(m) and m > 0):  # 0, -1, nan would each read as "no limit"
+        raise FastmaskError(f"{ap.prog}: --decide-minutes {m:g}: not a positive number of minutes (leave it out for "
+                            "no time limit)")
+    return args
 
 
 def main(argv):
@@ -60,9 +66,15 @@ def main(argv):
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
     if (len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir()
             or args.ray is not None or args.cpus_per_run is not None):
-        from fastmask.runs.queue import run_queue
         if args.no_parent or args.decide_minutes is not None:
             raise FastmaskError("--no-parent and --decide-minutes are for one recipe, not a queue")
+        if args.ray is not None:  # before torch and fastai's import (seconds): a dead or silent address is one line
+            from fastmask.runs.on_ray import NEEDS_RAY, has_ray, reachable, trying
+            if not has_ray():
+                raise FastmaskError(NEEDS_RAY)
+            print(trying(args.ray), flush=True)
+            reachable(args.ray)
+        from fastmask.runs.queue import run_queue
         return run_queue(args.recipe, args.sets, data=args.data, runs_dir=args.runs, jobs=args.jobs,
                          dry_run=args.dry_run, skip_bad=args.skip_bad, cpus=args.cpus_per_run, ray=args.ray)
     from fastmask.runs.hypothesis import run_file
@@ -75,8 +87,10 @@ def terminate_as_interrupt():
     """SIGTERM (`timeout`, a scheduler, `kill`) ends a run the way Ctrl-C does: cleanly, status recorded."""
     import signal
 
+    from fastmask.errors import redelivered
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise redelivered() or KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
 
 

@@ -294,3 +294,59 @@ def test_queued_rows_show_only_while_the_queue_lives_and_keep_the_board_watching
     write_queue(runs, gone.pid)
     rows = board(runs, console=Console(record=True, width=160))
     assert rows == [] and not active(rows) and "location.reload" not in (runs / "index.html").read_text()
+
+
+@pytest.mark.parametrize("jobs", [
+    [{"name": "a", "role": "hypothesis", "status": "queued", "needs": 5}],         # needs: an int
+    [{"name": "a", "role": "hypothesis", "status": "queued", "needs": [["b"]]}],  # a name that is a list
+    [{"name": "a", "status": ["queued"], "needs": []}],                           # a status that is a list
+    7,                                                                            # jobs: not a list
+])
+@pytest.mark.parametrize("watching", [False, True])
+def test_a_live_queue_file_of_the_wrong_types_is_one_warning_not_a_traceback(tmp_path, monkeypatch, jobs, watching):
+    runs = tmp_path / "runs"
+    make_run(runs, "20260101T000000Z", "baseline", vp=fake_preds(tmp_path))
+    (runs / ".queue").mkdir()
+    (runs / ".queue" / "queue.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                            "jobs": jobs}))  # its process (this one) alive
+    rounds = []
+    def sleep(s):  # --watch: two rounds, then Ctrl-C
+        rounds.append(s)
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr("fastmask.views.board.sleep", sleep)
+    p = in_process("board", runs, "--no-html", *(["--watch", "1"] if watching else []))
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr == (f"fastmask: warning: board: {runs / '.queue' / 'queue.json'}: damaged (its jobs are not a "
+                        "queue's records); its queued jobs are not shown\n")  # once, however many rounds
+    assert "baseline" in p.stdout and "queued" not in p.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_params_at_a_narrow_width_keep_the_run_name_and_count_what_they_leave_out(tmp_path, monkeypatch, width):
+    """`board --params` in an 80- or 120-column terminal: whole columns go (never the run column, no header cut
+    short), and the footer's count and names are exactly the columns missing from the table."""
+    from fastmask.views.board import COLUMNS
+    monkeypatch.setenv("COLUMNS", str(width))
+    runs = tmp_path / "runs"
+    vp = fake_preds(tmp_path, acc=0.5, seed=1)
+    make_run(runs, "20260101T000000Z", "person_split_long_name", vp=vp)
+    changed = {"sampler": "oversample", "cutmix": "halves", "mix_prob": 0.5, "lr": 0.003, "epochs": 4,
+               "replicates": 2, "size": [64, 48], "augment": "light", "pretrained": False}
+    make_run(runs, "20260101T010000Z", "oversample_cutmix_long", parent="person_split_long_name", vp=vp, fields=changed)
+    console = Console(record=True, width=width)
+    board(runs, html_out=False, console=console, params=True)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width
+    assert any("person_split_long_name" in x for x in lines) and any("oversample_cutmix_long" in x for x in lines)
+    header = next(x for x in lines if x.strip().startswith("run "))
+    shown = re.split(r"\s{2,}", header.strip())
+    every = [*COLUMNS, *sorted(changed)]
+    assert set(shown) <= set(every) and shown[0] == "run"  # each header whole, the run first
+    missing = [c for c in every if c not in shown]
+    after = re.sub(r"\s+", " ", text[text.index(" column(s) left out") - 3:])  # the footer, however it wrapped
+    foot = re.search(r"(\d+) column\(s\) left out to fit (\d+) columns: (.*?) \(a wider window", after)
+    assert foot and int(foot[2]) == width
+    assert int(foot[1]) == len(missing) and sorted(foot[3].split(", ")) == sorted(missing)
+    assert ("epochs" in shown) == (width == 120)  # by hand: 80 leaves out every field, 120 keeps four

@@ -2,6 +2,8 @@
 the comparability flags, graceful gaps; and a reproducibility check with two tiny real trainings."""
 import json
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +212,10 @@ def test_no_parent_run_says_so_and_names_the_command(tmp_path):
                              vp=fake_preds(tmp_path, age=False), parent_fields={"x": 1})
     md = write_card(child, cfg, m, "finished", runs)
     assert "No comparable run of the parent `person_split`" in md and "verdict" not in m
-    assert "`python -m fastmask.run recipes/person_split.py --set epochs=1 --data /d/twin`" in md
+    # the parent's recipe file (none recorded: recipes/ from here), the --set, the data and runs folders, absolute
+    want = shlex.join([sys.executable, "-m", "fastmask", "run", str(Path("recipes/person_split.py").resolve()),
+                       "--set", "epochs=1", "--data", "/d/twin", "--runs", str(runs.resolve())])
+    assert f"Make one with `{want}`, then rerun this recipe." in md
     assert "1 finished run(s) on other data (fingerprint other)" in md
     assert "no `age` column" in md and "57-60" not in md  # the age section is skipped, not broken
     assert "## Reproducibility" in md and "## Error analysis" in md

@@ -175,3 +175,31 @@ def test_two_processes_train_one_run_as_one_process_records_it(rank0_run, twin, 
     from fastai.learner import load_learner
     learn = load_learner(two / "model.pkl")
     assert not any("module." in k for k in learn.model.state_dict())  # the export holds the bare model
+
+
+def test_a_refused_value_is_said_by_rank_0_alone(monkeypatch, capsys):
+    from fastmask import errors
+
+    def main(argv):
+        raise FastmaskError("recipe field epochs: 'ten' is not a valid int >= 1")
+    monkeypatch.setattr(errors, "RANK_WAIT_S", 0)
+    for rank, said in (("1", ""), ("0", "fastmask: error: recipe field epochs: 'ten' is not a valid int >= 1\n")):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as e:
+            errors.cli(main)([])
+        assert e.value.code == 2 and capsys.readouterr().err == said  # every rank exits 2; one says why
+
+
+def test_a_refused_value_under_torchrun_is_one_line_once(tmp_path):
+    """`torchrun --nproc_per_node 2 -m fastmask.run ... --set epochs=ten`: one line, not one per rank (torchrun's
+    own failure block follows: a rank exited non-zero)."""
+    import os
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(k, None)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fastmask.run",
+                        "recipes/person_split.py", "--set", "epochs=ten", "--runs", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode != 0
+    assert [x for x in p.stderr.splitlines() if x.startswith("fastmask:")] == [
+        "fastmask: error: recipe field epochs: 'ten' is not a valid int >= 1"], p.stderr[-3000:]

@@ -1,4 +1,5 @@
 """Bad input and faults in the pieces below the CLI: each ends in FastmaskError with one line."""
+import json
 import os
 import subprocess
 import sys
@@ -99,15 +100,16 @@ def test_nan_loss_names_epoch_and_lr(twin):
         fit(r, learn)
 
 
-def test_cli_turns_a_full_disk_into_one_line(capsys):
+@pytest.mark.parametrize("code, text", [(28, "No space left on device"), (27, "File too large")])  # ENOSPC, EFBIG
+def test_cli_turns_a_full_disk_into_one_line(capsys, code, text):
     from fastmask.errors import cli
 
     def main(argv):
-        raise OSError(28, "No space left on device", "/runs/x/model.pkl")
+        raise OSError(code, text, "/runs/x/model.pkl")
     with pytest.raises(SystemExit) as e:
         cli(main)([])
     assert e.value.code == 2
-    assert capsys.readouterr().err.strip() == "fastmask: error: /runs/x/model.pkl: No space left on device"
+    assert capsys.readouterr().err.strip() == f"fastmask: error: /runs/x/model.pkl: {text}"
 
 
 def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
@@ -173,3 +175,33 @@ def test_a_weights_file_is_opened_once_until_it_changes(tmp_path, monkeypatch):
     torch.save({"w": torch.zeros(3)}, f)  # rewritten: opened again
     build.check_weights_file(f)
     assert len(opened) == 2
+
+
+def _file_size_limit(limit):
+    """preexec_fn: the process may write no file past `limit` bytes (`ulimit -f`), and a write past it fails
+    with EFBIG instead of the process being killed by SIGXFSZ (as under a shell that ignores it)."""
+    import resource
+    import signal
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limited
+
+
+def test_the_file_size_limit_hit_while_exporting_is_one_line_and_a_failed_status_saying_why(twin, tmp_path):
+    """The tiny model's weights (~1.9 MB) do not fit under a 1 MB limit; the pixel cache (32x24, under 1 MB),
+    config, history and status do."""
+    from conftest import TINY
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/baseline.py", *TINY, "--data", str(twin),
+                        "--runs", str(runs)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "FASTMASK_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
+                       preexec_fn=_file_size_limit(1_000_000))
+    (d,) = runs.iterdir()
+    reason = (f"{d / 'model'}.*: exporting the model: File too large (the file-size limit, ulimit -f, is below the "
+              "model's size)")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.splitlines()[-1] == f"fastmask: error: {reason}" and p.stderr.count("fastmask: error") == 1
+    st = json.loads((d / "status.json").read_text())
+    assert (st["status"], st["error"]) == ("failed", reason)

@@ -2,6 +2,8 @@
 verdict goes stale and is re-judged, and the --decide loop's stopping rule: on planted run folders, no
 training (the stopping rule's trainer writes planted folders too)."""
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,9 @@ def test_one_seed_gives_a_command_that_decides(tmp_path):
     c = make_run(tmp_path, "c", [0], 0.9, parent="p")
     j = judge(RunFolder(c), tmp_path)
     assert j.verdict["verdict"] == "unreplicated"
-    assert j.entry["command"].startswith("fastmask run recipes/c.py") and "--decide" in j.entry["command"]
+    # this interpreter, the recipe file (none recorded: recipes/c.py from here) and the runs folder, absolute
+    assert shlex.split(j.entry["command"]) == [sys.executable, "-m", "fastmask", "run", str(Path("recipes/c.py").resolve()),
+                                               "--runs", str(tmp_path.resolve()), "--decide", "6"]
 
 
 def test_provisional_exactly_when_a_model_was_still_improving(tmp_path):

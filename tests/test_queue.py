@@ -2,6 +2,7 @@
 the threads, a failed parent fails only its own children, the end table says what ran and each verdict."""
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -180,3 +181,30 @@ def check_interrupted(stopped, jobs, lines, runs):
 def test_ctrl_c_interrupts_the_running_job_once_and_starts_nothing_new(tmp_path):
     runs = tmp_path / "runs"
     check_interrupted(*interrupt_a_queue(Local(1, cpus=1), runs, 1), runs)
+
+
+# --- the forms users type first: no --jobs ----------------------------------------------------------
+
+def test_a_queue_without_jobs_plans_one_at_a_time_with_commands_to_paste(twin, tmp_path):
+    """`fastmask run A.py B.py` as first typed (no --jobs, relative --runs and --data): one run at a time, and
+    each plan line is the command the job runs, pasteable from any folder (this interpreter, absolute paths)."""
+    root = project(tmp_path / "proj")
+    (tmp_path / "proj" / "data").symlink_to(twin)
+    p = in_process("run", "recipes/a.py", "recipes/b.py", "--dry-run", "--data", "data", "--runs", "runs", cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("queue: 3 job(s), 1 at a time (")
+    cmd = shlex.split(lines[2].split(": ", 1)[1])  # a (hypothesis) after root: ...
+    assert cmd == [sys.executable, "-m", "fastmask.run", str((root / "recipes" / "a.py").resolve()),
+                   "--runs", str((root / "runs").resolve()), "--data", str((root / "data").resolve())]
+
+
+def test_a_queue_without_jobs_runs_every_job(twin, tmp_path):
+    """The default form trains, one run at a time: the parent, then its child, each finished."""
+    root = project(tmp_path)
+    p = in_process("run", "recipes/root.py", "recipes/a.py", "--data", twin, "--runs", "runs", cwd=root)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "queue: 2 job(s), 1 at a time" in p.stdout and "Traceback" not in p.stdout + p.stderr
+    assert [x.split(" in ")[0] for x in p.stdout.splitlines() if x.startswith("queue: finished")] == [
+        "queue: finished root", "queue: finished a"]
+    assert json.loads(next((root / "runs").glob("*-a")).joinpath("metrics.json").read_text())["verdict"]

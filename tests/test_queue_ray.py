@@ -113,8 +113,46 @@ def test_an_address_where_nothing_listens_is_one_line_exit_2_not_minutes_of_retr
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     p = in_process("run", "recipes/person_split.py", "--ray", f"127.0.0.1:{port}", "--dry-run", cwd=REPO)
-    assert p.returncode == 2 and not p.stdout and len(p.stderr.strip().splitlines()) == 1
+    assert p.returncode == 2 and p.stdout == f"queue: joining the Ray cluster at 127.0.0.1:{port} (it has 3 s to answer)\n"
+    assert len(p.stderr.strip().splitlines()) == 1
     assert f"--ray 127.0.0.1:{port}: nothing answers" in p.stderr and "ray start --head" in p.stderr
+
+
+def test_a_silent_address_is_one_line_exit_2_within_5_s(tmp_path):
+    """A port that accepts connections and says nothing (not Ray): Ray itself would retry for minutes, printing a
+    warning every few seconds. Two recipes, no --jobs, as a user first types a queue."""
+    import socket
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)  # the kernel completes each connection; nothing is ever read or written
+        addr = "127.0.0.1:%d" % s.getsockname()[1]
+        started = time.monotonic()
+        p = in_process("run", "recipes/oversample_cutmix.py", "recipes/rare_cutmix.py", "--ray", addr, "--dry-run",
+                       cwd=REPO)
+        took = time.monotonic() - started
+    assert p.returncode == 2 and took < 5, (p.returncode, took)
+    assert p.stdout == f"queue: joining the Ray cluster at {addr} (it has 3 s to answer)\n"
+    assert p.stderr == (f"fastmask: error: --ray {addr}: {addr} accepts connections but did not answer as Ray within 3 s; "
+                        f"is it the head's GCS port (ray start --head --port={addr.split(':')[1]})?\n")
+
+
+def test_an_address_that_answers_in_another_protocol_is_one_line(tmp_path):
+    import socket
+    import threading
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        def http():  # a web server's answer, not HTTP/2's SETTINGS
+            c, _ = s.accept()
+            c.recv(100)
+            c.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            c.close()
+        threading.Thread(target=http, daemon=True).start()
+        addr = "127.0.0.1:%d" % s.getsockname()[1]
+        p = in_process("run", "recipes/person_split.py", "--ray", addr, "--dry-run", cwd=REPO)
+    assert p.returncode == 2 and p.stderr == (f"fastmask: error: --ray {addr}: {addr} answers, but not as Ray (no gRPC); "
+                                              f"is it the head's GCS port (ray start --head --port={addr.split(':')[1]})?\n")
 
 
 def test_a_task_that_cannot_start_its_run_fails_that_job_saying_why(ray_address, tmp_path):

@@ -128,3 +128,112 @@ def test_a_bad_relabel_file_stops_the_run_in_one_line_before_any_folder(data_dir
     p = in_process("run", "recipes/relabel.py", *TINY, "--data", data_dir, "--runs", tmp_path / "runs")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and f"{data_dir / RELABEL}:2: image" in p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# --- what people save: spreadsheets, repeated rows, a huge cell ---------------------------------------
+
+def _person(df, i=0):
+    """The i-th person of the data, their photos (in the frame's order) and given gender."""
+    p = sorted(df["person"].unique())[i]
+    mine = df[df["person"] == p]
+    return p, list(mine["folder"] + "/" + mine["file"]), mine["gender"].iloc[0]
+
+
+@pytest.mark.parametrize("rows, distinct", [
+    # the same person twice: 7 + 7 images named, 7 photos
+    (lambda p, photos, g: [f"{p},gender,{g},", f"{p},gender,{g},again"], 7),
+    # a person's gender and age, then one of their photos' mask: 7 + 7 + 1 named, 7 photos
+    (lambda p, photos, g: [f"{p},gender,{g},", f"{p},age,44,", f"{photos[0]},mask,incorrect,"], 7),
+    # a photo with and without .jpg, and one photo of another person: 1 + 1 + 1 named, 2 photos
+    (lambda p, photos, g: [f"{photos[1]},mask,incorrect,", f"{photos[1]}.jpg,mask,incorrect,", "OTHER,mask,wear,"], 2),
+])
+def test_the_card_counts_each_corrected_photo_once(data_dir, rows, distinct):
+    from fastmask.report.card import _relabel
+    df = load_data(data_dir, progress=False).train
+    p, photos, g = _person(df)
+    flip = "female" if g == "male" else "male"
+    _, others, _ = _person(df, 1)
+    write(data_dir, *(r.replace("OTHER", others[2]) for r in rows(p, photos, flip)))
+    r = load_data(data_dir, progress=False).relabel
+    assert r["images"] == distinct
+    line = _relabel({"relabel": r, "fields": {"relabel": False}})[0]
+    assert line.startswith(f"**Relabelled.** {len(r['corrections'])} correction(s) from `{data_dir / RELABEL}` "
+                           f"({distinct} images):"), line
+
+
+def test_a_spreadsheet_export_reads_as_the_plain_file(data_dir):
+    """Excel's "CSV UTF-8": a byte-order mark, \\r\\n, spaces around cells, empty trailing columns, capitals."""
+    df = load_data(data_dir, progress=False).train
+    p, photos, g = _person(df)
+    flip = "female" if g == "male" else "male"
+    write(data_dir, f"{p},gender,{flip},seen in photo 3", f"{photos[0]},mask,not_wear,", f"{p},age,31,")
+    plain = read_corrections(data_dir / RELABEL)
+    (data_dir / RELABEL).write_bytes("\ufeff".encode() + (
+        "ID , Field,Value,Note,,\r\n"
+        f" {p} ,Gender, {flip.title()} ,seen in photo 3,,\r\n"
+        f"{photos[0]},mask,NOT_WEAR,,,\r\n"
+        ",,,,\r\n"
+        f"{p},age,31\r\n").encode())
+    spread = read_corrections(data_dir / RELABEL)
+    assert [(c.id, c.field, c.value, c.note) for c in spread] == [(c.id, c.field, c.value, c.note) for c in plain]
+    assert [c.line for c in spread] == [2, 3, 5]  # the empty row is skipped, not renumbered
+    assert load_data(data_dir, progress=False).relabel["images"] == 7
+
+
+def test_a_quoted_note_may_hold_commas_and_line_ends(data_dir):
+    df = load_data(data_dir, progress=False).train
+    _, photos, _ = _person(df)
+    (data_dir / RELABEL).write_text(f'id,field,value,note\n{photos[0]},mask,wear,"a strap, then\nthe chin"\n'
+                                    f'{photos[1]},mask,wear,\n')
+    c = read_corrections(data_dir / RELABEL)
+    assert [(x.line, x.note) for x in c] == [(2, "a strap, then\nthe chin"), (4, "")]
+
+
+@pytest.mark.parametrize("rows, message", [
+    # an unquoted comma in the note: is "then the chin" a fifth column or part of the note?
+    (["PHOTO0,mask,wear,a strap,then the chin"], "relabel.csv:2: 5 columns, expected id,field,value[,note] (a note "
+                                                  "holding a comma must be quoted, as a spreadsheet saves it)"),
+    # one id and field, two values
+    (["PHOTO0,mask,wear,", "PHOTO1,mask,wear,", "PHOTO0.jpg,mask,incorrect,"],
+     "relabel.csv:4: sets mask of PHOTO0 to 'incorrect', but line 2 sets it to 'wear': keep one of the two rows"),
+    # a person's gender, then one of their photos' gender the other way
+    (["PERSON,gender,female,", "PHOTO1,gender,male,"],
+     "relabel.csv:3: sets gender of PHOTO1 to 'male', but line 2 sets it to 'female': keep one of the two rows"),
+    # a spreadsheet read the id as a number
+    (["NUMBER,age,40,"], "relabel.csv:2: person id 'NUMBER' is not in the training data (a spreadsheet drops the "
+                          "leading zeros of PERSON: save the id column as text)"),
+])
+def test_ambiguous_rows_are_refused_with_their_line(data_dir, rows, message):
+    df = load_data(data_dir, progress=False).train
+    p, photos, _ = _person(df)
+    fill = {"PHOTO0": photos[0], "PHOTO1": photos[1], "PERSON": p, "NUMBER": str(int(p))}
+    def filled(text):
+        for k, v in fill.items():
+            text = text.replace(k, v)
+        return text
+    write(data_dir, *map(filled, rows))
+    with pytest.raises(FastmaskError) as e:
+        load_data(data_dir, progress=False)
+    assert str(e.value) == f"{data_dir / RELABEL}:" + filled(message).split(":", 1)[1]
+
+
+def test_a_16_mb_field_is_one_line_naming_its_line(data_dir, tmp_path):
+    df = load_data(data_dir, progress=False).train
+    _, photos, _ = _person(df)
+    (data_dir / RELABEL).write_text(f"id,field,value,note\n{photos[0]},mask,wear,\n{photos[1]},mask,wear,"
+                                    + "x" * (16 << 20) + "\n")
+    p = in_process("run", "recipes/relabel.py", *TINY, "--data", data_dir, "--runs", tmp_path / "runs")
+    assert (p.returncode, p.stderr) == (2, f"fastmask: error: {data_dir / RELABEL}:3: a field longer than 131072 "
+                                           "characters\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("header_only", [False, True])
+def test_the_relabel_recipe_without_corrections_says_there_is_nothing_to_apply(data_dir, tmp_path, header_only):
+    if header_only:
+        write(data_dir)
+    p = in_process("run", "recipes/relabel.py", *TINY, "--no-parent", "--data", data_dir, "--runs", tmp_path / "runs")
+    assert p.returncode == 0, p.stderr[-2000:]
+    what = "has no corrections" if header_only else "does not exist"
+    assert (f"fastmask: warning: relabel=True, but {data_dir / RELABEL} {what}: nothing to apply; this run trains on "
+            "the labels given, as a run without relabel does\n") in p.stderr

@@ -542,11 +542,13 @@ def test_best_recipe_says_how_to_run_it_on_the_searchs_data(tmp_path, capsys):
     out = tmp_path / "recipes" / "tiny_best.py"
     p = write_best(study, base, space, out, tmp_path / "my runs", None, "python -m ...", ["epochs=1"],
                    data="data/my twin")
-    want = f"python -m fastmask.run {out} --set epochs=1 --data 'data/my twin' --runs '{tmp_path / 'my runs'}'"
+    # this interpreter by its full path, and every path absolute: it runs the same from any folder
+    want = shlex.join([sys.executable, "-m", "fastmask.run", str(out), "--set", "epochs=1",
+                       "--data", str(Path("data/my twin").resolve()), "--runs", str(tmp_path / "my runs")])
     assert f"    {want}\n" in p.read_text()  # one line, unwrapped: copy and paste
     assert f"search: run it with: {want}\n" in capsys.readouterr().out
     write_best(study, base, space, out, "runs", None, "python -m ...", [], data="twin")
-    assert f"search: run it with: python -m fastmask.run {out} --data twin\n" in capsys.readouterr().out
+    assert f"search: run it with: {shlex.join([sys.executable, '-m', 'fastmask.run', str(out), '--data', str(Path('twin').resolve()), '--runs', str(Path('runs').resolve())])}\n" in capsys.readouterr().out
 
 
 def test_the_command_shows_optunas_warnings_not_its_info_or_repeats(monkeypatch):
@@ -577,7 +579,7 @@ from fastmask.recipe import Recipe
 
 recipe = Recipe(arch="test_resnet", size=(32, 24), epochs=1, bs=16, pretrained=False)
 '''
-CHILD_RECIPE = '''"""Searching lr and CutMix around tiny_root, as recipes/search_lr_cutmix.py does around albu_light."""
+CHILD_RECIPE = '''"""Searching lr and CutMix around tiny_root, as recipes/search_lr_cutmix.py does around person_split."""
 from recipes.tiny_root import recipe as parent
 
 recipe = parent.but()
@@ -627,9 +629,11 @@ def test_the_printed_run_line_reproduces_the_best_on_the_same_data(searched_chil
     root, runs, ref, p = searched_child
     line = next(x for x in p.stdout.splitlines() if x.startswith("search: run it with: "))
     cmd = shlex.split(line.removeprefix("search: run it with: "))
-    assert cmd[:4] == ["python", "-m", "fastmask.run", "recipes/tiny_search_best.py"], cmd
+    assert cmd[:4] == [sys.executable, "-m", "fastmask.run", str((root / "recipes" / "tiny_search_best.py").resolve())], cmd
     assert line.split(": ", 2)[2] in (root / "recipes" / "tiny_search_best.py").read_text()
-    q = in_process(cmd[2].removeprefix("fastmask."), *cmd[3:], cwd=root)  # the printed command's arguments
+    elsewhere = root / "elsewhere"  # no recipes/ here: the command names its recipe file by its full path
+    elsewhere.mkdir()
+    q = in_process(cmd[2].removeprefix("fastmask."), *cmd[3:], cwd=elsewhere)  # pasted in another folder
     assert q.returncode == 0, q.stderr[-3000:]
     d, = runs.glob("*-tiny_search_best")
     cfg = json.loads((d / "config.json").read_text())

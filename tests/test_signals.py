@@ -125,3 +125,57 @@ def test_non_finite_numbers_fail_at_set(bad, tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr[-2000:]
     assert f"recipe field {bad.split('=')[0]}" in p.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _signal_inside_a_finalizer():
+    """SIGTERM arriving while a weakref callback runs (as the garbage collector runs them anywhere: the
+    --decide loop's next seed hit one in WeakKeyDictionary's `remove`). Python drops an exception a finalizer
+    raises, printing "Exception ignored in ... KeyboardInterrupt". Returns how many loop turns ran after."""
+    import weakref
+
+    class Thing:
+        pass
+
+    def callback(_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs here, inside the callback
+            pass
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing  # the callback runs now
+    turns = 0
+    for _ in range(200):  # the interrupt must reach the command's own code
+        time.sleep(0.005)
+        turns += 1
+    return turns, ref
+
+
+@pytest.mark.parametrize("where", ["run", "session"])
+def test_sigterm_inside_a_finalizer_is_just_the_interrupted_line(where):
+    """Outside a run session (run.py's SIGTERM handler) and inside one (session.Signals, which counts signals:
+    the interrupt delivered again is not a second signal, so not StopNow)."""
+    from conftest import as_new_process
+    from fastmask.errors import StopNow, cli
+    from fastmask.run import terminate_as_interrupt
+    from fastmask.runs.session import Signals
+    seen = {}
+
+    def main(argv):
+        terminate_as_interrupt()
+        if where == "run":
+            seen["turns"] = _signal_inside_a_finalizer()[0]
+            return 0
+        with Signals() as s:
+            try:
+                seen["turns"] = _signal_inside_a_finalizer()[0]
+            except KeyboardInterrupt as e:
+                seen["hits"], seen["stop_now"] = s.hits, isinstance(e, StopNow)
+                raise
+        return 0
+    with as_new_process() as (out, err):
+        with pytest.raises(SystemExit) as e:
+            cli(main)([])
+    assert e.value.code == 130 and "turns" not in seen  # interrupted before the loop ran out
+    assert err.getvalue() == "fastmask: interrupted\n"  # no "Exception ignored in ...", no traceback
+    if where == "session":
+        assert seen == {"hits": 1, "stop_now": False}

@@ -7,7 +7,6 @@ added later (`--decide`, `--replicates`, another `--set seed=`) join the same ve
 before its parent finished, or before more seeds came in, is re-judged (`rejudge`) by the next run of
 that recipe, by `fastmask board` and by `fastmask compare` (outputs.rejudge rewrites the card); the verdict it
 replaced stays in metrics.json's `verdict_history`."""
-import shlex
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,22 +72,45 @@ def judge(this, runs_dir):
         v = None
     newest = parents[0]
     rising = [who for who, h in (("this run", this.history), ("the parent's run", newest.history)) if still_improving(h)]
-    command = decide_command(cfg) if v is not None and v.get("verdict") not in DECIDED else None
+    command = decide_command(cfg, runs=runs_dir) if v is not None and v.get("verdict") not in DECIDED else None
     return Judgement(newest, v, rising, child_runs=[k.name for k in kids], parent_runs=[p.name for p in parents],
                      command=command)
 
 
-def decide_command(cfg, budget=None):
-    """The command that adds paired seeds to this run's setup and its parent's until the verdict decides."""
+def decide_command(cfg, budget=None, runs=None):
+    """The command that adds paired seeds to this run's setup and its parent's until the verdict decides:
+    pasted from any folder it continues this evidence (the same recipe file, --set, --data and --runs)."""
     fields = cfg.get("fields") or {}
     budget = budget or max(DEFAULT_DECIDE, int(fields.get("decide") or 0))
-    sets = [f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-            for k, v in (cfg.get("overrides") or {}).items() if k not in ("decide", "replicates")]
+    return run_command(cfg, runs, drop=("decide", "replicates"), extra=("--decide", budget))
+
+
+def run_command(cfg, runs=None, recipe=None, drop=(), extra=()):
+    """`fastmask run` for the setup of the run whose config.json is `cfg`, as a user pastes it: this
+    interpreter by its full path (console.command_line), the recipe file (`recipe`, default the run's own;
+    runs from before config.json kept its path: recipes/NAME.py), its --set overrides but those in `drop`,
+    --data and --runs (`runs`, the run's runs folder) absolute, then `extra`."""
+    from fastmask.console import command_line
+    sets = [x for k, v in (cfg.get("overrides") or {}).items() if k not in drop for x in ("--set", f"{k}={_set_text(v)}")]
+    recipe = recipe or cfg.get("recipe_file") or f"recipes/{cfg.get('name')}.py"
+    args = [_absolute(recipe), *sets]
     data = cfg.get("data")
-    extra = []
-    if data and Path(data).name != "twin":
-        extra += ["--data", shlex.quote(str(Path(data).parent if Path(data).name == "train" else data))]
-    return " ".join([f"fastmask run recipes/{cfg.get('name')}.py", *sets, *extra, f"--decide {budget}"])
+    if data:
+        args += ["--data", _absolute(Path(data).parent if Path(data).name == "train" else data)]
+    if runs is not None:
+        args += ["--runs", _absolute(runs)]
+    return command_line("run", *args, *extra)
+
+
+def _set_text(v):
+    # --set's own text for a value: a list as a,b (size=64,48), a dict as k:v,k:v (loss=ce:0.6,f1:0.4)
+    if isinstance(v, dict):
+        return ",".join(f"{k}:{x}" for k, x in v.items())
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _absolute(path):
+    return str(Path(path).expanduser().resolve())
 
 
 def still_improving(history, tol=0.005):
@@ -144,7 +166,7 @@ def plan_for(run_dir, runs_dir=None, effect=None):
     j = judge(this, Path(runs_dir) if runs_dir else d.parent)
     if j.verdict is None:
         raise FastmaskError(f"{d}: no comparable finished run of the parent {cfg['parent']} to measure the noise "
-                            f"against; run `{decide_command(cfg, 2)}` first")
+                            f"against; run `{decide_command(cfg, 2, runs_dir or d.parent)}` first")
     v = j.verdict
     effect = effect or (cfg.get("fields") or {}).get("min_effect", 0.02)
     head = (f"{cfg.get('name')} vs {cfg['parent']}: {v.get('verdict')}"

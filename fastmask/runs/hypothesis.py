@@ -2,13 +2,15 @@
 (the parent on demand), the recipe's own run, then, with `--decide`, one more seed on each side at a time
 until the verdict decides or the budget ends. Every model is an ordinary run folder; the verdict pools
 them seed by seed (report.judgement)."""
+import sys
 import time
 from pathlib import Path
 
 from fastmask.data.load import load_data
+from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
-from fastmask.learn.distributed import is_distributed, main_first, setup
+from fastmask.learn.distributed import is_distributed, is_main, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.store.folder import CARD
 from fastmask.store.index import pool, seeds_of
@@ -32,6 +34,10 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
         raise FastmaskError(f"--data {data}: no such folder")
     with main_first():
         loaded = load_data(data, skip_bad=skip_bad)
+    if recipe.relabel and not (loaded.relabel or {}).get("corrections") and is_main():
+        what = "has no corrections" if loaded.relabel else "does not exist"
+        print(f"fastmask: warning: relabel=True, but {Path(loaded.root) / RELABEL} {what}: nothing to apply; this "
+              "run trains on the labels given, as a run without relabel does", file=sys.stderr)
     if is_distributed():  # every rank must train the same runs: one run, as asked, no parent or seeds added
         d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
         return 0 if d is None or _status(d) == "finished" else 1

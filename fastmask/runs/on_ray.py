@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ NEEDS_RAY = "--ray needs Ray: pip install 'fastmask[ray]'"
 POLL_S = 0.5      # how often a running job looks for the queue's stop file
 TAIL_LINES = 40   # of its log, what a job hands back (the failure's reason is at the end)
 FORWARD = ("FASTMASK_", "HF_", "MLFLOW_")  # environment prefixes a Ray task takes from the queue's process
-CONNECT_S = 5     # how long --ray ADDRESS may take to answer before the queue says nothing listens there
+CONNECT_S = 3     # how long --ray ADDRESS may take to answer (a head answers in milliseconds): the command
+                  # fails within the README's 5 s, its start included
 
 
 # --- one job, wherever it runs ------------------------------------------------------------------------
@@ -100,6 +102,15 @@ def forwarded(environ):
     return {k: v for k, v in environ.items() if k.startswith(FORWARD)}
 
 
+def has_ray():
+    """Whether the ray package is installed, without importing it (a second or more)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except ValueError:  # in sys.modules without a spec
+        return "ray" in sys.modules and sys.modules["ray"] is not None
+
+
 def need_ray():
     """ray, imported; its absence is a FastmaskError saying how to install it."""
     try:
@@ -169,18 +180,50 @@ def _reason(e):
     return f"{type(e).__name__}: {first}"[:300]
 
 
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its client server) answers
+# with a frame of its own (its SETTINGS, frame type 4); a port that accepts and says nothing is not Ray
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def trying(address):
+    """The line the queue prints before it joins Ray at `address`: what it is about to try."""
+    if address == "auto":
+        return "queue: joining Ray: the running cluster on this machine, else a local instance started now"
+    return f"queue: joining the Ray cluster at {address} (it has {CONNECT_S} s to answer)"
+
+
 def reachable(address):
-    """A FastmaskError when nothing answers at a host:port `address` (ray:// too) within a few seconds: Ray
-    itself retries a dead address for minutes. "auto" and other forms are left to Ray."""
+    """A FastmaskError when nothing answers as Ray at a host:port `address` (ray:// too) within CONNECT_S
+    seconds: nothing listening, or a port that accepts and stays silent (Ray itself would retry either for
+    minutes, printing a warning every few seconds). Ray's head speaks gRPC: it must answer HTTP/2's opening
+    within the same time (not checked with RAY_USE_TLS, whose servers wait for TLS). "auto" and other forms
+    are left to Ray."""
     hostport = address.removeprefix("ray://")
     host, colon, port = hostport.rpartition(":")
     if not colon or not port.isdigit() or not host:
         return
+    deadline = time.monotonic() + CONNECT_S
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return
+            conn.sendall(PREFACE)
+            head = b""
+            while len(head) < 9:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                got = conn.recv(9 - len(head))
+                if not got:
+                    break
+                head += got
+    except socket.timeout:
+        raise FastmaskError(f"--ray {address}: {host}:{port} accepts connections but did not answer as Ray within "
+                            f"{CONNECT_S} s; is it the head's GCS port (ray start --head --port={port})?") from None
     except OSError as e:
         raise FastmaskError(f"--ray {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the head "
                             f"there (ray start --head --port={port}) or use --ray auto") from None
+    if len(head) < 4 or head[3] != 4:  # closed, or answered in another protocol
+        raise FastmaskError(f"--ray {address}: {host}:{port} answers, but not as Ray (no gRPC); is it the head's GCS "
+                            f"port (ray start --head --port={port})?")
 
 
 def connect(ray, address):
@@ -190,6 +233,9 @@ def connect(ray, address):
         if address not in ("auto", _gcs(ray)):
             raise FastmaskError(f"--ray {address}: this process is already connected to Ray at {_gcs(ray)}")
         return False, _gcs(ray), f"using this process's Ray connection ({_gcs(ray)})"
+    # Ray's own lines stay out of the console: its Python logging, its workers' output, and its C++ core's
+    # warnings (RAY_BACKEND_LOG_LEVEL), which a slow or refused connection prints every few seconds
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     opts = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address == "auto":
         try:

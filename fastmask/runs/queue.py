@@ -10,6 +10,7 @@ RUNS/.queue/queue.json says at each change how each job stands (the board shows 
 ends with a table of what ran, what was reused, what failed and why, and each verdict."""
 import json
 import os
+import shlex
 import socket
 import sys
 from collections import deque
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fastmask.data.layout import fingerprint
-from fastmask.data.load import load_data
+from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.recipe import load_recipe, parse_sets
@@ -166,13 +167,17 @@ def run_queue(paths, sets=(), data=None, runs_dir="runs", jobs=None, dry_run=Fal
             raise FastmaskError(f"{flag} {n}: at least 1")
     if ray is not None:  # before the plan's data work: a missing package or a dead address is one line
         need_ray()
-        reachable(ray)
+        reachable(ray)  # `fastmask run` checked it already, saying what it tried (on_ray.trying)
     todo = plan(paths, sets, data, runs_dir, skip_bad)
-    if ray is not None:  # every node sees the one shared runs folder, recipes and data at the same paths
-        runs_dir, data = Path(runs_dir).resolve(), None if data is None else Path(data).resolve()
-        for j in todo:
-            j.file = str(Path(j.file).resolve())
-    engine = OnRay(ray, cpus, out) if ray is not None else Local(jobs or 1, cpus)
+    # absolute paths in every command: the plan's lines reproduce each job from any folder, and on Ray every
+    # node sees the one shared runs folder, recipes and data at the same paths (the default twin: where the
+    # plan found or made it)
+    runs_dir, data = Path(runs_dir).resolve(), default_data() if data is None else Path(data).resolve()
+    for j in todo:
+        j.file = str(Path(j.file).resolve())
+    # how many run at once: --jobs; without it one at a time here, and on Ray every ready job (Ray places them)
+    limit = jobs or (len(todo) if ray is not None else 1)
+    engine = OnRay(ray, cpus, out) if ray is not None else Local(limit, cpus)
     try:
         if ray is not None and jobs is not None:
             engine.where += f", at most {jobs} at a time"
@@ -182,7 +187,7 @@ def run_queue(paths, sets=(), data=None, runs_dir="runs", jobs=None, dry_run=Fal
         if dry_run:
             return 0
         interrupted = drive(todo, engine, lambda j: command(j, sets, data, runs_dir, skip_bad), Path(runs_dir),
-                            jobs or len(todo), out)
+                            limit, out)
     finally:
         engine.close()
     out_table(todo)
@@ -192,10 +197,10 @@ def run_queue(paths, sets=(), data=None, runs_dir="runs", jobs=None, dry_run=Fal
 
 
 def plan_line(j, cmd):
-    """A job as the plan prints it: what it waits for, and the run it reuses or the command it runs."""
+    """A job as the plan prints it: what it waits for, and the run it reuses or the command it runs (as it
+    runs it: this interpreter by its full path and absolute paths, so it can be pasted anywhere)."""
     return (f"  {j.name} ({j.role})" + (f" after {', '.join(j.needs)}" if j.needs else "")
-            + (f": reused {j.run.name if j.run else ''}" if j.status == "reused" else
-               f": {' '.join(Path(x).name if i == 0 else x for i, x in enumerate(cmd))}"))
+            + (f": reused {j.run.name if j.run else ''}" if j.status == "reused" else f": {shlex.join(map(str, cmd))}"))
 
 
 def drive(todo, engine, command_of, runs_dir, jobs, out=print):

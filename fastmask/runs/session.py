@@ -1,5 +1,6 @@
 """One run session: the folder, every model it trains (one, one per fold, or one per seed) and its final
 status, the same on every rank of a data-parallel run (ranks > 0 train beside rank 0 and write nothing)."""
+import errno
 import gc
 import signal
 import sys
@@ -13,7 +14,7 @@ import pandas as pd
 from fastai.callback.progress import CSVLogger
 
 from fastmask.data.layout import fingerprint
-from fastmask.errors import FastmaskError, StopNow
+from fastmask.errors import FastmaskError, StopNow, redelivered
 from fastmask.data.dls import build_dls, check_data
 from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.learn.tracker import KeepBest
@@ -109,7 +110,25 @@ def final(run, status, **extra):
 
 def one_line(e):
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, FastmaskError):  # its message says it all, as the console's line does
+        return text[:300]
     return f"{type(e).__name__}: {text}"[:300]
+
+
+# a write the machine refused for want of room: the user's to fix, said in one line (status.json, console)
+NO_ROOM = {errno.EFBIG: "the file-size limit, ulimit -f, is below the model's size",
+           errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}
+
+
+def exported(learn, path, recipe):
+    """models.export, with a write refused for want of room (the file-size limit, a full disk) as one line
+    naming the model: the run is failed, its status saying why, and the command exits 2 without a traceback."""
+    try:
+        export(learn, path, recipe)
+    except OSError as e:
+        if e.errno not in NO_ROOM:
+            raise
+        raise FastmaskError(f"{path.with_suffix('')}.*: exporting the model: {e.strerror} ({NO_ROOM[e.errno]})") from None
 
 
 def units(recipe):
@@ -127,8 +146,10 @@ def asked_status(cbs):
 def start_run(recipe, data, runs_dir, overrides, info=None):
     """The run folder and its config.json, written before any training."""
     run = Run(runs_dir, recipe)
+    # the recipe files and the data folder by absolute path: the commands a card prints must work from any folder
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
-           "data": str(data.root), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
+           "recipe_file": recipe.file, "parent_file": recipe.parent.file if recipe.parent is not None else None,
+           "data": str(Path(data.root).resolve()), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
            "n_people": int(data.train["person"].nunique()), "environment": environment(),
            **({"relabel": data.relabel} if getattr(data, "relabel", None) else {}), **(info or {})}
     write_json(run.path(CONFIG), cfg)  # once, before training: what was asked, not what came out
@@ -205,7 +226,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
                         part.eval_probs = signals.unless_stopped(predict_probs, learn, data.eval["path"])
                     if fold is not None or seed == recipe.seed:  # replicates: the first seed's model is the run's
                         part.model = run.path(MODEL_PKL if fold is None else f"{part.name}.pkl")
-                        export(learn, part.model, r)
+                        exported(learn, part.model, r)
             if signals.hits and part.status == "finished":
                 part.status = "interrupted"
     except KeyboardInterrupt:  # a second Ctrl-C, or one before fit: nothing of this part is kept
@@ -248,6 +269,9 @@ class Signals:
         return False
 
     def _handler(self, signum, frame):
+        lost = redelivered()
+        if lost is not None:  # the first signal's interrupt, which a finalizer swallowed: not a second signal
+            raise lost
         self.hits += 1
         if self.hits > 1:
             raise StopNow

@@ -27,6 +27,7 @@ import warnings
 from collections import namedtuple
 from pathlib import Path
 
+from fastmask import console
 from fastmask.errors import FastmaskError
 
 try:
@@ -91,6 +92,7 @@ def search(recipe_file, trials, *, sets=(), data=None, runs_dir="runs", storage=
             study.set_metric_names([METRIC_NAME])
     print(f"search: study {study_name} on {label}, searching {', '.join(sample)}; {trials} trials in all")
     loaded = load_data(data, skip_bad=skip_bad)
+    data = loaded.root  # the commands it prints name the data folder (the default twin too): the same from any folder
     parent_run = baseline(base, loaded, runs_dir, overrides, train=train_baseline,
                           reproduce=lambda r: command("fastmask.run", recipe_file if r is base else shown(r.file),
                                                       sets, data, runs_dir))
@@ -292,9 +294,11 @@ def shown(path):
 
 
 def command(module, recipe_file, sets, data, runs_dir, extra=()):
-    parts = [Path(sys.executable).name, "-m", module, str(recipe_file), *extra, *[x for s in sets for x in ("--set", s)]]
-    parts += (["--data", str(data)] if data is not None else []) + (["--runs", str(runs_dir)] if str(runs_dir) != "runs" else [])
-    return " ".join(shlex.quote(p) for p in parts)
+    """The command line a user pastes to do it again, from any folder: this interpreter by its full path, the
+    recipe file, --data and --runs absolute."""
+    parts = [str(Path(recipe_file).resolve()), *extra, *[x for s in sets for x in ("--set", s)]]
+    parts += (["--data", str(Path(data).resolve())] if data is not None else []) + ["--runs", str(Path(runs_dir).resolve())]
+    return console.command_line(*parts, module=module)
 
 
 # --- optuna: storage, pruner, the trial loop ------------------------------------------------------

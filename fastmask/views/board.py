@@ -194,17 +194,23 @@ def tree(runs):
 
 # --- a live queue's jobs without a run folder yet ----------------------------------------------------
 
-def queued(runs_dir):
+def queued(runs_dir, warn=None):
     """A row for each job of the queue RUNS/.queue/queue.json describes that has no run folder yet, while
     that queue lives (its pid, on this host; a dead or distant one shows nothing): status "queued", and in the
-    verdict column what it waits for. Rows come after the runs' tree, in the queue's order."""
+    verdict column what it waits for. Rows come after the runs' tree, in the queue's order. A live queue's
+    file whose jobs are not what the queue writes (a job not an object, a name or status not text, needs
+    not a list of names) shows no rows and one warning line (`warn`, default stderr), as a damaged run does."""
+    path = Path(runs_dir) / QUEUE
     try:
-        q = json.loads((Path(runs_dir) / QUEUE).read_text(encoding="utf-8"))
+        q = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     if not isinstance(q, dict) or q.get("host") != socket.gethostname() or pid_alive(q.get("pid")) is not True:
         return []
-    jobs = [j for j in q.get("jobs") or [] if isinstance(j, dict) and isinstance(j.get("name"), str)]
+    jobs = q.get("jobs") or []
+    if not (isinstance(jobs, list) and all(_job_record(j) for j in jobs)):
+        (warn or _warn)(f"board: {path}: damaged (its jobs are not a queue's records); its queued jobs are not shown")
+        return []
     status = {j["name"]: j.get("status") for j in jobs}
     rows = []
     for j in jobs:
@@ -215,6 +221,12 @@ def queued(runs_dir):
         elif j.get("status") == "running" and not _has_folder(runs_dir, j["name"]):
             rows.append(_queued_row(runs_dir, j, "starting"))  # on Ray: until a node has its CPUs and GPUs free
     return rows
+
+
+def _job_record(j):
+    """Whether `j` is a job as queue.State writes it, as far as the board reads it."""
+    return (isinstance(j, dict) and isinstance(j.get("name"), str) and isinstance(j.get("status"), (str, type(None)))
+            and isinstance(j.get("needs", []), (list, type(None))) and all(isinstance(n, str) for n in j.get("needs") or []))
 
 
 def _has_folder(runs_dir, name):
@@ -360,7 +372,7 @@ def table(rows, title, drop=(), params=()):
     keep = [i for i, c in enumerate(names) if c not in drop]
     for i in keep:
         t.add_column(escape(names[i]), justify="right" if names[i] in NUMERIC else "left", no_wrap=i != 0,
-                     overflow="fold")
+                     overflow="fold", min_width=RUN_MIN if i == 0 else None)
     for r in rows:
         c = [escape(x) for x in cells(r, params)]
         for i, word in ((1, r["status"]), (2, verdict_word(r))):  # coloured by the word the cell starts with
@@ -370,15 +382,23 @@ def table(rows, title, drop=(), params=()):
     return t
 
 
+RUN_MIN = 12  # the run column's narrowest: on a console too narrow for the rest, its names fold, never vanish
+LEAVE_OUT = ("started UTC", "minutes", "holdout F1")  # the first columns a narrow console does without
+
+
 def fitted_table(rows, title, console, params=()):
-    """The table, leaving out the least needed columns while it is wider than the console."""
+    """The table at its natural width: while it is wider than the console, whole columns are left out (started
+    UTC, minutes, holdout F1, then the parameter columns from the right, so those --columns names come last)
+    rather than every header squeezed to a few letters; the run column always stays. Returns (table, the
+    headers left out, in the order they went)."""
+    order = [*LEAVE_OUT, *reversed(params)]
     drop = []
-    for extra in ((), ("started UTC",), ("minutes",), ("holdout F1",)):
-        drop += extra
+    while True:
         t = table(rows, title, drop, params)
-        if console.measure(t, options=console.options.update_width(10_000)).maximum <= console.width:
-            break
-    return t, drop
+        wide = console.measure(t, options=console.options.update_width(10_000)).maximum
+        if wide <= console.width or len(drop) == len(order):
+            return t, drop
+        drop.append(order[len(drop)])
 
 
 # --- index.html -------------------------------------------------------------------------------------
@@ -455,7 +475,8 @@ def print_table(rows, runs_dir, console, shown, params):
         t, drop = fitted_table(rows, f"runs in {runs_dir}", console, shown)
         console.print(t)
         if drop:
-            console.print(f"[dim]left out to fit {console.width} columns: {', '.join(drop)}[/]")
+            console.print(f"[dim]{len(drop)} column(s) left out to fit {console.width} columns: "
+                          f"{escape(', '.join(drop))} (a wider window shows them)[/]")
         if params and not varying(rows):
             console.print("[dim]every recipe field is the same in these runs[/]")
         for r in rows:
@@ -488,7 +509,7 @@ def watch(runs_dir="runs", every=10.0, html_out=True, console=None, columns=(), 
             _warn(message)
     rounds = 0
     while True:
-        rows = tree(collect(runs_dir, warn=warn, rejudge=rejudge and not rounds)) + queued(runs_dir)
+        rows = tree(collect(runs_dir, warn=warn, rejudge=rejudge and not rounds)) + queued(runs_dir, warn)
         shown = param_columns(rows, columns, params)
         now = datetime.now().strftime("%H:%M:%S")
         out = write_html(rows, runs_dir, reload_s=every) if html_out else None
