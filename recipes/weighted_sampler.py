@@ -1,4 +1,5 @@
-"""Drawing training images with inverse-class-frequency weights raises macro F1 over person_split (the retrospective's imbalanced sampler)."""
+"""Gentler class weights (inverse frequency to the power 0.5: rare classes drawn more often than their share, not
+as often as the common ones) raise macro F1 over person_split's full inverse-frequency weights (power 1)."""
 from recipes.person_split import recipe as parent
 
-recipe = parent.but(sampler="weighted")
+recipe = parent.but(sampler="weighted:0.5")

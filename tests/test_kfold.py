@@ -20,11 +20,11 @@ _RUNS = {}
 
 
 def kfold_run(twin, tmp_path_factory):
-    """One tiny k-fold run of recipes/kfold_light.py through the CLI, shared by the k-fold, infer and
+    """One tiny k-fold run of recipes/kfold_strong.py through the CLI, shared by the k-fold, infer and
     predict tests (made once per session). Returns (run folder, CLI stdout)."""
     if str(twin) not in _RUNS:
         runs = tmp_path_factory.mktemp("kfold_runs")
-        p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/kfold_light.py", "--no-parent", *TINY,
+        p = subprocess.run([sys.executable, "-m", "fastmask.run", "recipes/kfold_strong.py", "--no-parent", *TINY,
                             "--set", f"split=kfold:{K}", "--data", str(twin), "--runs", str(runs)],
                            cwd=REPO, capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stderr[-3000:]

@@ -143,6 +143,49 @@ def test_early_stopping_fires_but_never_before_the_lr_peak(data, base, tmp_path,
     assert len(learn.recorder.values) == expected
 
 
+def test_paired_difference_by_hand():
+    """Two people of two photos: A right on all four (macro F1 1), B wrong on one photo of each (0.5 per class,
+    0.5). Bootstrap draws: both people a (p = 1/4) -> B's F1 on a alone is (2/3 + 0) / 2 = 1/3, difference 2/3;
+    both b likewise 2/3; one each (p = 1/2) -> 1/2. So the difference's sd is 1/12 (0.0833)."""
+    from fastmask.learn.metrics import paired_difference
+    y = np.array([0, 0, 1, 1])
+    lead, se = paired_difference(y, y, np.array([0, 1, 1, 0]), ["a", "a", "b", "b"], draws=4000)
+    assert lead == pytest.approx(0.5)
+    assert se == pytest.approx(1 / 12, abs=0.005)
+    assert paired_difference(y, y, y, ["a", "a", "b", "b"]) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("se,kept", [(0.05, 2), (0.02, 1)])
+def test_keep_best_keeps_the_latest_epoch_not_credibly_worse(data, base, tmp_path, monkeypatch, se, kept):
+    """Best 0.9 at epoch 1, 0.85 at epoch 2: a lead of 0.05 is within 2 standard errors when the paired
+    difference's se is 0.05 (epoch 2 is kept: the most trained of the epochs noise cannot tell apart), not
+    when it is 0.02 (epoch 1 is)."""
+    from fastmask.learn import tracker
+    monkeypatch.setattr(tracker, "paired_difference", lambda *a, **k: (None, se))
+    r = base.but(epochs=3, lr=1e-2)
+    learn = learner(r, data, tmp_path)
+    spy = Planted([0.2, 0.9, 0.85])
+    fit(r, learn, cbs=[spy])
+    keep = next(cb for cb in learn.cbs if isinstance(cb, tracker.KeepBest))
+    assert keep.best_epoch == kept
+    now = learn.model.state_dict()
+    key = next(k for k, v in now.items() if v.dtype.is_floating_point and v.dim() > 1)
+    assert torch.equal(now[key], spy.weights[kept][key])
+
+
+@pytest.mark.parametrize("se,expected", [(0.05, 8), (0.01, 4)])
+def test_early_stopping_counts_only_credibly_worse_epochs(data, base, tmp_path, monkeypatch, se, expected):
+    """patience 2, best 0.9 at epoch 0, then 0.82 for ever: with the difference's se at 0.05 a lead of 0.08
+    is noise, so all 8 epochs train; at 0.01 it is credibly worse, and after the lr peak (epoch 1 ends at
+    2/8 = the peak, not counted) epochs 2 and 3 count: stop after 4."""
+    from fastmask.learn import tracker
+    monkeypatch.setattr(tracker, "paired_difference", lambda *a, **k: (None, se))
+    r = base.but(epochs=8, patience=2, lr=1e-2)
+    learn = learner(r, data, tmp_path)
+    fit(r, learn, cbs=[Planted([0.9] + [0.82] * 7)])
+    assert len(learn.recorder.values) == expected
+
+
 def test_nan_guard_stays_quiet_inside_lr_find(data, base):
     learn = learner(base, data)
     guard = next(cb for cb in learn.cbs if isinstance(cb, NanGuard))

@@ -95,7 +95,7 @@ def model_file(twin, tmp_path_factory):
     """person_split (augment="none", so its TTA pass is a horizontal flip) at tiny settings, exported untrained:
     STEM.json + STEM.safetensors, as predict opens them."""
     from fastmask.repl import load_recipe, parse_sets
-    r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
+    r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets([*TINY[1::2], "augment=none"]))
     assert r.augment == "none"
     learn = r.learner(data=twin)
     stem = tmp_path_factory.mktemp("model") / "m"

@@ -292,11 +292,11 @@ def test_the_using_it_block_runs(project, using_it):
 
 @pytest.fixture(scope="module")
 def kfold_block(project, using_it):
-    """The k-fold block: its first line trains kfold; then kfold_light (a child of kfold, whose run the block's
+    """The k-fold block: its first line trains kfold; then kfold_strong (a child of kfold, whose run the block's
     TTA line names) is trained, reusing that run as its parent; runs/A is the k-fold run, runs/B age58's."""
     cmds = block_with("recipes/kfold.py")
     out = project.run_block(cmds[:1])
-    p = project.call("run", ["recipes/kfold_light.py"])
+    p = project.call("run", ["recipes/kfold_strong.py"])
     assert p.returncode == 0 and "parent kfold: reusing" in p.stdout, p.stderr[-2000:]
     project.stand_ins = {"runs/A": project.runs("kfold")[-1], "runs/B": project.runs("age58")[-1]}
     out.update(project.run_block(cmds[1:]))

@@ -10,6 +10,7 @@ from fastai.metrics import accuracy
 from fastai.vision.core import imagenet_stats
 
 from fastmask.data import faces
+from fastmask.data import sampling, split  # noqa: F401  (register the sampler and split names check_choices reads)
 from fastmask.errors import FastmaskError
 from fastmask.recipe import Recipe
 from fastmask.labels import N_CLASSES

@@ -1,7 +1,6 @@
 """card.md: what was tested, what changed, what came out against the parent's latest comparable run, where
 the errors are, and how to reproduce it. Plain Markdown (headings, tables, lists, images) that renders on
 any git host and in `fastmask.board`'s index.html."""
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import numpy as np
 from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class, TASKS
 from fastmask.store.folder import PLOTS, TOP_LOSSES
 from fastmask.store.index import setup
+from fastmask.report.judgement import run_command
 from fastmask.report.verdict import fold_scores, plan_lines, sentence
 
 VERSIONS = ("python", "torch", "fastai", "timm")
@@ -20,7 +20,7 @@ ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation acc
         ("holdout_macro_f1", "holdout macro F1", ".3f"), ("holdout_accuracy", "holdout accuracy", ".3f"),
         ("holdout_mask_f1", "holdout mask F1", ".3f"), ("holdout_gender_f1", "holdout gender F1", ".3f"),
         ("holdout_age_f1", "holdout age F1", ".3f"), ("epochs_run", "epochs run", "d"),
-        ("kept_epoch", "kept epoch (the best validation macro F1; counted from 1)", "d"),
+        ("kept_epoch", "kept epoch (the latest not credibly below the best validation macro F1; counted from 1)", "d"),
         ("minutes", "minutes", ".1f")]
 
 
@@ -79,7 +79,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
             lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
                       "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
     elif cfg.get("parent"):
-        lines += _no_parent(cfg, j.other_fingerprints)
+        lines += _no_parent(cfg, j.other_fingerprints, Path(this.dir).parent)
     notes = _comparability(cfg, pcfg) if par else []
     notes += _own_flags(cfg)
     if notes:
@@ -205,23 +205,12 @@ def _folds_table(mine, theirs, paired, status=None):
     return out
 
 
-def _rerun_command(cfg, recipe_name):
-    """This run's command with the parent's recipe file in place of its own (same --set, --data)."""
-    cmd = (cfg.get("environment") or {}).get("command")
-    if cmd:
-        try:
-            parts = shlex.split(cmd)
-        except ValueError:
-            parts = []
-        if "fastmask.run" in parts:
-            start = parts.index("fastmask.run") + 1
-            for i in range(start, len(parts)):
-                if parts[i].endswith(".py") and parts[i - 1] not in ("--set", "--data", "--runs"):
-                    parts[i] = str(Path(parts[i]).with_name(f"{recipe_name}.py"))
-                    return "python -m " + shlex.join(parts[start - 1:])
-    sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                    for k, v in (cfg.get("overrides") or {}).items())
-    return f"python -m fastmask.run recipes/{recipe_name}.py {sets}".strip()
+def _rerun_command(cfg, recipe_name, runs=None):
+    """The command that trains the parent `recipe_name` for this run's verdict, to paste from any folder: its
+    recipe file (beside this run's), this run's --set overrides (--decide's aside), --data and --runs."""
+    mine = cfg.get("recipe_file")
+    parent = cfg.get("parent_file") or (str(Path(mine).with_name(f"{recipe_name}.py")) if mine else f"recipes/{recipe_name}.py")
+    return run_command(cfg, runs, recipe=parent, drop=("decide",))
 
 
 def _face_boxes(metrics):
@@ -242,8 +231,11 @@ def _relabel(cfg, shown=12):
         return []
     fixes = r["corrections"]
     trained = (cfg.get("fields") or {}).get("relabel")
-    out = [f"**Relabelled.** {len(fixes)} correction(s) from `{r.get('file')}` "
-           f"({sum(int(c.get('images') or 0) for c in fixes)} images): validation and holdout are scored on them; "
+    # distinct photos: rows that repeat one or name a person and one of their photos count a photo once (a
+    # config.json from before that count was kept has no figure to show)
+    images = f" ({r['images']} images)" if isinstance(r.get("images"), int) else ""
+    out = [f"**Relabelled.** {len(fixes)} correction(s) from `{r.get('file')}`{images}: "
+           "validation and holdout are scored on them; "
            + ("this run trained on them (relabel=True)." if trained else "this run trained on the labels given "
               "(relabel=False)."), ""]
     out += [f"- line {c.get('line')}: `{c.get('id')}` {c.get('field')} {c.get('from')!r} → {c.get('to')!r}"
@@ -253,9 +245,9 @@ def _relabel(cfg, shown=12):
     return out + [""]
 
 
-def _no_parent(cfg, other_fingerprints):
+def _no_parent(cfg, other_fingerprints, runs=None):
     out = [f"**No comparable run of the parent `{cfg['parent']}`** (finished, on this data): no verdict yet. "
-           f"Make one with `{_rerun_command(cfg, cfg['parent'])}`, then rerun this recipe.", ""]
+           f"Make one with `{_rerun_command(cfg, cfg['parent'], runs)}`, then rerun this recipe.", ""]
     if other_fingerprints:
         out += [f"The parent has {len(other_fingerprints)} finished run(s) on other data (fingerprint "
                 f"{', '.join(sorted(set(other_fingerprints)))}); "

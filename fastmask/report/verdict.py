@@ -31,6 +31,7 @@ import pandas as pd
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
+from fastmask.learn.metrics import f1_of_counts as _macro_f1, group_counts as _counts
 from fastmask.store.folder import FOLD_SCORES
 from fastmask.store.run_folder import RunFolder
 
@@ -53,24 +54,6 @@ def _stats():
 
 
 # --- counts and F1 ------------------------------------------------------------------------------------
-
-def _counts(y, p, groups, n_groups, n_classes=N_CLASSES):
-    """Per group, per class: true positives, false positives, false negatives, as (n_groups, 3, n_classes)."""
-    y, p, groups = np.asarray(y, int), np.asarray(p, int), np.asarray(groups, int)
-    hit = y == p
-    base = groups * 3 * n_classes
-    idx = np.concatenate([base[hit] + y[hit], base[~hit] + n_classes + p[~hit], base[~hit] + 2 * n_classes + y[~hit]])
-    return np.bincount(idx, minlength=n_groups * 3 * n_classes).reshape(n_groups, 3, n_classes).astype(float)
-
-
-def _macro_f1(c):
-    """Macro F1 from summed counts (..., 3, classes): classes seen in labels or predictions, zero_division 0,
-    as `metrics.macro_f1` (scikit-learn's f1_score, average="macro") computes it."""
-    tp, fp, fn = c[..., 0, :], c[..., 1, :], c[..., 2, :]
-    seen = (tp + fp + fn) > 0
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=seen)
-    return f1.sum(-1) / np.maximum(seen.sum(-1), 1)
-
 
 def _resample(counts, w):
     """Counts summed under bootstrap weights: `counts` (k, units, 3, C), `w` (B, units) -> (B, k, 3, C)."""
