@@ -147,3 +147,12 @@ def test_an_exported_vit_predicts_with_tta_at_its_size(twin, tmp_path):
     assert q.returncode == 0, q.stderr[-3000:]
     info = pd.read_csv(twin / "eval" / "info.csv", dtype=str)
     assert pd.read_csv(out, dtype={"ImageID": str}).ImageID.tolist() == info.ImageID.tolist()
+
+
+def test_the_repl_learner_refuses_the_size_too(twin):
+    """r.learner() in a REPL meets the same check as a run (preflight is the command's; build_learner the REPL's)."""
+    from fastmask.repl import load_recipe
+    r = load_recipe(REPO / "recipes" / "person_split.py",
+                    {"arch": "coatnet_nano_rw_224", "size": (64, 48), "pretrained": False})
+    with pytest.raises(FastmaskError, match=r"nearest size it takes: 64,64 \(--set size=64,64\)"):
+        r.learner(data=twin)

@@ -51,6 +51,8 @@ def build_learner(recipe, dls, notify=print, train=True):
     the hypothesis exactly as `python -m fastmask.run` does; `train=False` builds a bare predictor.
     Progress shows as fastmask.console's mode asks: bars on a terminal, one line per epoch into a pipe."""
     check_arch(recipe.arch)
+    if train:  # a REPL's r.learner() meets the size check preflight gives a run (cached: once per arch and size)
+        check_size(recipe.arch, tuple(recipe.size))
     weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
     if notice and train:
         notify(notice)
