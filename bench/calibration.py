@@ -78,15 +78,15 @@ def plant(frame, q, rng):
 
 
 def final_look(child, parent, m, n):
-    from fastmask.store.run_folder import RunFolder
     from fastmask.report.verdict import compare
+    from fastmask.store.run_folder import RunFolder
     return compare(RunFolder(Path("child"), config={"fields": {"seed": 0}}, metrics={}, valid=child),
                    RunFolder(Path("parent"), config={"fields": {"seed": 0}}, metrics={}, valid=parent), max_seeds=m, n=n)
 
 
 def decide(child, parent, m, n):
-    from fastmask.store.run_folder import RunFolder
     from fastmask.report.verdict import compare
+    from fastmask.store.run_folder import RunFolder
 
     def record(name, frame, k):
         return RunFolder(Path(name), config={"fields": {"seed": 0}}, metrics={}, valid=frame[frame["seed"] < k])

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from fastmask.data.load import load_data
 from fastmask.data.dls import build_dls
+from fastmask.data.load import load_data
 from fastmask.learn.build import build_learner
 from fastmask.recipe import Recipe
 

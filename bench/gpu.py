@@ -10,10 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from fastmask.recipe import Recipe
 from fastmask.data.dls import build_dls
-from fastmask.learn.build import build_learner
 from fastmask.data.load import load_data
+from fastmask.learn.build import build_learner
+from fastmask.recipe import Recipe
 
 
 def model_rate(learn, dtype, steps=30):

@@ -12,8 +12,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fastmask.models.infer import load, predict_probs
 from fastmask.data.load import load_data
+from fastmask.models.infer import load, predict_probs
 
 
 def main():

@@ -21,10 +21,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from fastmask.recipe import Recipe
 from fastmask.data.dls import build_dls
-from fastmask.learn.build import build_learner
 from fastmask.data.load import load_data
+from fastmask.learn.build import build_learner
+from fastmask.recipe import Recipe
 
 
 class TrainTimer(Callback):
@@ -63,7 +63,8 @@ def fastmask_epoch(recipe, df):
 
 def limit(recipe, df):
     learn = build_learner(recipe, build_dls(recipe, df), notify=lambda m: None)
-    batches = [(torch.Tensor(x).as_subclass(torch.Tensor).clone(), y.as_subclass(torch.Tensor).clone()) for x, y in learn.dls.train]
+    batches = [(torch.Tensor(x).as_subclass(torch.Tensor).clone(), y.as_subclass(torch.Tensor).clone())
+               for x, y in learn.dls.train]
     step = step_fn(learn)
     learn.model.train()
     step(*batches[0])  # warm-up
@@ -115,7 +116,8 @@ def main():
         lim = best["limit"]
         print(f"\n{arch}: images/s  " + "  ".join(f"{k} {v:.1f}" for k, v in best.items()))
         print(f"  efficiency (fastmask / limit): cached {best['fastmask cached'] / lim:.2f}, "
-              f"no cache {best['fastmask no cache'] / lim:.2f}; official pipeline / limit {best['official pipeline'] / lim:.2f}")
+              f"no cache {best['fastmask no cache'] / lim:.2f}; "
+              f"official pipeline / limit {best['official pipeline'] / lim:.2f}")
         print(f"  speed-up over the official pipeline: cached {best['fastmask cached'] / best['official pipeline']:.2f}x, "
               f"no cache {best['fastmask no cache'] / best['official pipeline']:.2f}x")
 

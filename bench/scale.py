@@ -91,7 +91,8 @@ def main():
         print(json.dumps(row), flush=True)
     ev = root / "evalset"
     once = {}
-    once["eval_gen_s"], _ = timed([PY, "-m", "fastmask.synth", str(ev), "--people", "30", "--eval-people", str(args.eval_people),
+    once["eval_gen_s"], _ = timed([PY, "-m", "fastmask.synth", str(ev), "--people", "30",
+                                "--eval-people", str(args.eval_people),
                                    "--quiet"], env)
     once["eval_images"] = len(pd.read_csv(ev / "eval" / "info.csv"))
     for tta in (0, 4):

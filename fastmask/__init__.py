@@ -2,7 +2,11 @@
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
+
+# albumentations otherwise checks PyPI on import: set once here, before any layer can import it
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 
@@ -16,7 +20,7 @@ MOVED = {"cache": "data.cache", "augment": "data.augment", "sampling": "data.sam
          "safe_model": "models.model_files", "infer": "models.infer", "record": "store.folder",
          # the runs/ folder before it was split by concern
          "runs.model_files": "models.model_files", "runs.infer": "models.infer", "runs.export": "models.export",
-         "runs.folder": "store.folder", "runs.index": "store.index", "runs.records": "store.records"}
+         "runs.folder": "store.folder", "runs.index": "store.index"}
 
 
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):

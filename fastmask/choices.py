@@ -7,7 +7,6 @@ from typing import NamedTuple, Optional
 
 from fastmask.errors import FastmaskError
 
-
 # Fields whose value is a name from a registry (`Choices`) kept beside the code that implements the
 # name: that registry is the one list of the names. Only the shape is checked here, so a recipe file
 # and `import fastmask` import no library; `check_choices` (run by preflight, before any data work)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
+from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import entries
 from fastmask.store.run_folder import is_run
-from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
 
 
 def run_folders(paths, warn=print):

@@ -1,14 +1,11 @@
 """fastmask predict RUN_DIR|MODEL.safetensors ... --eval DIR [--tta N] [--weights w1,w2] [--vote soft|hard] [--trust-pickle] [--quiet] --out submission.csv
 
 Predicts the evaluation images with one model or an ensemble and writes ImageID,ans in info.csv order.
-Models load from their safetensors + JSON files, which hold no code; a pickle (.pkl) only with --trust-pickle."""
-import os
+Models load from their safetensors + JSON files, which hold no code; a pickle (.pkl) only with --trust-pickle."""  # noqa: E501  (line 1: the usage line, kept whole)
 import sys
 
 from fastmask import console
 from fastmask.errors import Parser
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):
@@ -16,11 +13,13 @@ def parse(argv):
     ap.add_argument("models", nargs="+", metavar="RUN_DIR|MODEL.safetensors",
                     help="a run folder means all its fold models (fold*.safetensors), else its model.safetensors; "
                          "a .safetensors or .json file means that model; a .pkl needs --trust-pickle")
-    ap.add_argument("--eval", required=True, metavar="DIR", help="the folder holding info.csv and images/, or the one holding eval/")
+    ap.add_argument("--eval", required=True, metavar="DIR", 
+                    help="the folder holding info.csv and images/, or the one holding eval/")
     ap.add_argument("--out", default="submission.csv", help="submission file (default: submission.csv)")
     ap.add_argument("--tta", type=int, default=0, metavar="N", help="test-time augmentation passes (default 0: plain)")
     ap.add_argument("--weights", metavar="W1,W2,...", help="one weight per MODEL argument (a run folder's folds share it)")
-    ap.add_argument("--vote", choices=("soft", "hard"), default="soft", help="soft: mean probabilities (default); hard: majority of argmaxes")
+    ap.add_argument("--vote", choices=("soft", "hard"), default="soft",
+                    help="soft: mean probabilities (default); hard: majority of argmaxes")
     ap.add_argument("--trust-pickle", action="store_true",
                     help="open .pkl exports (fastai's load_learner): a pickle runs the code it names, "
                          "so only for files you trust")

@@ -256,7 +256,9 @@ def _augment(value, text):
 def _number_in(low, high, low_open=True, high_open=False):
     def parse(value, text):
         v = _finite(float(value))
-        if isinstance(value, bool) or not ((low < v) if low_open else (low <= v)) or not ((v < high) if high_open else (v <= high)):
+        above = (low < v) if low_open else (low <= v)
+        below = (v < high) if high_open else (v <= high)
+        if isinstance(value, bool) or not above or not below:
             raise ValueError
         return v
     return parse
@@ -462,7 +464,8 @@ def with_overrides(r, overrides):
 
 def _where(e, path):
     """'file:line: Error: message' at the deepest frame inside a recipe file."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "recipes" in Path(f.filename).parts or f.filename == str(path)]
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if "recipes" in Path(f.filename).parts or f.filename == str(path)]
     f = frames[-1] if frames else None
     loc = f"{f.filename}:{f.lineno}" if f else str(path)
     return f"{loc}: {type(e).__name__}: {e}"

@@ -6,7 +6,6 @@ training the parent recipe's run first when there is no comparable one, so the c
 recipes (or a folder of them) form a queue: their missing parents first, N runs at a time (--jobs), then a table
 of what ran, what was reused, what failed and each verdict; with --ray each run is a task on a Ray cluster."""
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from fastmask import console
 from fastmask.errors import FastmaskError, Parser
 
 DEFAULT_DECIDE = 6  # as report.judgement.DEFAULT_DECIDE, without importing torch for --help
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):

@@ -8,13 +8,10 @@ machines (or one per GPU) and they split the N trials; run it again with a large
 a shared disk); default RUNS/search.db. See fastmask/tune/search.py for the space's form."""
 import argparse
 import logging
-import os
 import sys
 
 from fastmask import console
 from fastmask.errors import Parser
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def parse(argv):

@@ -21,7 +21,6 @@ from fastmask.errors import FastmaskError, Parser, cli
 from fastmask.twin import default_eval_people, make_twin
 
 
-
 def parse_size(text: str) -> tuple:
     """'384x512' -> (384, 512): width x height, like the real photos."""
     parts = str(text).lower().split("x")

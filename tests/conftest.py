@@ -77,6 +77,7 @@ def in_process(command, *args, cwd=None):
     torch/fastai import (seconds each)."""
     import importlib
     import subprocess
+
     from fastmask.errors import cli
     main = importlib.import_module(f"fastmask.{command}").main
     argv = [str(a) for a in args]

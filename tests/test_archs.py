@@ -11,13 +11,14 @@ import timm
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from conftest import in_process
 from fastmask.data.dls import build_dls
 from fastmask.data.load import load_data
 from fastmask.errors import FastmaskError
 from fastmask.learn import model as timm_model
 from fastmask.learn.build import build_learner, preflight
 from fastmask.repl import load_recipe, parse_sets
+
+from conftest import in_process
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = ["epochs=1", "bs=8", "pretrained=false", "patience=none"]

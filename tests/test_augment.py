@@ -79,6 +79,7 @@ def test_item_tfms_run_in_order_on_a_datablock(tmp_path):
     # transform, then albumentations on training only.
     from fastai.data.block import CategoryBlock, DataBlock, TransformBlock
     from fastai.data.transforms import IndexSplitter, IntToFloatTensor
+
     from fastmask.data.cache import Prepare, prepare
     paths = []
     for i in range(4):
@@ -102,6 +103,7 @@ def test_item_tfms_run_in_order_on_a_datablock(tmp_path):
 def test_each_worker_draws_its_own_stream(monkeypatch):
     # DataLoader workers hold copies of one generator; without reseeding they would repeat each other.
     import types
+
     import fastmask.data.augment as aug
     img = photo()
     def draws(worker_seed):

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from fastmask.views.board import active, board, collect, tree, verdict_word
+
 from conftest import in_process
 from test_card import fake_preds, make_run, write_card
 

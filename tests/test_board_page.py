@@ -4,8 +4,8 @@ and a k-fold run that says why it has no delta against a single-split parent. Ru
 files written by hand; no training. (The page's script is checked for syntax here; it was driven by hand
 in jsdom, since no headless browser is available.)"""
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,7 +166,8 @@ def test_a_kfold_run_says_why_it_has_no_delta_against_a_single_split_parent(runs
     assert cell(p, IDS[2], "Δ parent") == "—" and cell(p, IDS[2], "verdict") == "not comparable"  # one line
     html = (runs / "index.html").read_text()
     row = html[html.index(f'data-id="{IDS[2]}"'):].split("</tr>")[0]
-    assert re.search(r'<td title="[^"]*k-fold vs single split[^"]*"><span class="not-comparable">', row), row  # why: on hover
+    # why: on hover
+    assert re.search(r'<td title="[^"]*k-fold vs single split[^"]*"><span class="not-comparable">', row), row
     # no verdict recorded (its card says no comparable parent run): no bare difference either
     assert cell(p, IDS[1], "Δ parent") == "—"
     assert cell(p, IDS[3], "Δ parent") == "+0.020"  # the verdict's paired delta
@@ -219,7 +220,8 @@ def test_each_row_names_its_card_so_the_filter_can_hide_both(runs):
     page_of(runs)  # writes index.html
     html = (runs / "index.html").read_text()
     rows = dict(re.findall(r'<tr data-id="([^"]+)" data-card="([^"]+)"', html))
-    cards = re.findall(r'<details class="run" id="([^"]+)"><summary><strong>[^<]*</strong> <span class="small">([^<]+)</span>',
+    cards = re.findall(r'<details class="run" id="([^"]+)"><summary><strong>[^<]*</strong> '
+                       r'<span class="small">([^<]+)</span>',
                        html)
     assert rows and {run: card for card, run in cards} == rows
     assert 'getElementById(r.getAttribute("data-card"))' in html and "card.hidden = !ok" in html
@@ -307,6 +309,7 @@ def test_the_terminal_shows_a_running_runs_epoch(runs):
 
 def test_watch_rewrites_the_page_and_prints_the_table_only_when_it_changed(runs, monkeypatch):
     import fastmask.views.board as view
+
     from conftest import in_process
     page, history = runs / "index.html", runs / IDS[5] / "history.csv"
     rounds = []
@@ -353,6 +356,7 @@ def test_watch_ends_on_ctrl_c_with_exit_0_and_one_line(runs):
 
 def test_watch_takes_a_positive_number_of_seconds(runs, monkeypatch):
     import fastmask.views.board as view
+
     from conftest import in_process
     for bad in ("0", "-1", "nan", "soon"):
         p = in_process("board", runs, "--watch", bad)

@@ -67,8 +67,10 @@ def test_export_does_not_carry_the_cache(tmp_path, monkeypatch):
 
 
 def test_crop_keeps_the_centre():
+    import os
+    import tempfile
+
     from PIL import Image as I
-    import tempfile, os
     a = np.zeros((40, 30, 3), np.uint8)
     a[10:30, 7:22] = 200  # the centre half of height and width, the rest black
     f = os.path.join(tempfile.mkdtemp(), "c.png")
@@ -115,6 +117,7 @@ def test_exif_orientation_in_the_cache_and_in_prepare_alike(tmp_path, monkeypatc
 def test_at_most_a_window_of_chunks_in_flight():
     """The cache build asks for the next chunk only as it writes one: a 6 GB set never sits in memory."""
     from concurrent.futures import ThreadPoolExecutor
+
     from fastmask.data.cache import _bounded_map
     asked, ahead = [], []
 

@@ -27,8 +27,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fastmask.store.run_folder import RunFolder
 from fastmask.report.verdict import compare
+from fastmask.store.run_folder import RunFolder
 
 DECIDED = ("supported", "refuted", "no effect")
 WEAR = np.array([2745, 2050, 415, 3660, 4085, 545])  # images of classes 0..5: 5 mask photos a person

@@ -139,6 +139,7 @@ def test_recipes_written_by_init_import_their_parents_from_the_project(tmp_path)
 def test_mlflow_sync_logs_each_run_once(tmp_path, capsys, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
+
     from test_card import make_run
     runs = tmp_path / "runs"
     a, _, _ = make_run(runs, "20260101T000000Z", "person_split", metrics={"macro_f1": 0.4})

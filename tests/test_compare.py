@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score
 from fastmask.__main__ import main
 from fastmask.labels import CLASS_NAMES
 from fastmask.views.compare import class_key, compare_runs, comparison
+
 from test_card import fake_preds, make_run
 
 

@@ -108,8 +108,9 @@ def test_usage_names_the_command_as_it_was_called(capsys):
 
 def test_bars_keep_fastais_table_rounded_and_lines_leave_the_learner_as_fastai_left_it(twin, capsys, tmp_path):
     from fastai.callback.progress import CSVLogger
-    from fastmask.data.load import load_data
+
     from fastmask.data.dls import build_dls
+    from fastmask.data.load import load_data
     from fastmask.learn.build import build_learner
     from fastmask.recipe import load_recipe, parse_sets
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(SETS[1::2] + ["epochs=1"]))

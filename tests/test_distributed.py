@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fastmask.learn import distributed
 from fastmask.errors import FastmaskError
+from fastmask.learn import distributed
 
 from conftest import TINY
 
@@ -60,9 +60,9 @@ def rank0_run(twin, tmp_path_factory):
         for k in ("RANK", "WORLD_SIZE"):
             mp.delenv(k, raising=False)
         mp.setitem(sys.modules, "accelerate", None)
+        from fastmask.data.load import load_data
         from fastmask.recipe import load_recipe, parse_sets
         from fastmask.runs.session import train_and_record
-        from fastmask.data.load import load_data
         sets = parse_sets(TINY[1::2])
         r = load_recipe(REPO / "recipes" / "person_split.py", sets)
         runs = tmp_path_factory.mktemp("runs")

@@ -61,6 +61,7 @@ def test_init_where_nothing_can_be_written_is_one_line_and_leaves_nothing(where,
 
 def test_init_failing_half_way_removes_what_it_wrote(tmp_path, capsys, monkeypatch):
     import builtins
+
     from fastmask.init import main
     real, count = builtins.open, [0]
 
@@ -144,6 +145,7 @@ N_PHOTOS = 31  # more rows than the manifest samples (16): first, middle and las
 @pytest.mark.parametrize("row", [0, N_PHOTOS // 2, N_PHOTOS - 1], ids=["first", "middle", "last"])
 def test_a_cache_damaged_in_a_single_row_is_rebuilt(row, tmp_path, monkeypatch, capsys):
     from fastmask.data.cache import build, prepare
+
     from test_cache_heal import photos
     monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
     size = (8, 6)
@@ -163,7 +165,9 @@ def test_a_cache_damaged_in_a_single_row_is_rebuilt(row, tmp_path, monkeypatch, 
 
 def test_a_manifest_from_before_the_middle_row_still_opens_silently(tmp_path, monkeypatch, capsys):
     import json
+
     from fastmask.data import cache
+
     from test_cache_heal import photos
     monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "c"))
     paths = photos(tmp_path / "img", N_PHOTOS)

@@ -167,6 +167,7 @@ def test_a_second_ctrl_c_in_an_epoch_is_interrupted_not_failed(data, recipe, tmp
 @pytest.mark.parametrize("mode", ["lines", "bars"])
 def test_after_a_hard_stop_the_repl_learner_exports_and_fits_again(mode, data, recipe, tmp_path, handlers):
     from fastai.callback.progress import CSVLogger
+
     from fastmask import console
     from fastmask.data.dls import build_dls
     from fastmask.learn.build import build_learner, fit

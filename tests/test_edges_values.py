@@ -34,7 +34,8 @@ def test_bad_weights_fail_from_every_door(key, text, tmp_path):
     with pytest.raises(FastmaskError, match=match):
         Recipe(**{key: as_value(key, text)})                  # Recipe(...) in a file
     f = tmp_path / "bad.py"
-    f.write_text(f'"""h"""\nfrom fastmask.recipe import Recipe\nrecipe = Recipe(heads="multi", {key}={as_value(key, text)!r})\n')
+    f.write_text(f'"""h"""\nfrom fastmask.recipe import Recipe\n'
+                 f'recipe = Recipe(heads="multi", {key}={as_value(key, text)!r})\n')
     with pytest.raises(FastmaskError, match=f"{f.resolve()}.*recipe field {key}"):
         load_recipe(f)                                        # a recipe file, as `fastmask run` loads it
 
@@ -176,6 +177,7 @@ class Payload:
 
 def test_a_pretrained_file_weights_only_refuses_is_one_line(tmp_path):
     import torch
+
     from fastmask.learn.build import preflight
     f = tmp_path / "w.pth"
     torch.save({"conv1.weight": Payload()}, f)  # a class weights_only will not unpickle
@@ -242,6 +244,7 @@ def plain_inputs(learn, paths):
 
 def test_tta_is_three_quarters_augmented_one_quarter_plain_by_hand(learners, data):
     import torch
+
     from fastmask.models.infer import predict_probs
     learn = learners["none"]  # no training-side transform: the one augmented pass is the left-right flip
     paths = data.eval["path"].tolist()[:24]
@@ -257,6 +260,7 @@ def test_tta_is_three_quarters_augmented_one_quarter_plain_by_hand(learners, dat
 
 def test_tta_with_albumentations_by_hand_from_the_recorded_passes(learners, data):
     import torch
+
     from fastmask.models.infer import predict_probs
     learn = learners["light"]
     paths = data.eval["path"].tolist()[:24]
@@ -277,11 +281,13 @@ def test_tta_with_albumentations_by_hand_from_the_recorded_passes(learners, data
 def test_each_submission_row_is_its_own_images_prediction(learners, data, twin, tmp_path, capsys, monkeypatch):
     """The varied model saved as a model file, predicted through the CLI; each row joined back on ImageID
     to that image's own prediction, made one image at a time."""
+    import pandas as pd
     import torch
-    from fastmask.models import model_files
+
     from fastmask.data.dls import build_dls
     from fastmask.learn.build import build_learner
-    import pandas as pd
+    from fastmask.models import model_files
+
     from test_predict import cli_in_process
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2]))
     learn = build_learner(r, build_dls(r, data.train), notify=lambda m: None, train=False)

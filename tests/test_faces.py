@@ -25,6 +25,7 @@ TINY = ["--set", "arch=test_resnet", "--set", "size=32,24", "--set", "epochs=1",
 
 def test_the_detector_finds_the_face_in_a_real_photo():
     import matplotlib.cbook as cbook
+
     from fastmask.data.layout import load_image
     box = faces.detect_image(load_image(cbook.get_sample_data(HOPPER, asfileobj=False)))
     assert box is not None and faces.iou(box, HOPPER_FACE) > 0.75, box

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fastmask.errors import FastmaskError
-from fastmask.recipe import Recipe, load_recipe, parse_sets
 from fastmask.io import atomic_write
+from fastmask.recipe import Recipe, load_recipe, parse_sets
 from fastmask.store.folder import Run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,8 +76,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
     f = tmp_path / "w.pth"
     torch.save(timm.create_model("test_resnet").state_dict(), f)
     from fastmask.data.dls import build_dls
-    from fastmask.learn.build import build_learner
     from fastmask.data.load import load_data
+    from fastmask.learn.build import build_learner
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(["arch=test_resnet", "size=32,24",
                                                                      f"pretrained={f}"]))
     learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
@@ -90,8 +90,8 @@ def test_local_weights_file_is_used(tmp_path, twin):
 
 def test_nan_loss_names_epoch_and_lr(twin):
     from fastmask.data.dls import build_dls
-    from fastmask.learn.build import build_learner, fit
     from fastmask.data.load import load_data
+    from fastmask.learn.build import build_learner, fit
     r = load_recipe(REPO / "recipes" / "person_split.py",
                     parse_sets(["arch=test_resnet", "size=32,24", "epochs=1", "pretrained=false", "lr=1e30"]))
     learn = build_learner(r, build_dls(r, load_data(twin).train), notify=lambda m: None)
@@ -122,8 +122,8 @@ def test_ctrl_c_keeps_best_epoch_card_and_model(twin, tmp_path):
     from fastai.callback.core import Callback
     from fastai.learner import load_learner
 
-    from fastmask.runs.session import train_and_record
     from fastmask.data.load import load_data
+    from fastmask.runs.session import train_and_record
 
     class CtrlC(Callback):
         def after_batch(self):
@@ -163,6 +163,7 @@ def test_weights_are_found_once_per_process_not_per_learner(monkeypatch):
 
 def test_a_weights_file_is_opened_once_until_it_changes(tmp_path, monkeypatch):
     import torch
+
     import fastmask.learn.build as build
     f = tmp_path / "w.pth"
     torch.save({"w": torch.zeros(2)}, f)

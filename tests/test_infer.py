@@ -28,6 +28,7 @@ def eval_paths(twin):
 def repl_export(twin, tmp_path_factory):
     """The README's REPL session on the twin, with tiny overrides; returns the exported learner's path."""
     from fastai.interpret import ClassificationInterpretation
+
     from fastmask.repl import load_recipe, parse_sets
     tmp = tmp_path_factory.mktemp("repl")
     # without augmentation (the default is "light"), so TTA's one augmented pass is the horizontal flip
@@ -175,12 +176,12 @@ def test_safe_model_predicts_what_the_pickle_predicts_in_a_fresh_process(run, ev
 def test_safe_model_rebuilds_heads_crop_and_augmentation(change, twin, eval_paths, tmp_path):
     """Untrained learners (the weights need not be good to be the same) of the other heads, a centre
     crop and the strong preset: the rebuilt learner predicts what the exported pickle predicts."""
-    from fastmask.models.infer import export_pickle, load, predict_probs, train_only_tfms
-    from fastmask.repl import load_recipe, parse_sets
-    from fastmask.models.model_files import save
     from fastmask.data.dls import build_dls
-    from fastmask.learn.build import build_learner
     from fastmask.data.load import load_data
+    from fastmask.learn.build import build_learner
+    from fastmask.models.infer import export_pickle, load, predict_probs, train_only_tfms
+    from fastmask.models.model_files import save
+    from fastmask.repl import load_recipe, parse_sets
     r = load_recipe(REPO / "recipes" / "person_split.py", parse_sets(TINY[1::2])).but(**change)
     learn = build_learner(r, build_dls(r, load_data(twin, progress=False).train), notify=lambda *a: None)
     save(learn, r, tmp_path / "model")
@@ -250,11 +251,12 @@ def test_a_full_disk_during_export_leaves_no_temp_file(fails, run, tmp_path, mon
     """run.export on a disk that fills up: the error is raised and no temp file is left to keep it full."""
     import errno
 
-    import fastmask.store.folder
     import torch
+
+    import fastmask.store.folder
+    from fastmask.models.export import export
     from fastmask.models.infer import load
     from fastmask.repl import Recipe
-    from fastmask.models.export import export
     learn = load(run / "fold0.safetensors")
     real_save = torch.save
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from fastmask.recipe import Recipe
-from fastmask.runs import hypothesis
-from fastmask.views.board import collect
-from fastmask.store.index import pool, seeds_of
 from fastmask.report.judgement import judge, stale
+from fastmask.runs import hypothesis
 from fastmask.runs.outputs import rejudge
+from fastmask.store.index import pool, seeds_of
 from fastmask.store.run_folder import RunFolder
+from fastmask.views.board import collect
 
 PEOPLE = 60
 BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
@@ -220,8 +220,9 @@ def test_the_parent_on_demand_trains_only_missing_seeds(tmp_path, planted, capsy
 # --- the parent on demand, for real (tiny models) ----------------------------------------------------
 
 def test_run_trains_the_missing_parent_first_then_reuses_it(twin, tmp_path, capsys):
-    from conftest import TINY
     from fastmask.runs.hypothesis import run_file
+
+    from conftest import TINY
     sets = [s for s in TINY if s != "--set"]
     assert run_file("recipes/oversample.py", sets, data=twin, runs_dir=tmp_path) == 0
     dirs = sorted(d for d in tmp_path.iterdir() if d.is_dir())

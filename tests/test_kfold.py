@@ -152,8 +152,8 @@ def test_crashed_fold_keeps_the_finished_ones(twin, tmp_path, monkeypatch, capsy
 
 def test_fold_recipes_and_cv_summary():
     from fastmask.errors import FastmaskError
-    from fastmask.report.folds import cv_summary, fold_recipe, folds, n_folds
     from fastmask.recipe import load_recipe
+    from fastmask.report.folds import cv_summary, fold_recipe, folds, n_folds
     r = load_recipe(REPO / "recipes" / "kfold.py")
     assert n_folds(r) == 5 and folds(r) == [0, 1, 2, 3, 4]
     f3 = fold_recipe(r, 3)
@@ -179,8 +179,8 @@ def one_hot_probs(pred, sure=0.9):
 def test_pooled_oof_and_per_fold_macro_f1_by_hand():
     from types import SimpleNamespace
 
-    from fastmask.report.folds import oof_frame, probs_of
     from fastmask.learn.metrics import scores
+    from fastmask.report.folds import oof_frame, probs_of
     from fastmask.runs.outputs import fold_figures
     rows = lambda labels, f: pd.DataFrame({"path": [f"/f{f}/{i}.jpg" for i in range(len(labels))],
                                            "person": [f"{f}{i:05d}" for i in range(len(labels))], "label": labels})

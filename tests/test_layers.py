@@ -4,6 +4,8 @@ and form no circle, so each layer can be read, tested and replaced without the o
 import ast
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parent.parent / "fastmask"
 COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "compare", "mlflow_sync", "init", "plan", "__main__",
             "split", "repl"}  # split: a contract re-export; repl: the REPL's front door, importing what attaches r.learner()
@@ -11,19 +13,31 @@ LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "store": 4, "models
           "views": 8, "tune": 8, "commands": 9}
 
 
-def module_name(path):
-    parts = path.relative_to(PKG.parent).with_suffix("").parts
+class UnknownFolder(AssertionError):
+    """A package folder with no floor in LAYERS: give it one rather than let it sit on the ground floor."""
+
+
+def module_name(path, root=PKG):
+    parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def layer(mod):
     parts = mod.split(".")
     if len(parts) > 2 or parts[-1] in LAYERS and len(parts) == 2:
-        return LAYERS.get(parts[1], 0)
+        if parts[1] not in LAYERS:
+            raise UnknownFolder(f"fastmask/{parts[1]}/ (from {mod}) has no floor in test_layers.LAYERS")
+        return LAYERS[parts[1]]
     return LAYERS["commands"] if parts[-1] in COMMANDS else LAYERS["vocabulary"]
 
 
-def imports(path):
+def unknown_folders(root=PKG):
+    """The package folders under root (any folder holding a .py file) that LAYERS gives no floor."""
+    return sorted({p.relative_to(root).parts[0] for p in root.rglob("*.py") if len(p.relative_to(root).parts) > 1}
+                  - set(LAYERS))
+
+
+def imports(path, root=PKG):
     """(imported fastmask module, at module level?) for every import in the file, lazy ones included."""
     tree = ast.parse(path.read_text())
     top = {id(n) for n in tree.body}
@@ -33,26 +47,27 @@ def imports(path):
             assert node.level == 0, f"{path.name}:{node.lineno}: relative import (the package imports absolutely)"
             if node.module and node.module.split(".")[0] == "fastmask":
                 for a in node.names:  # `from fastmask.report import card` imports the module fastmask.report.card
-                    sub = f"{node.module}.{a.name}"
-                    out.append((sub if (PKG.parent / sub.replace(".", "/")).with_suffix(".py").exists()
-                                or (PKG.parent / sub.replace(".", "/")).is_dir() else node.module, id(node) in top))
+                    sub = root.parent / f"{node.module}.{a.name}".replace(".", "/")
+                    out.append((f"{node.module}.{a.name}" if sub.with_suffix(".py").exists() or sub.is_dir()
+                                else node.module, id(node) in top))
         elif isinstance(node, ast.Import):
             out += [(a.name, id(node) in top) for a in node.names if a.name.split(".")[0] == "fastmask"]
     return out
 
 
-def graph():
-    return {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
+def graph(root=PKG):
+    return {module_name(p, root): imports(p, root) for p in sorted(root.rglob("*.py"))}
 
 
-def test_imports_point_down_the_layers():
-    bad = [f"{m} ({layer(m)}) -> {t} ({layer(t)})" for m, deps in graph().items() for t, _ in deps
-           if layer(t) > layer(m) and t != "fastmask"]
-    assert not bad, "imports pointing up:\n" + "\n".join(bad)
+def upward(root=PKG):
+    """Every import pointing up the floors, as "module (floor) -> imported (floor)"."""
+    return [f"{m} ({layer(m)}) -> {t} ({layer(t)})" for m, deps in graph(root).items() for t, _ in deps
+            if t != "fastmask" and layer(t) > layer(m)]
 
 
-def test_no_import_circles():
-    edges = {m: {t for t, _ in deps if t != m} for m, deps in graph().items()}
+def circles(root=PKG):
+    """Every import circle found by a depth-first walk, as a list of modules ending where it began."""
+    edges = {m: {t for t, _ in deps if t != m} for m, deps in graph(root).items()}
     seen, stack, cycles = set(), [], []
 
     def visit(m):
@@ -68,7 +83,42 @@ def test_no_import_circles():
         stack.pop()
     for m in edges:
         visit(m)
+    return cycles
+
+
+def test_every_folder_has_a_floor():
+    assert not unknown_folders(), f"package folders with no floor in LAYERS: {unknown_folders()}"
+
+
+def test_imports_point_down_the_layers():
+    bad = upward()
+    assert not bad, "imports pointing up:\n" + "\n".join(bad)
+
+
+def test_no_import_circles():
+    cycles = circles()
     assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_checks_fail_on_a_planted_tree(tmp_path):
+    """The checkers run on a planted package: a circle (data.a <-> data.b), an upward arrow (data.c ->
+    report.card) and a folder with no floor (extras/) are each reported, by name."""
+    pkg = tmp_path / "fastmask"
+    for f, text in {"__init__.py": "", "data/__init__.py": "", "report/__init__.py": "", "report/card.py": "",
+                    "data/a.py": "from fastmask.data import b\n",
+                    "data/b.py": "def f():\n    from fastmask.data.a import g  # lazy: still an edge\n",
+                    "data/c.py": "from fastmask.report.card import render\n",
+                    "extras/x.py": "import fastmask.data.a\n"}.items():
+        (pkg / f).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f).write_text(text)
+    assert [c for c in circles(pkg) if set(c) == {"fastmask.data.a", "fastmask.data.b"}]
+    assert unknown_folders(pkg) == ["extras"]
+    with pytest.raises(UnknownFolder, match="fastmask/extras/"):
+        upward(pkg)
+    (pkg / "extras" / "x.py").unlink()
+    assert upward(pkg) == ["fastmask.data.c (2) -> fastmask.report.card (6)"]
+    # and the real package is clean, so the tests above pass for the right reason
+    assert not circles() and not upward() and not unknown_folders()
 
 
 def shares(pkg):
@@ -96,16 +146,14 @@ def test_the_share_check_counts_lines_per_folder(tmp_path):
     assert shares(tmp_path) == {"a": 0.4, "b": 0.4, "(top level)": 0.2}
 
 
-def test_the_layer_check_sees_a_planted_upward_import(tmp_path, monkeypatch):
+def test_the_layer_check_sees_a_planted_upward_import(tmp_path):
     """The checks above read real files: an upward import planted in a copy of one module is caught."""
     import shutil
     copy = tmp_path / "fastmask"
     shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
     with (copy / "data" / "split.py").open("a") as f:
         f.write("\n\ndef _planted():\n    from fastmask.report.card import render  # noqa\n")
-    monkeypatch.setattr(__import__(__name__), "PKG", copy)
-    bad = [(m, t) for m, deps in graph().items() for t, _ in deps if layer(t) > layer(m)]
-    assert ("fastmask.data.split", "fastmask.report.card") in bad
+    assert "fastmask.data.split (2) -> fastmask.report.card (6)" in upward(copy)
 
 
 def test_a_learner_pickled_before_the_layout_still_loads():
@@ -113,6 +161,7 @@ def test_a_learner_pickled_before_the_layout_still_loads():
     import pickle
     import subprocess
     import sys
+
     from fastmask.data.cache import Prepare
     # protocol 0 writes module paths as plain lines, so the old path can be planted in place
     old = pickle.dumps(Prepare((12, 8), crop=0.9), protocol=0).replace(b"fastmask.data.cache\n", b"fastmask.cache\n")
@@ -123,3 +172,23 @@ def test_a_learner_pickled_before_the_layout_still_loads():
     out = subprocess.run([sys.executable, "-c", code], input=old, capture_output=True, cwd=PKG.parent, timeout=120)
     assert out.returncode == 0, out.stderr.decode()[-1000:]
     assert out.stdout.decode().split() == ["fastmask.data.cache", "(12,", "8)", "0.9"]
+
+
+def test_every_compatibility_alias_imports_what_it_stands_for():
+    """Each old module path (fastmask.MOVED) is its new module, and the contract paths (DESIGN.md) are the
+    functions they name."""
+    import importlib
+
+    import fastmask
+    from fastmask.data import layout, split
+    from fastmask.recipe import load_recipe
+
+    for old, new in fastmask.MOVED.items():
+        assert importlib.import_module(f"fastmask.{old}") is importlib.import_module(f"fastmask.{new}"), old
+    assert fastmask.data.read_train is layout.read_train and fastmask.data.read_eval is layout.read_eval
+    contract = importlib.import_module("fastmask.split")
+    assert contract.person_split is split.person_split and contract.person_kfold is split.person_kfold
+    assert fastmask.load_recipe is load_recipe
+    from fastmask.cache import Prepare  # an old path's names, as a pickle asks for them
+    from fastmask.data.cache import Prepare as new
+    assert Prepare is new

@@ -8,13 +8,13 @@ import pytest
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from fastmask.repl import Recipe, load_recipe, parse_sets
+from fastmask.data.dls import build_dls
+from fastmask.data.load import load_data
+from fastmask.learn.build import build_learner, fit
 from fastmask.learn.callbacks import recipe_cbs
 from fastmask.learn.guards import NanGuard
 from fastmask.learn.tracker import PeakAwareEarlyStopping
-from fastmask.data.dls import build_dls
-from fastmask.learn.build import build_learner, fit
-from fastmask.data.load import load_data
+from fastmask.repl import Recipe, load_recipe, parse_sets
 
 from conftest import TINY
 

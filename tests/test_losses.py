@@ -2,16 +2,14 @@ import itertools
 import math
 import pickle
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fastmask.errors import FastmaskError
-from fastmask.learn.heads import FactorisedHead, multi_head, multi_head_for, task_logprobs
 from fastmask.labels import N_CLASSES, decode, encode
-from fastmask.learn.losses import (CrossEntropy, Focal, LabelSmoothing, MixedLoss, SoftF1, build_loss,
-                             mixed_loss)
+from fastmask.learn.heads import FactorisedHead, multi_head, multi_head_for, task_logprobs
+from fastmask.learn.losses import CrossEntropy, Focal, LabelSmoothing, MixedLoss, SoftF1, build_loss, mixed_loss
 
 
 def batch(n=8, seed=0):

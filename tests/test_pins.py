@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, in_process
 from fastmask.recipe import Recipe
+
+from conftest import TINY, in_process
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}

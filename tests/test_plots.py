@@ -8,7 +8,6 @@ from PIL import Image
 from fastmask.report import plots
 from fastmask.runs.outputs import draw_plots
 
-
 # --- confusion: rows normalised by the true class ---------------------------------------------------------
 
 # true 0 0 0 1 1 5, predicted 0 1 1 1 1 5.
@@ -180,6 +179,7 @@ def test_one_or_two_epochs_tick_whole_epochs_only():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from fastmask.report.plots import whole_epochs
     for xs in ([1], [1, 2], [1, 2, 3, 4, 5, 6]):
         fig, ax = plt.subplots()

@@ -70,6 +70,7 @@ def make_other_vocab(src, dst):
 def predict_in_process(args, capsys, monkeypatch):
     """(exit status, stderr lines) of the CLI run in this process (no second fastai import)."""
     import warnings
+
     from fastmask.errors import cli
     from fastmask.predict import main
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # cli() rebinds it
@@ -155,6 +156,7 @@ def test_ctrl_c_during_the_write_leaves_the_old_file(tmp_path, monkeypatch):
 def cli_in_process(args, capsys, monkeypatch):
     """(exit status, stdout, stderr) of the CLI run in this process, success included."""
     import warnings
+
     from fastmask.errors import cli
     from fastmask.predict import main
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # cli() rebinds it
@@ -227,6 +229,7 @@ def test_a_malicious_pickle_is_not_run(how, twin, tmp_path, capsys, monkeypatch)
     import json
 
     import torch
+
     from fastmask.models.model_files import FORMAT, VERSION
     marker, out = tmp_path / "pwned", tmp_path / "submission.csv"
     evil = pickle.dumps(Evil(marker))

@@ -36,8 +36,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import in_process
 from fastmask.__main__ import COMMANDS
+
+from conftest import in_process
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

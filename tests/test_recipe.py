@@ -142,8 +142,8 @@ def test_preflight_checks_every_choice_field(field, value, names):
 
 
 def test_a_bad_choice_fails_at_preflight_listing_the_registry_names(monkeypatch):
-    from fastmask.learn.mixing import CUTMIX
     from fastmask.learn.build import preflight
+    from fastmask.learn.mixing import CUTMIX
     r = Recipe(cutmix="circle")  # recipe.py checks the shape only: it imports no library
     with pytest.raises(FastmaskError) as e:
         preflight(r)
@@ -159,8 +159,8 @@ def test_a_bad_choice_fails_at_preflight_listing_the_registry_names(monkeypatch)
                                           ("sampler", "weighted2"), ("sampler", "oversample:0.1"), ("cutmix", "halves:2"),
                                           ("heads", "two"), ("precision", "fp8")])
 def test_every_choice_field_is_checked_by_its_registry(field, value):
-    from fastmask.choices import _REGISTRIES, CHOICE_FIELDS, check_choices
     import fastmask.learn.build  # noqa: F401  (imports every module that implements a choice)
+    from fastmask.choices import _REGISTRIES, CHOICE_FIELDS, check_choices
     assert set(_REGISTRIES) == set(CHOICE_FIELDS)
     check_choices(Recipe())
     r = Recipe(**{field: value})
@@ -209,8 +209,8 @@ def test_recipes_and_import_stay_free_of_libraries():
 
 
 def test_the_repl_methods_are_attached_by_fastmask_repl_from_the_layers_that_own_them():
-    """A recipe is plain data: r.dls(), r.learner() and r.export() come from data.dls, learn.build and models.export (@patch) once
-    fastmask.repl is imported; before that, asking for one says which import attaches it."""
+    """A recipe is plain data: r.dls(), r.learner() and r.export() come from data.dls, learn.build and
+    models.export (@patch) once fastmask.repl is imported; before that, asking for one says which import attaches it."""
     import subprocess
     import sys
     code = ("import fastmask\nr = fastmask.load_recipe('recipes/oversample_cutmix.py')\n"
@@ -264,8 +264,10 @@ def test_each_field_names_what_it_takes(key, text, want):
 GOOD_VALUES = [  # (field, --set text, the value the recipe holds)
     ("size", "96x72", (96, 72)), ("split", "kfold:5/4", "kfold:5/4"), ("valid_pct", "0.25", 0.25),
     ("lr", "find", "find"), ("wd", "none", None), ("patience", "3", 3), ("cache", "False", False),
-    ("sampler", "none", None), ("crop", "1", 1.0), ("crop", "face", "face"), ("crop", "face:0.3", "face:0.3"), ("mixup", "null", None), ("mix_prob", "1", 1.0),
-    ("loss", "ce:0,f1:1", {"ce": 0.0, "f1": 1.0}), ("loss", "focal:3", "focal:3"), ("task_weights", "1,0,2", (1.0, 0.0, 2.0)),
+    ("sampler", "none", None), ("crop", "1", 1.0), ("crop", "face", "face"), ("crop", "face:0.3", "face:0.3"),
+    ("mixup", "null", None), ("mix_prob", "1", 1.0),
+    ("loss", "ce:0,f1:1", {"ce": 0.0, "f1": 1.0}), ("loss", "focal:3", "focal:3"),
+    ("task_weights", "1,0,2", (1.0, 0.0, 2.0)),
     ("judged_on", "gap", "gap"), ("decide", "0", 0), ("decide", "2", 2), ("arch", "resnet18", "resnet18"),
 ]
 

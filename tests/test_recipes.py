@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from fastmask.recipe import load_recipe, parse_sets
 from fastmask.data.dls import build_dls
-from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.data.load import load_data
+from fastmask.learn.build import build_learner, fit, valid_frame
+from fastmask.recipe import load_recipe, parse_sets
 
 from conftest import TINY
 
@@ -50,8 +50,8 @@ def test_oversample_copies_stay_in_training(data):
 
 def test_separate_models_learn_only_from_their_own_task(data):
     import torch
+
     from fastmask.learn.heads import SeparateModels
-    from fastmask.learn.losses import build_loss
     r = load_recipe(REPO / "recipes" / "per_task.py", TINY_SETS)
     learn = build_learner(r, build_dls(r, data.train), notify=lambda m: None)
     model = learn.model.eval()

@@ -38,7 +38,8 @@ def test_corrections_change_the_labels_scored_and_keep_the_given_ones(data_dir):
     row = plain[plain["file"] == "normal"].iloc[0]
     other = plain[plain["person"] != row["person"]].iloc[0]
     new_gender = "female" if other["gender"] == "male" else "male"
-    write(data_dir, f"{row['folder']}/normal.jpg,mask,incorrect,strap below the chin", f"{other['person']},gender,{new_gender},")
+    write(data_dir, f"{row['folder']}/normal.jpg,mask,incorrect,strap below the chin",
+          f"{other['person']},gender,{new_gender},")
     data = load_data(data_dir, progress=False)
     df = data.train
     fixed = df[(df["folder"] == row["folder"]) & (df["file"] == "normal")].iloc[0]

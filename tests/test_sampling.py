@@ -6,8 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from fastmask.errors import FastmaskError
 from fastmask.data.sampling import class_counts, class_weights, oversample
+from fastmask.errors import FastmaskError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -150,8 +150,8 @@ def test_weighted_sampler_field_draws_training_classes_equally(twin):
 
 
 def test_oversample_field_copies_stay_on_the_training_side(twin):
-    from fastmask.repl import load_recipe
     from fastmask.data.load import load_data
+    from fastmask.repl import load_recipe
     r = load_recipe(REPO / "recipes" / "person_split.py").but(sampler="oversample", size=(32, 24), bs=16, augment="none")
     dls = r.dls(twin)
     train, valid = dls.train.items, dls.valid.items

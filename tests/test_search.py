@@ -18,12 +18,13 @@ optuna = pytest.importorskip("optuna")
 from fastai.callback.core import CancelFitException  # noqa: E402
 
 from fastmask.errors import FastmaskError  # noqa: E402
-from fastmask.recipe import Recipe, load_recipe  # noqa: E402
-from fastmask.tune import search as searching  # noqa: E402
 from fastmask.learn.progress import Quiet  # noqa: E402
+from fastmask.recipe import Recipe, load_recipe  # noqa: E402
 from fastmask.store.run_folder import RunFolder  # noqa: E402
-from conftest import as_new_process, in_process  # noqa: E402
+from fastmask.tune import search as searching  # noqa: E402
 from fastmask.tune.search import PruneOnMacroF1, check_space, drive, open_storage, write_best  # noqa: E402
+
+from conftest import as_new_process, in_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = '''"""A tiny searchable root recipe for the tests."""
@@ -548,7 +549,9 @@ def test_best_recipe_says_how_to_run_it_on_the_searchs_data(tmp_path, capsys):
     assert f"    {want}\n" in p.read_text()  # one line, unwrapped: copy and paste
     assert f"search: run it with: {want}\n" in capsys.readouterr().out
     write_best(study, base, space, out, "runs", None, "python -m ...", [], data="twin")
-    assert f"search: run it with: {shlex.join([sys.executable, '-m', 'fastmask.run', str(out), '--data', str(Path('twin').resolve()), '--runs', str(Path('runs').resolve())])}\n" in capsys.readouterr().out
+    command = [sys.executable, '-m', 'fastmask.run', str(out), '--data', str(Path('twin').resolve()),
+               '--runs', str(Path('runs').resolve())]
+    assert f"search: run it with: {shlex.join(command)}\n" in capsys.readouterr().out
 
 
 def test_the_command_shows_optunas_warnings_not_its_info_or_repeats(monkeypatch):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fastmask.recipe import load_recipe, parse_sets
 from fastmask.data.load import load_data
+from fastmask.recipe import load_recipe, parse_sets
 
 from conftest import TINY, in_process
 
@@ -154,10 +154,11 @@ def _signal_inside_a_finalizer():
 def test_sigterm_inside_a_finalizer_is_just_the_interrupted_line(where):
     """Outside a run session (run.py's SIGTERM handler) and inside one (session.Signals, which counts signals:
     the interrupt delivered again is not a second signal, so not StopNow)."""
-    from conftest import as_new_process
     from fastmask.errors import StopNow, cli
     from fastmask.run import terminate_as_interrupt
     from fastmask.runs.session import Signals
+
+    from conftest import as_new_process
     seen = {}
 
     def main(argv):

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from fastmask.data.split import LeakError, Splitter, check_leak, person_kfold, person_split, random_split
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group
-from fastmask.data.split import LeakError, Splitter, check_leak, person_kfold, person_split, random_split
 
 
 def roster(n_people, seed=0, photos=7):

@@ -14,10 +14,9 @@ import pytest
 from rich.console import Console
 
 from fastmask import io as files
-from fastmask.store import folder as record
-from fastmask.store import index
 from fastmask.board import board
 from fastmask.recipe import Recipe
+from fastmask.store import folder as record, index
 from fastmask.store.folder import Run, effective_status, lost_reason
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from fastmask import synth
-from fastmask.twin import people as twin_people, write
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group, label_of
+from fastmask.twin import people as twin_people, write
 
 REPO = Path(__file__).resolve().parents[1]
 PEOPLE, SIZE, SEED = 40, (48, 64), 0

@@ -9,6 +9,7 @@ import pytest
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
 from fastmask.runs.tracking import ENV, log_run, resolve_uri, track, tracking_uri
+
 from test_card import REPO, fake_preds, make_run
 
 
@@ -77,7 +78,8 @@ def test_a_run_logs_params_epochs_final_figures_artifacts_and_tags(store, tmp_pa
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])
     assert run.data.metrics["verdict_delta"] == pytest.approx(0.04)
     arts = {a.path for a in c.list_artifacts(run_id)}
-    assert {"card.md", "confusion.png", "curves.png", "metrics.json", "config.json", "valid_preds.csv", "history.csv"} <= arts
+    assert {"card.md", "confusion.png", "curves.png", "metrics.json", "config.json", "valid_preds.csv",
+            "history.csv"} <= arts
     assert not (tmp_path / "mlruns").exists() and (store / "mlartifacts").is_dir()
 
 
@@ -85,6 +87,7 @@ def test_a_run_is_logged_on_its_own_clock_with_its_model_and_one_line(store, tmp
     """As mlflow.fastai.autolog would have logged it live: the run's start and end, each epoch at its end, the
     model files under model/; and one line naming the experiment and the run."""
     from datetime import datetime, timezone
+
     from mlflow.tracking import MlflowClient
     d, _, _ = make_run(tmp_path / "runs", "20260102T000000Z", "oversample", minutes=3.5, metrics={"macro_f1": 0.4})
     (d / "history.csv").write_text(HISTORY)  # two epochs of 3 s
@@ -143,6 +146,7 @@ def test_folds_log_apart_and_a_broken_store_only_warns(store, tmp_path):
 def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
+
     from fastmask.data.load import load_data
     from fastmask.recipe import load_recipe, parse_sets
     from fastmask.runs.session import train_and_record

@@ -8,9 +8,18 @@ import pytest
 from scipy import stats
 from sklearn.metrics import f1_score
 
+from fastmask.report.verdict import (
+    compare,
+    fold_scores,
+    fold_test,
+    judge_deltas,
+    paired_bootstrap,
+    plan,
+    plan_lines,
+    sentence,
+    spent_alpha,
+)
 from fastmask.store.run_folder import RunFolder
-from fastmask.report.verdict import (compare, fold_scores, fold_test, judge_deltas, paired_bootstrap, plan, plan_lines,
-                                   sentence, spent_alpha)
 
 
 def preds(n_people=60, acc=0.5, seed=0, seeds=1):
@@ -214,8 +223,8 @@ def test_fold_test_is_paired_with_hand_p_value():
 # --- the evidence rules (issue 20) ------------------------------------------------------------------------
 
 def rec(name, valid=None, holdout=None, **fields):
-    return RunFolder(Path(f"/nonexistent/{name}"), config={"fields": {"seed": 0, "epochs": 3, "lr": 0.005, **fields}}, metrics={},
-                     valid=valid, holdout=holdout)
+    return RunFolder(Path(f"/nonexistent/{name}"), config={"fields": {"seed": 0, "epochs": 3, "lr": 0.005, **fields}},
+                     metrics={}, valid=valid, holdout=holdout)
 
 
 def test_one_paired_seed_never_claims():

@@ -3,15 +3,12 @@
 A recipe's `augment` field is a preset name ("none", "light", "strong"), None, or an `A.Compose`;
 `augmentation` turns it into the DataBlock's item_tfms; cropping and resizing happen once, in `cache.Prepare`."""
 import copy
-import os
 import random
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations otherwise checks PyPI on import
 
 import albumentations as A
 import numpy as np
-from fastai.vision.core import PILImage
 from fastai.data.transforms import Transform  # fasttransform's, as fastai exports it
+from fastai.vision.core import PILImage
 from torch.utils.data import get_worker_info
 
 from fastmask.errors import FastmaskError

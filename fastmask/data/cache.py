@@ -26,8 +26,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from fastai.vision.core import PILImage
 from fastai.data.transforms import Transform  # fasttransform's, as fastai exports it
+from fastai.vision.core import PILImage
 from PIL import Image, ImageOps
 from rich.progress import Progress
 
@@ -139,7 +139,8 @@ def _write(f, paths, shape, crop, progress, workers, boxes=None):
         with _bar(progress, len(paths), f"caching {len(paths)} images at {size[0]}x{size[1]}") as advance, \
                 _pool(workers) as pool, open(tmp, "r+b") as out:
             out.seek(offset)
-            for block in _bounded_map(pool, _prepare_many, [(c, tuple(size), crop, {p: boxes[p] for p in c} if boxes else None) for c in chunks], 2 * workers):
+            jobs = [(c, tuple(size), crop, {p: boxes[p] for p in c} if boxes else None) for c in chunks]
+            for block in _bounded_map(pool, _prepare_many, jobs, 2 * workers):
                 out.write(np.ascontiguousarray(block, dtype=np.uint8).tobytes())
                 advance(len(block))
         arr = np.load(tmp, mmap_mode="r")
@@ -349,7 +350,7 @@ class Prepare(Transform):
             return PILImage.create(np.array(self.array[i]))
         return PILImage.create(prepare(path, self.size, self.crop, self.boxes.get(str(path)), self.fallback))
 
-    def encodes(self, im: Image.Image):
+    def encodes(self, im: Image.Image):  # noqa: F811  (fastcore dispatches on the type: a second method)
         # learn.predict(PILImage) must see what the same file's path gives: cropped and resized alike
         return PILImage.create(fit_image(to_rgb(ImageOps.exif_transpose(im)), self.size, self.crop,
                                          fallback=self.fallback))

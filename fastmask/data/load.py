@@ -8,7 +8,6 @@ import pandas as pd
 from fastmask.data import layout, relabel
 from fastmask.twin import ensure_twin
 
-
 # The default twin's photos (width, height): half the real 384x512. Its models see 64x48, and drawing,
 # decoding and caching quarter-size photos saves ~10 s of the README's first run (measured: 18.5 s -> 9.9 s
 # to draw, 3.2 s -> 1.5 s to cache). `python -m fastmask.synth` still writes the real size by default.

@@ -6,9 +6,9 @@ import fastai.callback.data  # noqa: F401  (defines DataBlock.weighted_dataloade
 import numpy as np
 import pandas as pd
 
+from fastmask.choices import Choices
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.choices import Choices
 
 
 def class_counts(labels, idx=None):

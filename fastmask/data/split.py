@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from fastmask.choices import Choices, parse_split
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group
-from fastmask.choices import Choices, parse_split
 
 
 class LeakError(FastmaskError):

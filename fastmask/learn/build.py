@@ -4,26 +4,25 @@ from pathlib import Path
 
 import fastai.callback.schedule  # noqa: F401  (patches fit_one_cycle and lr_find onto Learner)
 import numpy as np
-from fastcore.basics import patch
 from fastai.data.transforms import Normalize
 from fastai.metrics import accuracy
 from fastai.vision.core import imagenet_stats
+from fastcore.basics import patch
 
-from fastmask.data import faces
-from fastmask.data import sampling, split  # noqa: F401  (register the sampler and split names check_choices reads)
+from fastmask.choices import check_choices, parse_split
+from fastmask.data import faces, sampling, split  # noqa: F401  (register the sampler and split names check_choices reads)
 from fastmask.errors import FastmaskError
-from fastmask.recipe import Recipe
 from fastmask.labels import N_CLASSES
 from fastmask.learn.callbacks import training_callbacks
 from fastmask.learn.guards import NoStrayModelsFolder, StopOnInterrupt
-from fastmask.learn.progress import ConsoleProgress
 from fastmask.learn.heads import HEADS
 from fastmask.learn.losses import build_loss
 from fastmask.learn.metrics import MacroF1
 from fastmask.learn.mixing import mixing_callbacks
 from fastmask.learn.model import check_arch, check_size, resolve_weights, timm_kwargs
 from fastmask.learn.precision import precision_callbacks
-from fastmask.choices import check_choices, parse_split
+from fastmask.learn.progress import ConsoleProgress
+from fastmask.recipe import Recipe
 
 
 def preflight(recipe):

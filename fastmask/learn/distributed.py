@@ -1,4 +1,5 @@
-"""Data-parallel training on several GPUs (or CPU processes) through fastai's `distrib_ctx` (fastai.distributed + accelerate).
+"""Data-parallel training on several GPUs (or CPU processes) through fastai's `distrib_ctx`
+(fastai.distributed + accelerate).
 
     accelerate launch -m fastmask.run RECIPE.py [--set ...]                    # every GPU accelerate is set up for
     accelerate launch --multi_gpu --num_processes 4 -m fastmask.run RECIPE.py

@@ -6,12 +6,11 @@ and plain cross-entropy on it is the sum of the three per-head cross-entropies."
 import torch
 import torch.nn.functional as F
 from fastai.learner import Learner
-from fastai.vision.learner import create_head, vision_learner
+from fastai.vision.learner import create_head, create_timm_model, vision_learner
 from torch import nn
-from fastai.vision.learner import create_timm_model
 
-from fastmask.labels import AGE_GROUPS, GENDERS, MASKS, N_CLASSES
 from fastmask.choices import Choices
+from fastmask.labels import AGE_GROUPS, GENDERS, MASKS, N_CLASSES
 from fastmask.learn.model import skeleton
 
 SIZES = (len(MASKS), len(GENDERS), len(AGE_GROUPS))  # (3, 2, 3): the order of the class code

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmask.errors import FastmaskError
-from fastmask.learn.heads import HEADS, task_logprobs
 from fastmask.labels import N_CLASSES
+from fastmask.learn.heads import HEADS, task_logprobs
 
 
 def _reduce(loss, reduction):

@@ -2,7 +2,7 @@
 class name, with each class's support: its number of true images)."""
 import numpy as np
 
-from fastmask.labels import CLASS_NAMES, N_CLASSES, decode, TASKS
+from fastmask.labels import CLASS_NAMES, N_CLASSES, TASKS, decode
 
 
 def macro_f1(y, p):

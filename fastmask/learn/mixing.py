@@ -10,9 +10,9 @@ import torch
 from fastai.callback import mixup as fastai_mixup
 from fastai.callback.mixup import MixHandler
 
+from fastmask.choices import Choices
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
-from fastmask.choices import Choices
 
 
 def _paste_half(x, x1, right):

@@ -4,8 +4,8 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 
-from fastmask.errors import FastmaskError
 from fastmask.choices import Choices
+from fastmask.errors import FastmaskError
 
 
 class CPUAutocast(Callback):

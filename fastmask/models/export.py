@@ -5,9 +5,9 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from fastmask.errors import FastmaskError
-from fastmask.recipe import Recipe
 from fastmask.models.infer import export_pickle
 from fastmask.models.model_files import save
+from fastmask.recipe import Recipe
 
 
 def export(learn, path, recipe):
@@ -22,7 +22,7 @@ def export(learn, path, recipe):
 
 
 @patch
-def export(self: Recipe, learn, path):
+def export(self: Recipe, learn, path):  # noqa: F811  (@patch attaches it to Recipe; the name stays bound above)
     """`learn` as a run exports it: PATH.pkl (fastai's load_learner) beside PATH.safetensors and
     PATH.json (what `fastmask.predict` opens without unpickling), without training callbacks."""
     export(learn, Path(path).with_suffix(".pkl"), self)  # the module's export: @patch keeps that name bound to it

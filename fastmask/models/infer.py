@@ -41,8 +41,8 @@ from fastmask.io import atomic_write, replacing
 from fastmask.labels import CLASS_NAMES, N_CLASSES
 from fastmask.learn import heads, losses, metrics  # noqa: F401  (likewise)
 from fastmask.models import model_files as safe_model
+from fastmask.models.model_files import SUFFIXES, files
 from fastmask.store.folder import CONFIG, MODEL_PKL, MODEL_SAFETENSORS, RECIPE_FILE, STATUS
-from fastmask.models.model_files import files, SUFFIXES
 
 PICKLE_GLOB, SAFE_GLOB = "fold*.pkl", "fold*.safetensors"
 
@@ -250,7 +250,8 @@ def load_models(sources, weights=None, device=None, trust_pickle=False):
             if models and codes != models[0].codes:
                 i = next(j for j, (a, b) in enumerate(zip(codes, models[0].codes)) if a != b)
                 raise FastmaskError(f"{f}: class vocabulary differs from {models[0].path}'s (position {i}: "
-                                    f"{codes[i]} vs {models[0].codes[i]}); models with different class codes cannot be ensembled")
+                                    f"{codes[i]} vs {models[0].codes[i]}); models with different class codes "
+                                    "cannot be ensembled")
             models.append(Model(Path(f), learn, codes, w / len(files)))
     return models
 

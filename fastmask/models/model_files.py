@@ -20,8 +20,7 @@ import numpy as np
 from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
 from fastai.learner import defaults
 from safetensors import SafetensorError
-from safetensors.torch import load as from_bytes
-from safetensors.torch import save as to_bytes
+from safetensors.torch import load as from_bytes, save as to_bytes
 
 from fastmask.data.augment import Albumentations
 from fastmask.data.cache import Prepare
@@ -29,7 +28,7 @@ from fastmask.data.dls import predictor_dls
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.learn.build import build_learner
-from fastmask.recipe import _FIELD_NAMES, _plain, coerce, Recipe
+from fastmask.recipe import _FIELD_NAMES, Recipe, _plain, coerce
 from fastmask.store.folder import write_json
 
 FORMAT = "fastmask-safe-model"

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class, TASKS
-from fastmask.store.folder import PLOTS, TOP_LOSSES
-from fastmask.store.index import setup
+from fastmask.labels import AGE_BANDS, N_CLASSES, TASKS, decode, describe, per_class
 from fastmask.report.judgement import run_command
 from fastmask.report.verdict import fold_scores, plan_lines, sentence
+from fastmask.store.folder import PLOTS, TOP_LOSSES
+from fastmask.store.index import setup
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 
@@ -209,7 +209,8 @@ def _rerun_command(cfg, recipe_name, runs=None):
     """The command that trains the parent `recipe_name` for this run's verdict, to paste from any folder: its
     recipe file (beside this run's), this run's --set overrides (--decide's aside), --data and --runs."""
     mine = cfg.get("recipe_file")
-    parent = cfg.get("parent_file") or (str(Path(mine).with_name(f"{recipe_name}.py")) if mine else f"recipes/{recipe_name}.py")
+    parent = cfg.get("parent_file") or (str(Path(mine).with_name(f"{recipe_name}.py")) if mine
+                                        else f"recipes/{recipe_name}.py")
     return run_command(cfg, runs, recipe=parent, drop=("decide",))
 
 

@@ -7,8 +7,8 @@ parts partition the people, so every training image gets exactly one OOF predict
 import numpy as np
 import pandas as pd
 
-from fastmask.labels import N_CLASSES
 from fastmask.choices import parse_split
+from fastmask.labels import N_CLASSES
 
 PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from fastmask.report.verdict import compare
 from fastmask.store.folder import CONFIG
 from fastmask.store.index import finished, pool
 from fastmask.store.run_folder import RunFolder
-from fastmask.report.verdict import compare
 
 DECIDED = ("supported", "refuted", "no effect")
 DEFAULT_DECIDE = 6  # `--decide` without a number: up to six paired seeds
@@ -65,8 +65,9 @@ def judge(this, runs_dir):
         return Judgement(other_fingerprints=[str(e.config.get("data_fingerprint")) for e in other])
     fields = cfg.get("fields") or {}
     try:
+        # open-ended looks: one rule for every view, whenever re-judged
         v = compare(kids, parents, judged_on=fields.get("judged_on", "macro_f1"),
-                    min_effect=fields.get("min_effect", 0.02))  # open-ended looks: one rule for every view, whenever re-judged
+                    min_effect=fields.get("min_effect", 0.02))
     except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
         warnings.warn(f"verdict against {parents[0].name}: {type(e).__name__}: {e}")
         v = None
@@ -144,7 +145,8 @@ def stale(run_dir, runs_dir):
     m = run.metrics
     old = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
     fp = cfg.get("data_fingerprint")
-    parents = [e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))] if cfg.get("parent_fields") is not None else []
+    parents = ([e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))]
+               if cfg.get("parent_fields") is not None else [])
     kids = [d.name] + [e.dir.name for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=d)]
     if not parents:
         return bool(old)  # the parent runs it was judged on are gone

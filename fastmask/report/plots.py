@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from fastmask.labels import AGE_BANDS, decode, describe, N_CLASSES, per_class
+from fastmask.labels import AGE_BANDS, N_CLASSES, decode, describe, per_class
 
 _SHORT_MASK, _SHORT_GENDER, _SHORT_AGE = ("mask", "inc", "none"), ("M", "F"), ("<30", "30-59", "60+")
 # Colours of the learning-curve series (matplotlib's default cycle, fixed so folds share a colour per series).

@@ -16,9 +16,9 @@ import pandas as pd
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
 from fastmask.labels import describe
-from fastmask.store.run_folder import RunFolder
-from fastmask.store.folder import METRICS, OOF, SUSPECTS, write_json
 from fastmask.report.folds import probs_of
+from fastmask.store.folder import METRICS, OOF, SUSPECTS, write_json
+from fastmask.store.run_folder import RunFolder
 
 NOISE = "noise.csv"
 

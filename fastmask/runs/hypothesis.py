@@ -6,19 +6,19 @@ import sys
 import time
 from pathlib import Path
 
+from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, is_main, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.store.folder import CARD
-from fastmask.store.index import pool, seeds_of
 from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
-from fastmask.store.run_folder import RunFolder
 from fastmask.runs.session import train_and_record
-from fastmask.data.layout import fingerprint
+from fastmask.store.folder import CARD
+from fastmask.store.index import pool, seeds_of
+from fastmask.store.run_folder import RunFolder
 
 
 def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, parent=True, minutes=None):

@@ -11,14 +11,29 @@ import pandas as pd
 from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
-from fastmask.report import card, plots, suspects
-from fastmask.store.folder import (BATCHES_PLOT, CARD, CONFUSION_PLOT, CURVES_PLOT, HISTORY, HOLDOUT_PREDS, LR_FIND_PLOT,
-                                  METRICS, MODEL_PKL, OOF, PER_CLASS_F1_PLOT, PLOTS, SUSPECTS, TOP_LOSSES,
-                                  VALID_PREDS, write_json)
-from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.models.infer import soft_vote
-from fastmask.store.index import finished
+from fastmask.report import card, plots, suspects
+from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.report.judgement import judge, same_verdict, stale
+from fastmask.store.folder import (
+    BATCHES_PLOT,
+    CARD,
+    CONFUSION_PLOT,
+    CURVES_PLOT,
+    HISTORY,
+    HOLDOUT_PREDS,
+    LR_FIND_PLOT,
+    METRICS,
+    MODEL_PKL,
+    OOF,
+    PER_CLASS_F1_PLOT,
+    PLOTS,
+    SUSPECTS,
+    TOP_LOSSES,
+    VALID_PREDS,
+    write_json,
+)
+from fastmask.store.index import finished
 from fastmask.store.run_folder import RunFolder
 
 
@@ -36,7 +51,8 @@ def record(run, cfg, parts, data, status, runs_dir, lr_used=None):
     hist = history(parts, kfold)
     group = "fold" if kfold else "seed"
     metrics["epochs_run"] = int(hist.groupby(group).size().max()) if group in hist else int(len(hist))
-    kept = [p.kept_epoch for p in parts if getattr(p, "kept_epoch", None) is not None]  # (a test's stand-in part may lack it)
+    # (a test's stand-in part may lack kept_epoch)
+    kept = [p.kept_epoch for p in parts if getattr(p, "kept_epoch", None) is not None]
     sources = next((p.face_sources for p in parts if getattr(p, "face_sources", None)), None)
     if sources:
         metrics["face_boxes"] = sources

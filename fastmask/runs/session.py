@@ -13,21 +13,20 @@ from typing import Any, Optional
 import pandas as pd
 from fastai.callback.progress import CSVLogger
 
+from fastmask.data.dls import build_dls, check_data
 from fastmask.data.layout import fingerprint
 from fastmask.errors import FastmaskError, StopNow, redelivered
-from fastmask.data.dls import build_dls, check_data
 from fastmask.learn.build import build_learner, fit, valid_frame
-from fastmask.learn.tracker import KeepBest
 from fastmask.learn.distributed import alone, context, is_main, rank, share
-from fastmask.report.card import headline as headline_line
+from fastmask.learn.tracker import KeepBest
 from fastmask.models.export import export
-from fastmask.store.folder import CARD, CONFIG, HISTORY, MODEL_PKL, environment, Run, write_json
-from fastmask.report.folds import fold_recipe, folds, n_folds
 from fastmask.models.infer import predict_probs
+from fastmask.report.card import headline as headline_line
+from fastmask.report.folds import fold_recipe, folds, n_folds
 from fastmask.runs.outputs import record
 from fastmask.runs.tracking import track, tracking_uri
+from fastmask.store.folder import CARD, CONFIG, HISTORY, MODEL_PKL, Run, environment, write_json
 from fastmask.store.run_folder import RunFolder
-
 
 
 def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info=None):
@@ -209,7 +208,8 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
             log = [CSVLogger(fname=hist_name)] if main else []
             with context(learn):
                 part.lr = fit(r, learn, cbs=[*log, *cbs])
-                part.recorder = dict(loss=list(map(float, learn.recorder.losses)), lr=list(learn.recorder.lrs), iters=list(learn.recorder.iters), lr_find=getattr(learn, "lr_curve", None))
+                part.recorder = dict(loss=list(map(float, learn.recorder.losses)), lr=list(learn.recorder.lrs),
+                                     iters=list(learn.recorder.iters), lr_find=getattr(learn, "lr_curve", None))
         except StopNow:
             raise
         except KeyboardInterrupt:

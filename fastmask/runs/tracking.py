@@ -20,8 +20,8 @@ import pandas as pd
 from fastmask import console
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
-from fastmask.store.run_folder import RunFolder
 from fastmask.store.folder import PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number
+from fastmask.store.run_folder import RunFolder
 
 ENV = "FASTMASK_MLFLOW"
 EXPERIMENT = "fastmask"

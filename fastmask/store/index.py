@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fastmask.errors import FastmaskError
-from fastmask.recipe import _plain, JUDGING, Recipe
+from fastmask.recipe import JUDGING, Recipe, _plain
 from fastmask.store.folder import CONFIG, METRICS, STATUS, json_problem, read_json
 from fastmask.store.run_folder import RunFolder, is_run
 
@@ -73,10 +73,3 @@ def pool(runs_dir, name, fingerprint, fields, exclude=None):
             if (skip is None or Path(e.dir).resolve() != skip) and setup(e.config.get("fields")) == want]
 
 
-def parent_of(cfg, runs_dir):
-    """The parent's newest finished run on the same data with the same fields (this run's parent as run,
-    `--set` overrides included), or None: a verdict against other settings would mislead."""
-    if not cfg.get("parent"):
-        return None
-    same = finished(runs_dir, name=cfg["parent"], fingerprint=cfg.get("data_fingerprint"), fields=cfg.get("parent_fields"))
-    return same[0].dir if same else None

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fastmask.store.folder import (CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, effective_status,
-                                   read_json)
+from fastmask.store.folder import CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, effective_status, read_json
 
 _JSON = {"config": CONFIG, "metrics": METRICS, "status_json": STATUS}
 _CSV = {"history": HISTORY,      # per epoch (a fold or seed column for several models)

@@ -42,15 +42,15 @@ from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.io import atomic_write
 from fastmask.learn.build import preflight
+from fastmask.learn.distributed import is_distributed
 from fastmask.learn.progress import Quiet
 from fastmask.learn.tracker import KeepBest
-from fastmask.learn.distributed import is_distributed
 from fastmask.recipe import _plain, coerce, load_recipe, parse_sets
-from fastmask.store.run_folder import RunFolder
-from fastmask.store.folder import environment
 from fastmask.report.folds import n_folds
-from fastmask.store.index import entries, finished
 from fastmask.runs.session import train_and_record
+from fastmask.store.folder import environment
+from fastmask.store.index import entries, finished
+from fastmask.store.run_folder import RunFolder
 
 MONITOR = "macro_f1"
 METRIC_NAME = f"valid {MONITOR}"  # the study's objective, as optuna-dashboard labels it

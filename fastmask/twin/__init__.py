@@ -6,4 +6,4 @@ the twin also writes the eval answers and a log of the label noise it injected, 
 noise handling can be measured."""
 from fastmask.twin.draw import draw_face, identity  # noqa: F401
 from fastmask.twin.people import PHOTOS, Person, default_eval_people, sample_people  # noqa: F401
-from fastmask.twin.write import ensure_twin, make_twin, render_photo, stored_name, eval_image_id  # noqa: F401
+from fastmask.twin.write import ensure_twin, eval_image_id, make_twin, render_photo, stored_name  # noqa: F401

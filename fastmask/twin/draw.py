@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from fastmask.twin.people import CANON_H, CANON_W, FACE_Y, MIN_RENDER_W, Person
 
+
 # ---------------------------------------------------------------------------------------------
 # Identities and faces
 # ---------------------------------------------------------------------------------------------

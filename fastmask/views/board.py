@@ -18,17 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fastmask.choices import parse_split
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, pid_alive
-from fastmask.choices import parse_split
 from fastmask.recipe import Recipe
+from fastmask.report.verdict import same_folds
 from fastmask.runs.on_ray import read_log
-from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
 from fastmask.store.folder import HISTORY, finite_number
-from fastmask.views.html import board_page
 from fastmask.store.index import entries, setup
 from fastmask.store.run_folder import RunFolder
-from fastmask.report.verdict import same_folds
+from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
+from fastmask.views.html import board_page
 
 RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
 QUEUE = Path(".queue") / "queue.json"  # in the runs folder: what a `fastmask run A.py B.py ...` queue has left to run

@@ -17,12 +17,11 @@ from rich.table import Table
 
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES, TASKS
+from fastmask.report.judgement import judge
+from fastmask.report.verdict import compare as paired_test, fold_scores, sentence
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import setup
-from fastmask.report.judgement import judge
 from fastmask.store.run_folder import RunFolder, is_run
-from fastmask.report.verdict import compare as paired_test
-from fastmask.report.verdict import fold_scores, sentence
 
 # (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
 METRICS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
@@ -280,7 +279,8 @@ def plot(c: Comparison, out):
         ax.legend(fontsize=8, ncol=min(len(c.labels), 4), loc="upper right")
     else:
         ax.text(0.5, 0.5, "no per-class F1 in metrics.json", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title("per-class validation F1" + (" (n: A's validation images)" if any(c.support) else "")), ax.grid(alpha=0.3, axis="y")
+    ax.set_title("per-class validation F1" + (" (n: A's validation images)" if any(c.support) else ""))
+    ax.grid(alpha=0.3, axis="y")
     fig.suptitle("  vs  ".join(c.labels), fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
