@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import signal
 import shutil
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from fastmask.errors import FastmaskError
-from fastmask.labels import age_group, AGE_GROUPS, label_of
+from fastmask.labels import AGE_GROUPS, age_group, label_of
 from fastmask.twin.draw import draw_face, face_box, identity, pose
-from fastmask.twin.people import CANON_H, CANON_W, Person, PHOTO_MASK, PHOTOS, RACE, sample_people
+from fastmask.twin.people import CANON_H, CANON_W, PHOTO_MASK, PHOTOS, RACE, Person, sample_people
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,8 +91,11 @@ def _write_chunk(people, root, seed, size):
 
 
 def _ignore_ctrl_c():
-    # A terminal's Ctrl-C reaches the whole process group: the parent stops the pool, the workers stay quiet
+    # A terminal's Ctrl-C reaches the whole process group: the parent stops the pool, the workers stay quiet.
+    # A forked worker also inherits the command's SIGTERM handler (it raises KeyboardInterrupt): when the parent
+    # ends the pool with terminate(), that would print a traceback per worker; the default handler just ends it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop(pool):
