@@ -22,39 +22,9 @@ import pytest
 from fastmask.recipe import Recipe
 
 from conftest import TINY, in_process
+from test_judgement import BASE, make_run  # the planted run folders the verdict tests use
 
 REPO = Path(__file__).resolve().parent.parent
-BASE = {k: (list(v) if isinstance(v, tuple) else v) for k, v in Recipe().fields().items()}
-PEOPLE = 60
-_stamp = iter(range(1, 10_000))
-
-
-# --- planted run folders (what a finished `fastmask run` leaves, as far as the verdict reads it) ----------
-
-def frame(acc, seed, salt=0):
-    """valid_preds rows: 7 photos a person; person i (label i % 18) right with probability `acc`, the same
-    people on every seed."""
-    rng = np.random.default_rng(salt)
-    rows = []
-    for i in range(PEOPLE):
-        label = i % 18
-        right = rng.random() < acc
-        rows += [dict(path=f"/d/{i:04d}/{k}.jpg", person=f"{i:06d}", label=label,
-                      pred=label if right else (label + 1 + k) % 18, seed=seed) for k in range(7)]
-    return pd.DataFrame(rows)
-
-
-def make_run(runs, name, seeds, acc, parent=None, fp="fp1", fields=None, parent_fields=None, salt=0):
-    d = Path(runs) / f"20260101T{next(_stamp):06d}Z-{name}"
-    d.mkdir(parents=True)
-    f = {**BASE, **(fields or {}), "seed": seeds[0], "replicates": len(seeds)}
-    cfg = {"name": name, "parent": parent, "fields": f, "data_fingerprint": fp, "n_people": 300,
-           "parent_fields": ({**BASE, **(parent_fields or {})} if parent else None), "overrides": {}}
-    (d / "config.json").write_text(json.dumps(cfg))
-    (d / "status.json").write_text(json.dumps({"status": "finished"}))
-    (d / "metrics.json").write_text(json.dumps({"macro_f1": acc}))
-    pd.concat([frame(acc, s, salt) for s in seeds]).to_csv(d / "valid_preds.csv", index=False)
-    return d
 
 
 class Planted:
