@@ -19,35 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastmask.recipe import Recipe
-
 from conftest import TINY, in_process
-from test_judgement import BASE, make_run  # the planted run folders the verdict tests use
+from test_judgement import BASE, Planted, make_run, recipes  # the verdict tests' planted runs and trainer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class Planted:
-    """Stands in for session.train_and_record: a finished run of the recipe's seeds, accuracy planted per recipe
-    name; records what it trained."""
-    def __init__(self, acc):
-        self.acc, self.trained = acc, []
-
-    def __call__(self, recipe, data, runs_dir, overrides=None, info=None, cbs=()):
-        seeds = list(range(recipe.seed, recipe.seed + recipe.replicates))
-        self.trained.append((recipe.name, tuple(seeds)))
-        cfg = recipe.config()
-        return make_run(runs_dir, recipe.name, seeds, self.acc[recipe.name], parent=cfg["parent"],
-                        fields=cfg["fields"], parent_fields=cfg["parent_fields"], salt=0 if recipe.name == "c" else 1)
-
-
-def recipes(decide):
-    """Recipe c, a child of p."""
-    p = Recipe(arch="x", epochs=1)
-    p.name = "p"
-    c = p.but(epochs=1, lr=0.01, decide=decide)
-    c.name = "c"
-    return c
 
 
 def patch_run_file(monkeypatch, hypothesis, trainer, c):
