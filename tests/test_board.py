@@ -246,7 +246,7 @@ def test_a_damaged_or_empty_history_csv_draws_no_curve_and_hides_nothing(runs):
 
 # --- a live queue's jobs without a run folder yet ---------------------------------------------------
 
-QUEUE_JOBS = [  # as runs/queue.py writes RUNS/.queue/queue.json
+QUEUE_JOBS = [  # as runs/queue.py writes RUNS/.queue/<id>/queue.json
     {"name": "person_split", "role": "parent", "status": "finished", "needs": []},
     {"name": "lr_low", "role": "hypothesis", "status": "running", "needs": []},  # started: no run folder yet
     {"name": "tta", "role": "hypothesis", "status": "running", "needs": []},  # its run folder is on the board
@@ -256,11 +256,13 @@ QUEUE_JOBS = [  # as runs/queue.py writes RUNS/.queue/queue.json
 ]
 
 
-def write_queue(runs, pid):
-    (runs / ".queue").mkdir(parents=True, exist_ok=True)
-    (runs / ".queue" / "queue.json").write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
-                                                            "jobs": QUEUE_JOBS}))
-    (runs / ".queue" / "tta.log").write_text(f"run folder: {runs}/20260102T000000Z-tta\n")
+def write_queue(runs, pid, qid="20260102T000000Z-1", jobs=QUEUE_JOBS):
+    """A queue's own folder RUNS/.queue/<qid>/: its state file and tta's log (qid None: the one RUNS/.queue/
+    queue.json and its logs an earlier version wrote)."""
+    folder = runs / ".queue" / (qid or "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "queue.json").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "jobs": jobs}))
+    (folder / "tta.log").write_text(f"run folder: {runs}/20260102T000000Z-tta\n")
 
 
 def test_a_live_queue_shows_its_waiting_jobs_as_queued_rows(runs):
@@ -295,6 +297,29 @@ def test_queued_rows_show_only_while_the_queue_lives_and_keep_the_board_watching
     write_queue(runs, gone.pid)
     rows = board(runs, console=Console(record=True, width=160))
     assert rows == [] and not active(rows) and "location.reload" not in (runs / "index.html").read_text()
+
+
+def test_each_live_queue_shows_its_own_rows_and_an_old_single_queue_file_still_reads(tmp_path):
+    """Two live queues in one runs folder (each its own RUNS/.queue/<id>/): each one's waiting jobs, a job both
+    queue twice under two ids; a running job is "starting" by its own queue's log only (tta's run folder is
+    named in the first queue's log, not the second's). The one RUNS/.queue/queue.json of an earlier version is
+    read as before, its logs beside it."""
+    runs = tmp_path / "runs"
+    write_queue(runs, os.getpid())
+    write_queue(runs, os.getpid(), "20260102T000001Z-2", [
+        {"name": "tta", "role": "hypothesis", "status": "running", "needs": []},
+        {"name": "mixup", "role": "hypothesis", "status": "queued", "needs": []}])
+    (runs / ".queue" / "20260102T000001Z-2" / "tta.log").write_text("starting\n")  # no run folder yet
+    rows = board(runs, console=Console(record=True, width=160))
+    assert [(r["id"], verdict_word(r)) for r in rows] == [
+        ("queued: lr_low", "starting"), ("queued: mixup", "waits for lr_low"),
+        ("queued: tta", "starting"), ("queued: mixup (queue 20260102T000001Z-2)", "waits for a free slot")]
+    cards = re.findall(r'<tr data-id="queued: [^"]*" data-card="([^"]*)"', (runs / "index.html").read_text())
+    assert len(cards) == len(set(cards)) == 4  # each row its own card
+    old = tmp_path / "old"
+    write_queue(old, os.getpid(), None)
+    assert [r["id"] for r in board(old, console=Console(record=True, width=160))] == ["queued: lr_low",
+                                                                                       "queued: mixup"]
 
 
 @pytest.mark.parametrize("jobs", [

@@ -2,17 +2,26 @@
 the threads, a failed parent fails only its own children, the end table says what ran and each verdict."""
 import json
 import os
+import re
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from fastmask.runs.queue import Job, Local, drive, plan, slots
 
 from conftest import TINY, in_process
+
+
+def queue_folder(runs):
+    """RUNS/.queue/<id>/, the folder of the one queue that ran into `runs`: its logs and its queue.json."""
+    (folder,) = (d for d in (runs / ".queue").iterdir() if d.is_dir())
+    return folder
 
 ROOT = '''"""The tiny root."""
 from fastmask.recipe import Recipe
@@ -75,7 +84,7 @@ def test_a_queue_trains_the_parent_once_then_its_children_two_at_a_time(queued):
     for name in ("root", "a", "b"):
         assert any(line.split("│")[1:4] and name == line.split("│")[1].strip() and "finished" in line
                    for line in table.splitlines() if "│" in line), (name, table)
-    assert (runs / ".queue" / "a.log").is_file()  # each job's output kept beside the runs
+    assert (queue_folder(runs) / "a.log").is_file()  # each job's output kept beside the runs, in its queue's folder
 
 
 def test_a_finished_parent_is_reused_by_the_next_queue(queued, twin):
@@ -118,16 +127,17 @@ def test_tiny_sets_are_passed_to_every_job(twin, tmp_path):
 
 
 def test_the_queue_file_says_how_each_job_ended(queued):
-    """RUNS/.queue/queue.json, what the board reads: each job's status and run folder, the queue's pid."""
+    """RUNS/.queue/<id>/queue.json, what the board reads: each job's status and run folder, the queue's pid."""
     root, _ = queued
-    q = json.loads((root / "runs" / ".queue" / "queue.json").read_text())
-    assert q["pid"] == os.getpid()  # in_process: the queue ran in this process
+    folder = queue_folder(root / "runs")
+    q = json.loads((folder / "queue.json").read_text())
+    assert q["pid"] == os.getpid() and q["id"] == folder.name  # in_process: the queue ran in this process
     jobs = {j["name"]: j for j in q["jobs"]}
     assert {n: j["status"] for n, j in jobs.items()} == {"root": "finished", "a": "finished", "b": "finished"}
     assert jobs["a"]["needs"] == ["root"] and jobs["a"]["hypothesis"] == "A lower lr helps."
     for j in jobs.values():
         assert (root / j["run"] / "config.json").is_file()
-    assert not list((root / "runs" / ".queue").glob("stop-*"))  # no Ctrl-C: no stop file for the jobs
+    assert not list((root / "runs" / ".queue").glob("**/stop-*"))  # no Ctrl-C: no stop file for the jobs
 
 
 # a stand-in for `python -m fastmask.run`: names its run folder, then counts the SIGINTs it gets
@@ -149,11 +159,9 @@ def interrupt_a_queue(engine, runs, jobs):
     """Jobs a and b (stand-ins) through `engine`, `jobs` in flight; Ctrl-C (a SIGINT to this process) as soon
     as a's log names its run folder. Returns (drive's answer, the jobs, what it printed)."""
     todo = [Job("a", "a.py", "hypothesis"), Job("b", "b.py", "hypothesis")]
-    log = runs / ".queue" / "a.log"
-
     def ctrl_c():
         end = time.time() + 60
-        while time.time() < end and not (log.is_file() and "run folder: " in log.read_text()):
+        while time.time() < end and not any("run folder: " in log.read_text() for log in runs.glob(".queue/*/a.log")):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
     lines, old = [], signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -171,10 +179,11 @@ def check_interrupted(stopped, jobs, lines, runs):
     """Ctrl-C interrupted the running job once (its run folder kept), started nothing new, said so everywhere."""
     assert stopped is True
     assert jobs["a"].status == "interrupted" and jobs["a"].run == runs / "RUN-a"
-    assert "SIGINT x1" in (runs / ".queue" / "a.log").read_text()  # one SIGINT: a second drops the run's cleanup
-    assert jobs["b"].status == "not started" and not (runs / ".queue" / "b.log").exists()
+    folder = queue_folder(runs)
+    assert "SIGINT x1" in (folder / "a.log").read_text()  # one SIGINT: a second drops the run's cleanup
+    assert jobs["b"].status == "not started" and not (folder / "b.log").exists()
     assert any(x.startswith("queue: interrupted a") for x in lines), lines
-    q = json.loads((runs / ".queue" / "queue.json").read_text())
+    q = json.loads((folder / "queue.json").read_text())
     assert {j["name"]: j["status"] for j in q["jobs"]} == {"a": "interrupted", "b": "not started"}
 
 
@@ -208,3 +217,101 @@ def test_a_queue_without_jobs_runs_every_job(twin, tmp_path):
     assert [x.split(" in ")[0] for x in p.stdout.splitlines() if x.startswith("queue: finished")] == [
         "queue: finished root", "queue: finished a"]
     assert json.loads(next((root / "runs").glob("*-a")).joinpath("metrics.json").read_text())["verdict"]
+
+
+# --- two queues in one runs folder --------------------------------------------------------------------
+
+def _table(stdout):
+    """The end table's rows: recipe -> its cells."""
+    return {cells[0]: cells for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                          for line in stdout.splitlines() if line.count("│") >= 6)}
+
+
+def _named(board_text, name, status):
+    """How many rows of the terminal board are recipe `name` with `status`."""
+    return sum(line.split()[:2] == [name, status] for line in board_text.splitlines())
+
+
+def _qa_runs(runs):
+    """The qa run folders' names (two started in one second: STAMP-qa and STAMP-qa-2)."""
+    return sorted(d.name for d in runs.iterdir() if re.fullmatch(r"\d{8}T\d{6}Z-qa(-\d+)?", d.name))
+
+
+def test_two_queues_in_one_runs_folder_keep_their_own_logs_state_and_runs(twin, tmp_path):
+    """`qa qb` and `qa qc` queued at once into one runs folder, as two processes: each queue its own
+    RUNS/.queue/<id>/ (logs, queue.json), each reports the qa run it made (two qa folders), and the board
+    shows both live queues' waiting jobs."""
+    root = tmp_path
+    (root / "recipes").mkdir()
+    (root / "recipes" / "__init__.py").write_text("")
+    for name in ("qa", "qb", "qc"):
+        (root / "recipes" / f"{name}.py").write_text(ROOT.replace("The tiny root", f"Recipe {name}"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    queues = [subprocess.Popen([sys.executable, "-m", "fastmask.run", "recipes/qa.py", f"recipes/{other}.py",
+                                "--jobs", "1", *TINY, "--data", str(twin), "--runs", "runs"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for other in ("qb", "qc")]
+    try:
+        _two_queues(queues, root / "runs")
+    finally:  # a failed check leaves no queue behind: Ctrl-C (its runs stop too), then a kill
+        for q in queues:
+            if q.poll() is None:
+                q.send_signal(signal.SIGCONT)
+                q.send_signal(signal.SIGINT)
+                try:
+                    q.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    q.kill()
+                    q.communicate()
+
+
+def _two_queues(queues, runs):
+    from fastmask.views.board import queued as board_rows
+    frozen = set()
+    try:
+        # each queue held still (SIGSTOP) once its qa runs (the log its queue.json gives names the run folder)
+        # and its second job waits, to read the board then
+        end = time.time() + 300
+        while len(frozen) < 2 and time.time() < end and all(q.poll() is None for q in queues):
+            for path in runs.glob(".queue/*/queue.json"):
+                try:
+                    q = json.loads(path.read_text())
+                except ValueError:
+                    continue
+                status = [j["status"] for j in q["jobs"]]
+                log = Path(q["jobs"][0]["log"] or path.parent / "none")
+                if (q["pid"] not in frozen and status == ["running", "queued"] and log.is_file()
+                        and "run folder: " in log.read_text()):
+                    os.kill(q["pid"], signal.SIGSTOP)
+                    frozen.add(q["pid"])
+            time.sleep(0.02)
+        assert len(frozen) == 2, [q.poll() for q in queues]
+        rows = board_rows(runs)
+        p = in_process("board", runs, "--no-html")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        live = _qa_runs(runs)
+    assert sorted((r["name"], r["status"]) for r in rows) == [("qb", "queued"), ("qc", "queued")]
+    assert p.returncode == 0, p.stderr
+    assert len(live) == 2 and _named(p.stdout, "qa", "running") == 2, p.stdout  # both qa runs, as they train
+    assert _named(p.stdout, "qb", "queued") == _named(p.stdout, "qc", "queued") == 1, p.stdout
+    outs = [q.communicate(timeout=600)[0] for q in queues]
+    for q, out in zip(queues, outs):
+        assert q.returncode == 0, out[-3000:]
+    tables = [_table(out) for out in outs]
+    qa = [t["qa"][-1] for t in tables]  # each queue's qa: the run folder its own log named
+    assert qa[0] != qa[1] and all((runs / name / "config.json").is_file() for name in qa), qa
+    assert _qa_runs(runs) == sorted(qa)  # two qa runs, each reported once
+    assert tables[0]["qb"][2] == tables[1]["qc"][2] == "finished"
+    folders = sorted(d for d in (runs / ".queue").iterdir() if d.is_dir())
+    assert len(folders) == 2 and not (runs / ".queue" / "qa.log").exists()
+    by_pid = {json.loads((d / "queue.json").read_text())["pid"]: d for d in folders}
+    for q, name, other in zip(queues, qa, ("qb", "qc")):
+        d = by_pid[q.pid]
+        assert sorted(f.name for f in d.glob("*.log")) == ["qa.log", f"{other}.log"]
+        assert f"run folder: {runs.resolve() / name}" in (d / "qa.log").read_text()
+        jobs = {j["name"]: j for j in json.loads((d / "queue.json").read_text())["jobs"]}
+        assert Path(jobs["qa"]["run"]).name == name and jobs[other]["status"] == "finished"
+    p = in_process("board", runs, "--no-html")  # both queues' runs, each queue's qa among them
+    assert p.returncode == 0 and _named(p.stdout, "qa", "finished") == 2, p.stdout

@@ -15,7 +15,7 @@ from fastmask.runs.on_ray import NEEDS_RAY, OnRay
 from fastmask.runs.queue import Job, drive
 
 from conftest import in_process
-from test_queue import check_interrupted, interrupt_a_queue, project
+from test_queue import check_interrupted, interrupt_a_queue, project, queue_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +81,7 @@ def test_a_queue_on_ray_makes_the_runs_a_queue_on_one_machine_makes(both, ray_ad
         assert (m["macro_f1"], m["holdout_macro_f1"]) == (m0["macro_f1"], m0["holdout_macro_f1"])  # one thread each
     # the child ran after its parent's run ended on Ray too, and was judged against it
     assert json.loads((b["a"] / "metrics.json").read_text())["verdict"]["parent_run"] == b["root"].name
-    assert (there / "runs" / ".queue" / "a.log").read_text().count("run folder: ") == 1
+    assert (queue_folder(there / "runs") / "a.log").read_text().count("run folder: ") == 1
 
 
 def test_a_failed_parent_fails_only_its_children_on_ray(both):
@@ -90,7 +90,7 @@ def test_a_failed_parent_fails_only_its_children_on_ray(both):
     assert rows["broken"][1] == "failed" and "recipe field bs" in rows["broken"][4]
     assert rows["c"][1] == "skipped" and rows["c"][4] == "broken failed"
     assert rows["root"][1] == rows["a"][1] == "finished"
-    q = json.loads((there / "runs" / ".queue" / "queue.json").read_text())
+    q = json.loads((queue_folder(there / "runs") / "queue.json").read_text())
     assert {j["name"]: j["status"] for j in q["jobs"]} == {"root": "finished", "a": "finished", "broken": "failed",
                                                            "c": "skipped"}
 

@@ -5,7 +5,8 @@ The only module that imports ray, and only once --ray is given; otherwise it is 
 worker imports it to run a job and must not pay fastai's import for that. Every node runs the same
 environment (fastmask installed) and sees the runs folder, the recipes and the data at the same absolute
 paths (a shared filesystem): the queue passes absolute paths, and each job writes its run folder and its log
-RUNS/.queue/<name>.log there, so the board, the verdicts and the next queue see every run wherever it trained.
+RUNS/.queue/<queue id>/<name>.log there, so the board, the verdicts and the next queue see every run wherever
+it trained.
 
 A job is one task however many runs it makes: with the recipe's `decide` field (--decide) the whole loop of
 paired seeds runs inside that job's one `python -m fastmask.run`, not as a task per seed pair (the loop

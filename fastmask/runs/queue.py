@@ -6,8 +6,11 @@ each as a normal `python -m fastmask.run` process (its own run folder in the one
 engine: on this machine N at a time, each with its share of the CPU threads (or one GPU each when there are
 GPUs); on Ray (on_ray.py) as tasks with their CPUs and GPUs, which Ray places on the nodes. A failed run
 fails its own descendants only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new.
-RUNS/.queue/queue.json says at each change how each job stands (the board shows the queued ones). The command
+Each queue has its own id (UTC stamp and pid, like a run folder's name) and folder RUNS/.queue/<id>/: its jobs'
+logs and queue.json, which says at each change how each job stands (the board shows the queued ones), so
+any number of queues write into one runs folder without reading each other's logs. The command
 ends with a table of what ran, what was reused, what failed and why, and each verdict."""
+import itertools
 import json
 import os
 import shlex
@@ -31,11 +34,12 @@ from fastmask.io import atomic_write
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.runs.hypothesis import covered
 from fastmask.runs.on_ray import OnRay, need_ray, reachable, run_job
+from fastmask.store.folder import utc_stamp
 from fastmask.store.index import pool, seeds_of
 from fastmask.store.run_folder import RunFolder
 
-LOGS = ".queue"  # each job's output, in the runs folder
-STATE = "queue.json"  # in LOGS: the queue as the board shows it
+LOGS = ".queue"  # in the runs folder: a folder per queue (queue_folder()), its jobs' output and its state
+STATE = "queue.json"  # in a queue's folder: the queue as the board shows it
 
 
 @dataclass
@@ -206,12 +210,10 @@ def plan_line(j, cmd):
 def drive(todo, engine, command_of, runs_dir, jobs, out=print):
     """Run the jobs, a parent before its children, at most `jobs` in flight, through `engine` (Local or
     OnRay: the same loop for both, since a Ray task's ObjectRef.future() is a concurrent.futures Future).
-    Each change goes to RUNS/.queue/queue.json for the board. True when Ctrl-C ended it."""
+    Each change goes to this queue's RUNS/.queue/<id>/queue.json for the board. True when Ctrl-C ended it."""
     by_name = {j.name: j for j in todo}
-    logs = runs_dir / LOGS
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = queue_folder(runs_dir)  # this queue's own: its logs, its state file and its stop file
     stop = logs / f"stop-{socket.gethostname()}-{os.getpid()}"  # this queue's Ctrl-C, seen by each of its jobs
-    stop.unlink(missing_ok=True)  # an older queue's that had this pid
     state = State(logs / STATE, todo, engine.where)
     graph = TopologicalSorter({j.name: list(j.needs) for j in todo})
     graph.prepare()
@@ -232,9 +234,8 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
                     continue
                 slot = free.pop()
                 j.log, j.status = logs / f"{j.name}.log", "running"
-                # the job writes its log as it starts (on Ray, once a node has its resources): until then no older
-                # queue's log may name a run folder for it (the board and a Ctrl-C read the log)
-                j.log.unlink(missing_ok=True)
+                # the job writes its log as it starts (on Ray, once a node has its resources) in this queue's
+                # own folder: no other queue's log names a run folder for it (the board and a Ctrl-C read the log)
                 running[engine.submit(j, command_of(j), slot, j.log, stop)] = (j, slot)
                 out(f"queue: {engine.starts} {j.name} ({j.role}; {engine.share(slot)}; log {j.log})")
                 state.save()
@@ -266,6 +267,22 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
     return False
 
 
+def queue_folder(runs_dir):
+    """RUNS/.queue/<id>, made now and this queue's alone: its id is the UTC stamp and this process's pid (a
+    folder of that name already there, from a queue of this process in the same second or of another host
+    with this pid, gets -2, -3, ...: mkdir claims a name once)."""
+    base = Path(runs_dir) / LOGS
+    base.mkdir(parents=True, exist_ok=True)
+    qid = f"{utc_stamp()}-{os.getpid()}"
+    for n in itertools.count(1):
+        folder = base / (qid if n == 1 else f"{qid}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+
+
 def _share(env):
     return (f"GPU {env['CUDA_VISIBLE_DEVICES']}, " if env.get("CUDA_VISIBLE_DEVICES") else "") + \
         f"{env['OMP_NUM_THREADS']} CPU thread(s)"
@@ -289,13 +306,13 @@ def ended(job, code, run, tail, seconds, out=print):
 
 
 class State:
-    """RUNS/.queue/queue.json: each job's name, role, status, what it waits for and its run folder, with the
-    queue's pid and host, rewritten whole at each change; the board shows the jobs not started yet while
+    """RUNS/.queue/<id>/queue.json: each job's name, role, status, what it waits for and its run folder, with
+    the queue's id, pid and host, rewritten whole at each change; the board shows the jobs not started yet while
     that pid lives."""
 
     def __init__(self, path, todo, where):
         self.path, self.todo = path, todo
-        self.head = {"pid": os.getpid(), "host": socket.gethostname(), "engine": where,
+        self.head = {"id": path.parent.name, "pid": os.getpid(), "host": socket.gethostname(), "engine": where,
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         self.save()
 

@@ -31,7 +31,8 @@ from fastmask.views.compare import CURVES, METRICS, config_diff, curve, flat
 from fastmask.views.html import board_page
 
 RECIPE_FIELDS = [f.name for f in recipe_fields(Recipe) if f.compare]
-QUEUE = Path(".queue") / "queue.json"  # in the runs folder: what a `fastmask run A.py B.py ...` queue has left to run
+QUEUES = Path(".queue")  # in the runs folder: a folder per `fastmask run A.py B.py ...` queue (its logs, its state)
+QUEUE = "queue.json"     # in a queue's folder: what that queue has left to run
 
 
 # --- the runs as a tree -----------------------------------------------------------------------------
@@ -194,13 +195,34 @@ def tree(runs):
 
 # --- a live queue's jobs without a run folder yet ----------------------------------------------------
 
+def queue_files(runs_dir):
+    """Each queue's state file: RUNS/.queue/<id>/queue.json, oldest queue first (the ids begin with their UTC
+    stamp), after the one RUNS/.queue/queue.json an earlier version wrote, still read when it is there (its
+    logs beside it, as each queue's are in its folder)."""
+    base = Path(runs_dir) / QUEUES
+    return [base / QUEUE] + sorted(base.glob(f"*/{QUEUE}"))
+
+
 def queued(runs_dir, warn=None):
-    """A row for each job of the queue RUNS/.queue/queue.json describes that has no run folder yet, while
+    """A row for each job of each live queue's state file (queue_files) that has no run folder yet, while
     that queue lives (its pid, on this host; a dead or distant one shows nothing): status "queued", and in the
-    verdict column what it waits for. Rows come after the runs' tree, in the queue's order. A live queue's
-    file whose jobs are not what the queue writes (a job not an object, a name or status not text, needs
-    not a list of names) shows no rows and one warning line (`warn`, default stderr), as a damaged run does."""
-    path = Path(runs_dir) / QUEUE
+    verdict column what it waits for. Rows come after the runs' tree, queue by queue, in each queue's order;
+    a job of the same name queued by two queues is two rows, the later one's id naming its queue. A live
+    queue's file whose jobs are not what the queue writes (a job not an object, a name or status not text,
+    needs not a list of names) shows no rows of that queue and one warning line (`warn`, default stderr), as
+    a damaged run does."""
+    rows, ids = [], set()
+    for path in queue_files(runs_dir):
+        for r in _queued(path, warn):
+            if r["id"] in ids:
+                r["id"] = f"{r['id']} (queue {path.parent.name})"
+            ids.add(r["id"])
+            rows.append(r)
+    return rows
+
+
+def _queued(path, warn):
+    """The rows of one queue's state file `path` (its jobs' logs beside it)."""
     try:
         q = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -217,9 +239,9 @@ def queued(runs_dir, warn=None):
         if j.get("status") == "queued":
             waiting = [n for n in j.get("needs") or [] if status.get(n) in ("queued", "running")]
             waits = f"waits for {', '.join(waiting)}" if waiting else "waits for a free slot"
-            rows.append(_queued_row(runs_dir, j, waits))
-        elif j.get("status") == "running" and not _has_folder(runs_dir, j["name"]):
-            rows.append(_queued_row(runs_dir, j, "starting"))  # on Ray: until a node has its CPUs and GPUs free
+            rows.append(_queued_row(path.parent, j, waits))
+        elif j.get("status") == "running" and not _has_folder(path.parent, j["name"]):
+            rows.append(_queued_row(path.parent, j, "starting"))  # on Ray: until a node has its CPUs and GPUs free
     return rows
 
 
@@ -229,15 +251,15 @@ def _job_record(j):
             and isinstance(j.get("needs", []), (list, type(None))) and all(isinstance(n, str) for n in j.get("needs") or []))
 
 
-def _has_folder(runs_dir, name):
-    # a running job's log names its run folder as soon as the run makes it (the queue clears an older log)
-    return read_log(Path(runs_dir) / QUEUE.parent / f"{name}.log")[0] is not None
+def _has_folder(logs, name):
+    # a running job's log, in its own queue's folder `logs`, names its run folder as soon as the run makes it
+    return read_log(Path(logs) / f"{name}.log")[0] is not None
 
 
-def _queued_row(runs_dir, job, waits):
+def _queued_row(logs, job, waits):
     """A queued job as a board row: the keys a run's row has (no figures, no fields), and `waits`."""
     name = job["name"]
-    return {"dir": Path(runs_dir) / QUEUE.parent / name, "id": f"queued: {name}", "name": name, "parent": None,
+    return {"dir": Path(logs) / name, "id": f"queued: {name}", "name": name, "parent": None,
             "fingerprint": None, "status": "queued", "started": None, "minutes": None, "macro_f1": None,
             "holdout_macro_f1": None, "verdict": None, "delta": None, "parent_run": None,
             "hypothesis": _text(job.get("hypothesis"), ""), "fields": {}, "metrics": {}, "parent_fields": None,
