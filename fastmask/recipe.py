@@ -41,8 +41,8 @@ class Recipe:
     cache: bool = True              # decode and resize each image once into a shared cache (cache.py)
     # Imbalance: "weighted" (fastai weighted_dataloaders, every class drawn equally often; "weighted:0.5" sets
     # the power), None (rows drawn uniformly) or "oversample" (copies of rare training rows; "oversample:0.04"
-    # sets the target share per class). Weighted by default: on real faces (bench/realphotos.py) the unmasked
-    # seventh of the photos was found 3x as often with it, and the default augmentation below on top of it.
+    # sets the target share per class). Weighted by default: on real faces (bench/realphotos.py, 75 people) it
+    # alone raised unmasked recall 0.34 -> 0.66, and with the light augmentation below balanced accuracy reached 0.89.
     sampler: Optional[str] = "weighted"
     augment: Any = "light"          # "light", "strong", "none", or any albumentations A.Compose
     crop: Any = None                # centre crop keeping this fraction of height and width, every split; or

@@ -51,7 +51,7 @@ def build_learner(recipe, dls, notify=print, train=True):
     Progress shows as fastmask.console's mode asks: bars on a terminal, one line per epoch into a pipe."""
     check_arch(recipe.arch)
     if train:  # a REPL's r.learner() meets the size check preflight gives a run (cached: once per arch and size)
-        check_size(recipe.arch, tuple(recipe.size))
+        check_size(recipe.arch, recipe.size)
     weights, notice = resolve_weights(recipe.arch, recipe.pretrained if train else False)
     if notice and train:
         notify(notice)

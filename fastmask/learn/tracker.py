@@ -80,7 +80,7 @@ class KeepBest(TrackerCallback):
         if now is None or not np.array_equal(now[0], self.best_preds[0]):
             return False
         _, se = paired_difference(now[0], self.best_preds[1], now[1], now[2])
-        return abs(self.best - value) <= self.z * se
+        return self.best - value <= self.z * se  # reached only below the best
 
     def after_fit(self):
         self.restore()
