@@ -302,6 +302,12 @@ WORKER = textwrap.dedent('''
     from fastmask.tune.search import drive, open_storage
     store, _ = open_storage(sys.argv[1], ".")
     study = optuna.create_study(storage=store, study_name="shared", direction="maximize", load_if_exists=True)
+    # a start line: on a loaded machine one worker's imports can take longer than all 7 trials of the other
+    import os, pathlib
+    pathlib.Path(f"ready-{os.getpid()}").touch()
+    deadline = time.time() + 120
+    while len(list(pathlib.Path(".").glob("ready-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
     def objective(trial):
         x = trial.suggest_float("x", 0, 1)
         time.sleep(0.3)
