@@ -1,0 +1,44 @@
+"""fastmask note RUN ["text"] [--runs DIR]
+
+Adds a dated note, signed with your user and host, to a run folder's notebook: the conclusion you drew, what to
+try next. Without text, prints the run's notes. RUN is a run folder or a unique prefix of its name (the UTC
+stamp or the recipe name) in the runs folder. Nothing training wrote is touched."""
+import sys
+
+from fastmask import console
+from fastmask.errors import FastmaskError, Parser
+
+
+def parser(name, doc):
+    ap = Parser(prog=console.prog(name), description=" ".join(doc.split("\n\n", 1)[1].split()))
+    ap.add_argument("run", metavar="RUN", help="a run folder, or a unique prefix of its name in the runs folder")
+    ap.add_argument("--runs", default="runs", help="runs folder to find RUN in (default: runs/)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap
+
+
+def main(argv):
+    ap = parser("note", __doc__)
+    ap.add_argument("text", nargs="?", help="the note (quote it); leave it out to list the run's notes")
+    args = ap.parse_args(argv)
+    from fastmask.store import notebook
+    run = notebook.resolve(args.run, args.runs)
+    if args.text is None:
+        notes = notebook.read(run).notes
+        for n in notes:
+            print(f"{n['at']}  {n['user']}@{n['host']}\n  " + n["text"].replace("\n", "\n  "))
+        if not notes:
+            print(f"{run.name}: no notes yet; add one with: fastmask note {run.name} \"what you concluded\"")
+        return 0
+    text = args.text.strip()
+    if not text:
+        raise FastmaskError("note: the text is empty")
+    notebook.read(run)  # a damaged notebook is refused before anything is added to it
+    ev = notebook.append(run, "note", text=text)
+    print(f"{run.name}: note added ({ev['user']}@{ev['host']}, {ev['at']})")
+    return 0
+
+
+if __name__ == "__main__":
+    from fastmask.errors import cli
+    sys.exit(cli(main)())
