@@ -2,13 +2,14 @@
 
 Back-fills MLflow with run folders made before tracking was on: every run of a runs folder (or the run folders
 named) is logged once, as a finished run logs itself; runs the store already holds (by their fastmask.run_dir
-tag) and runs still running are skipped. The store: --uri, else $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db."""
+tag) are not logged again, only their tags and description brought up to their notebook (fastmask note / tag /
+archive); runs still running are skipped. The store: --uri, else $FASTMASK_MLFLOW, else RUNS_DIR/mlflow.db."""
 import sys
 from pathlib import Path
 
 from fastmask import console
 from fastmask.errors import FastmaskError, Parser, cli
-from fastmask.runs.tracking import EXPERIMENT, log_run, tracking_uri
+from fastmask.runs.tracking import log_run, logged_runs, push_notebook, tracking_uri
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import entries
 from fastmask.store.run_folder import is_run
@@ -37,25 +38,17 @@ def run_folders(paths, warn=print):
 
 
 def logged(uri):
-    """The run folders (their fastmask.run_dir tags) the store at `uri` holds, completely logged: a back-fill
-    that died half-way (its MLflow run still RUNNING) is deleted so that it is logged again."""
+    """{run folder (its fastmask.run_dir tag): MLflow run id} of the runs the store at `uri` holds, completely
+    logged: a back-fill that died half-way (its MLflow run still RUNNING) is deleted so that it is logged again."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        return set()
-    seen, token = set(), None
-    while True:
-        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
-        for r in page:
-            tag = r.data.tags.get("fastmask.run_dir")
-            if tag and r.info.status == "RUNNING":
-                client.delete_run(r.info.run_id)
-            else:
-                seen.add(tag)
-        token = page.token
-        if not token:
-            return seen - {None}
+    seen = {}
+    for run_dir, r in logged_runs(client).items():
+        if r.info.status == "RUNNING":
+            client.delete_run(r.info.run_id)
+        else:
+            seen[run_dir] = r.info.run_id
+    return seen
 
 
 def sync(paths, uri=None, force=False, say=print):
@@ -65,8 +58,15 @@ def sync(paths, uri=None, force=False, say=print):
     for d in run_folders(paths, warn=say):
         u = tracking_uri(d.parent, uri) or tracking_uri(d.parent, "1")  # fails fast without mlflow; quiets it
         if u not in known:
-            known[u] = set() if force else logged(u)
-        if str(d.resolve()) in known[u]:
+            known[u] = {} if force else logged(u)
+        if str(d.resolve()) in known[u]:  # logged already: its notes and tags may be newer than the store's
+            from mlflow.tracking import MlflowClient
+            try:
+                push_notebook(MlflowClient(tracking_uri=u), known[u][str(d.resolve())], d)
+            except Exception as e:  # noqa: BLE001  (a damaged notebook or a store error: say which, go on)
+                say(f"failed {d}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                failed += 1
+                continue
             skipped += 1
             continue
         try:
@@ -75,7 +75,7 @@ def sync(paths, uri=None, force=False, say=print):
             say(f"failed {d}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             failed += 1
             continue
-        known[u].add(str(d.resolve()))
+        known[u][str(d.resolve())] = run_id
         say(f"logged {d} -> {u} (run {run_id})")
         done += 1
     return done, skipped, failed

@@ -3,6 +3,7 @@
 Adds a dated note, signed with your user and host, to a run folder's notebook: the conclusion you drew, what to
 try next. Without text, prints the run's notes. RUN is a run folder or a unique prefix of its name (the UTC
 stamp or the recipe name) in the runs folder. Nothing training wrote is touched."""
+import os
 import sys
 
 from fastmask import console
@@ -15,6 +16,15 @@ def parser(name, doc):
     ap.add_argument("--runs", default="runs", help="runs folder to find RUN in (default: runs/)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
+
+
+def mlflow_follows(run):
+    """With tracking on ($FASTMASK_MLFLOW), the run's MLflow tags and description follow its notebook."""
+    if os.environ.get("FASTMASK_MLFLOW", "").strip():  # else no MLflow import: the command stays instant
+        from fastmask.runs.tracking import sync_notebook
+        line = sync_notebook(run)
+        if line:
+            print(line)
 
 
 def main(argv):
@@ -36,6 +46,7 @@ def main(argv):
     notebook.read(run)  # a damaged notebook is refused before anything is added to it
     ev = notebook.append(run, "note", text=text)
     print(f"{run.name}: note added ({ev['user']}@{ev['host']}, {ev['at']})")
+    mlflow_follows(run)
     return 0
 
 

@@ -5,7 +5,7 @@ Tags a run (`keep`, `baseline`, `submitted`, ...): the board shows the tags as c
 its name."""
 import sys
 
-from fastmask.note import parser
+from fastmask.note import mlflow_follows, parser
 
 
 def main(argv):
@@ -24,6 +24,8 @@ def main(argv):
         notebook.append(run, "untag" if args.remove else "tag", tag=t)
     tags = notebook.read(run).tags
     print(f"{run.name}: " + (f"tags {', '.join(tags)}" if tags else "no tags"))
+    if args.tags:
+        mlflow_follows(run)
     return 0
 
 

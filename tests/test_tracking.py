@@ -162,3 +162,36 @@ def test_a_tracked_run_is_logged_once_at_its_end(tmp_path, monkeypatch, twin):
     assert run.info.status == "FINISHED"
     assert [m.step for m in sorted(c.get_metric_history(run.info.run_id, "valid_loss"), key=lambda m: m.step)] == [1, 2]
     assert run.data.metrics["final_macro_f1"] == pytest.approx(json.loads((d / "metrics.json").read_text())["macro_f1"])
+
+
+def test_notes_tags_and_archive_reach_mlflow_at_once_and_by_sync(tmp_path, monkeypatch, capsys):
+    """With FASTMASK_MLFLOW on, `fastmask note / tag / archive` bring the logged run's tags and description up
+    to its notebook; a tag removed is deleted there; mlflow-sync does the same for runs logged before."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from fastmask.__main__ import main as fastmask
+    from fastmask.mlflow_sync import main as sync
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV, "1")
+    runs = tmp_path / "runs"
+    d, _, _ = make_run(runs, "20260101T000000Z", "oversample", vp=fake_preds(tmp_path))
+    run_id = log_run(d)
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    assert client.get_run(run_id).data.tags["fastmask.archived"] == "false"
+    assert fastmask(["note", str(d), "rare classes up, mask errors unchanged"]) == 0
+    assert fastmask(["tag", str(d), "keep", "baseline"]) == 0
+    assert "tags and description of" in capsys.readouterr().out
+    tags = client.get_run(run_id).data.tags
+    assert tags["tag.keep"] == tags["tag.baseline"] == "true" and tags["fastmask.tags"] == "keep, baseline"
+    desc = tags["mlflow.note.content"]
+    assert desc.startswith("oversample helps.") and desc.rstrip().endswith("rare classes up, mask errors unchanged")
+    monkeypatch.delenv(ENV)  # tracking off: the notebook changes, the store does not
+    assert fastmask(["tag", str(d), "keep", "--remove"]) == 0
+    assert fastmask(["archive", str(d)]) == 0
+    assert client.get_run(run_id).data.tags["tag.keep"] == "true"
+    assert sync([str(runs)]) == 0  # the back-fill brings the logged run up to its notebook, logging nothing new
+    assert "0 run(s) logged, 1 already there" in capsys.readouterr().out
+    tags = client.get_run(run_id).data.tags
+    assert "tag.keep" not in tags and tags["tag.baseline"] == "true" and tags["fastmask.archived"] == "true"
+    assert len(client.search_runs([client.get_experiment_by_name("fastmask").experiment_id])) == 1

@@ -20,6 +20,7 @@ import pandas as pd
 from fastmask import console
 from fastmask.errors import FastmaskError
 from fastmask.labels import describe
+from fastmask.store import notebook
 from fastmask.store.folder import PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number
 from fastmask.store.run_folder import RunFolder
 
@@ -119,7 +120,7 @@ def log_run(run_dir, uri=None, experiment=EXPERIMENT):
     start = _ms(st.get("started")) or now
     end = max(start, _ms(st.get("updated")) or _ms(st.get("heartbeat")) or start + int(60000 * (st.get("minutes") or 0)))
     run = client.create_run(_experiment_id(client, uri, experiment), run_name=cfg.get("name") or run_dir.name,
-                            start_time=start, tags=_tags(cfg, m, run_dir, status))
+                            start_time=start, tags={**_tags(cfg, m, run_dir, status), **notebook_tags(run_dir, cfg)})
     run_id = run.info.run_id
     steps = _history_steps(folder.history, start)
     final = {f"final_{k}": m.get(k) for k in FINAL}
@@ -186,6 +187,65 @@ def _tags(cfg, m, run_dir, status):
             "verdict": v.get("verdict") or ("no parent run" if cfg.get("parent") else "root"),
             "parent_run": v.get("parent_run"), "status": status}
     return {k: _text(x, 5000) for k, x in tags.items() if x not in ("", None)}
+
+
+TAG_PREFIX = "tag."  # a fastmask tag `keep` is the MLflow tag `tag.keep`, so the UI can filter on it
+
+
+def notebook_tags(run_dir, cfg=None):
+    """The run's notebook as MLflow tags: each fastmask tag, whether it is archived, and the description (the
+    hypothesis, then every note dated and signed)."""
+    book = notebook.read(run_dir)
+    cfg = RunFolder(run_dir).config if cfg is None else cfg
+    notes = [f"- {n['at']} {n['user']}@{n['host']}: {n['text']}" for n in book.notes]
+    text = "\n\n".join(x for x in (cfg.get("hypothesis"), "\n".join(notes)) if x)
+    return {**{TAG_PREFIX + t: "true" for t in book.tags}, "fastmask.tags": ", ".join(book.tags),
+            "fastmask.archived": "true" if book.archived else "false", **({"mlflow.note.content": _text(text, 5000)}
+                                                                         if text else {})}
+
+
+def push_notebook(client, run_id, run_dir):
+    """Bring a logged run's tags and description up to its notebook: a tag removed since is deleted."""
+    now = notebook_tags(run_dir)
+    for key in client.get_run(run_id).data.tags:
+        if key.startswith(TAG_PREFIX) and key not in now:
+            client.delete_tag(run_id, key)
+    for key, value in now.items():
+        client.set_tag(run_id, key, value)
+
+
+def logged_runs(client, experiment=EXPERIMENT):
+    """{run folder (its fastmask.run_dir tag): MLflow run} of the store's fastmask experiment, newest first."""
+    exp = client.get_experiment_by_name(experiment)
+    out, token = {}, None
+    while exp is not None:
+        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+        for r in page:
+            out.setdefault(r.data.tags.get("fastmask.run_dir"), r)
+        token = page.token
+        if not token:
+            break
+    out.pop(None, None)
+    return out
+
+
+def sync_notebook(run_dir):
+    """After `fastmask note / tag / archive`: when tracking is on ($FASTMASK_MLFLOW), the run's MLflow tags and
+    description follow its notebook. Tracking never costs the note: a failing store is one line, and a run
+    the store does not hold yet is left for mlflow-sync. Returns the line to print, or None."""
+    run_dir = Path(run_dir)
+    uri = resolve_uri(None, run_dir.parent)
+    if uri is None:
+        return None
+    try:
+        client = _client_class()(tracking_uri=uri)
+        run = logged_runs(client).get(str(run_dir.resolve()))
+        if run is None:
+            return f"mlflow: {run_dir.name} is not in {uri} yet (fastmask mlflow-sync {run_dir.parent} logs it)"
+        push_notebook(client, run.info.run_id, run_dir)
+    except Exception as e:  # noqa: BLE001  (tracking never costs a note)
+        return f"mlflow: could not update {run_dir.name} at {uri}: {type(e).__name__}: {e}"
+    return f"mlflow: tags and description of {run_dir.name} updated at {uri}"
 
 
 def _history_steps(hist, start):
