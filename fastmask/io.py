@@ -3,7 +3,9 @@ cache and the model files all need, kept on the ground floor because `data/` may
 
 Vocabulary: the standard library only, so every layer can read it."""
 import contextlib
+import getpass
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -77,3 +79,12 @@ def _zombie(pid):
         return stat[stat.rindex(")") + 2] == "Z"
     except (OSError, ValueError, IndexError):
         return False
+
+
+def signature():
+    """Who and where, for a record a team shares: the user (as the OS knows them, else $USER) and the host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry
+        user = os.environ.get("USER") or "unknown"
+    return {"user": user, "host": socket.gethostname()}

@@ -30,6 +30,10 @@ def test_run_folder_contract(finished):
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["changed"] == {"split": ["random", "person"], "patience": [None, 3]}
     assert cfg["fields"]["arch"] == "test_resnet" and cfg["overrides"]["epochs"] == 1
+    import getpass
+    import socket
+    env = cfg["environment"]  # who ran it, where: a team shares one runs folder
+    assert (env["user"], env["host"], env["device"]) == (getpass.getuser(), socket.gethostname(), "cpu")
     m = json.loads((d / "metrics.json").read_text())
     for k in ("macro_f1", "accuracy", "mask_f1", "gender_f1", "age_f1", "holdout_macro_f1", "holdout_accuracy"):
         assert 0 <= m[k] <= 1, k

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fastmask.errors import FastmaskError
-from fastmask.io import atomic_write, pid_alive
+from fastmask.io import atomic_write, pid_alive, signature
 
 # The run folder's files, by name: every module opens them through these (the names on disk never change).
 RECIPE_FILE = "recipe.py"           # the recipe file as run
@@ -309,8 +309,19 @@ class Run:
         return False
 
 
+def device_name(torch):
+    """The device a run trains on, as a person would name it: "NVIDIA H100 80GB HBM3" (x2), or "cpu"."""
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        return torch.cuda.get_device_name(0) + (f" x{n}" if n > 1 else "")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def environment():
-    """What a reader needs to reproduce a run: commit, dirty tree, versions, command."""
+    """What a reader needs to reproduce a run: commit, dirty tree, versions, command; and for a team sharing a
+    runs folder, who ran it, on which host and device."""
     import fastai
     import timm
     import torch
@@ -318,7 +329,8 @@ def environment():
     from fastmask.learn.distributed import world_size
     env = {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
            "timm": timm.__version__, "command": " ".join([Path(sys.executable).name, "-m", "fastmask.run", *sys.argv[1:]]),
-           "processes": world_size()}  # data-parallel: bs is per process, the effective batch bs x processes
+           "processes": world_size(),  # data-parallel: bs is per process, the effective batch bs x processes
+           **signature(), "device": device_name(torch)}
     try:
         top = Path(__file__).resolve().parent.parent
         env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=top, capture_output=True,

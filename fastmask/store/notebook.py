@@ -6,33 +6,22 @@ archived) is the replay of the events, so nothing training wrote is ever rewritt
 once both land (each line is appended whole under an exclusive lock), and who archived what, when, stays
 on record."""
 import fcntl
-import getpass
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from fastmask.errors import FastmaskError
-from fastmask.io import FILE_MODE
+from fastmask.io import FILE_MODE, signature
 from fastmask.store.run_folder import is_run
 
 NOTEBOOK = "notebook.jsonl"
 KINDS = ("note", "tag", "untag", "archive", "restore")
 # a tag is a word a filter can match and a chip can show: no spaces, no control characters, no quotes
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/-]{0,39}")
-
-
-def signature():
-    """Who and where: the user (as the OS knows them, else $USER) and the host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # a container's uid with no passwd entry
-        user = os.environ.get("USER") or "unknown"
-    return {"user": user, "host": socket.gethostname()}
 
 
 def check_tag(tag):
