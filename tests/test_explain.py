@@ -120,3 +120,21 @@ def test_validation_above_holdout_on_a_random_split_suggests_the_person_split():
     s = suggest(v, m, RECIPES, split="random")
     assert names(s) == ["person_split"] and "0.300 above" in s[0].why
     assert suggest(v, m, RECIPES, split="person") == []  # already split by person: the gap is something else
+
+
+def test_the_chart_colours_by_where_the_interval_lies_and_the_figures_are_written(tmp_path):
+    from PIL import Image
+
+    from fastmask.report.delta_plots import save_class_deltas, save_flips, side
+    from fastmask.report.explain import ClassDelta
+    d = lambda lo, hi: ClassDelta(0, CLASS_NAMES[0], 0.5, 0.4, (lo + hi) / 2, lo, hi, 7)  # noqa: E731
+    assert [side(d(0.01, 0.2)), side(d(-0.2, -0.01)), side(d(-0.1, 0.1))] == [1, -1, 0]
+    pairs = paired_rows(*frames())
+    Image.new("RGB", (24, 32), "white").save(tmp_path / "a2", format="PNG")  # the others: "image missing"
+    pairs["path"] = [str(tmp_path / p) for p in pairs["path"]]
+    assert save_class_deltas(class_deltas(pairs), tmp_path / "deltas.png") == 3
+    assert save_flips(*flips(pairs), tmp_path / "flips.png") == 4
+    for f in ("deltas.png", "flips.png"):
+        with Image.open(tmp_path / f) as im:
+            assert im.size[0] > 300
+    assert save_class_deltas([], tmp_path / "none.png") == 0 and not (tmp_path / "none.png").exists()
