@@ -7,9 +7,10 @@ import numpy as np
 
 from fastmask.labels import AGE_BANDS, N_CLASSES, TASKS, decode, describe, per_class
 from fastmask.report.judgement import run_command
-from fastmask.report.verdict import fold_scores, plan_lines, sentence
+from fastmask.report.words import plan_lines, sentence
 from fastmask.store.folder import PLOTS, TOP_LOSSES
 from fastmask.store.index import setup
+from fastmask.store.run_folder import fold_scores_in
 
 VERSIONS = ("python", "torch", "fastai", "timm")
 
@@ -29,7 +30,7 @@ def headline(metrics, name=None, status=None):
     def f(k):
         return f"{metrics[k]:.3f}" if isinstance(metrics.get(k), (int, float)) else "—"
     line = (f"{name} " if name else "") + (f"[{status}]: " if status else ("" if not name else ": "))
-    folds = fold_scores(".", metrics) if metrics.get("folds") else None
+    folds = fold_scores_in(metrics)
     if folds:
         line += (f"CV macro F1 {np.mean(folds):.3f} ± {np.std(folds, ddof=1) if len(folds) > 1 else 0:.3f} over "
                  f"{len(folds)} folds, pooled out-of-fold {f('macro_f1')}, accuracy {f('accuracy')}")
@@ -69,7 +70,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
 
     lines += ["## Result", ""]
     lines += _result_table(_flat(metrics, this.minutes), _flat(pm, par.minutes) if par else None, par)
-    lines += _folds_table(fold_scores(this.dir, metrics), fold_scores(par.dir, pm) if par else None,
+    lines += _folds_table(this.fold_scores, par.fold_scores if par else None,
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     lines += _seed_noise(metrics)
     if par:
@@ -151,7 +152,7 @@ def _flat(m, minutes):
     out = {k: m.get(k) for k, _, _ in ROWS}
     for t in TASKS:
         out[f"holdout_{t}_f1"] = (m.get("holdout_task_f1") or {}).get(t)
-    folds = fold_scores(".", m) if m.get("folds") else None
+    folds = fold_scores_in(m)
     out["folds_mean"] = float(np.mean(folds)) if folds else None
     out["minutes"] = minutes
     return out

@@ -18,10 +18,11 @@ from rich.table import Table
 from fastmask.errors import FastmaskError
 from fastmask.labels import CLASS_NAMES, TASKS
 from fastmask.report.judgement import judge
-from fastmask.report.verdict import compare as paired_test, fold_scores, sentence
+from fastmask.report.verdict import compare as paired_test
+from fastmask.report.words import sentence
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import setup
-from fastmask.store.run_folder import RunFolder, is_run
+from fastmask.store.run_folder import RunFolder, fold_scores_in, is_run
 
 # (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
 METRICS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
@@ -74,7 +75,7 @@ def flat(m):
     for t in TASKS:
         out[f"holdout_{t}_f1"] = (m.get("holdout_task_f1") or {}).get(t)
     if out["cv_mean"] is None and m.get("folds"):
-        folds = fold_scores(".", m)
+        folds = fold_scores_in(m)
         out["cv_mean"] = float(np.mean(folds)) if folds else None
     return {k: float(v) if _num(v) else None for k, v in out.items()}
 
