@@ -150,8 +150,8 @@ def _write_run(d, name, valid, hold, fields, parent=None, parent_fields=None):
 
 def test_a_gap_verdict_against_an_identical_copy_is_zero_with_a_zero_interval(tmp_path):
     """Child and parent validated the same people, so the bootstrap draws the same people for both: every draw's
-    delta is 0. Broken on purpose: drawing the parent's validation people on their own (`wp = _weights(rng,
-    len(code_p), n)` in verdict._gap) fails here."""
+    delta is 0. Broken on purpose: drawing the parent's validation people on their own (`wp =
+    bootstrap_weights(rng, len(code_p), n)` in report/bootstrap.py's gap_bootstrap) fails here."""
     from fastmask.report.judgement import judge
     from fastmask.report.verdict import compare
     from fastmask.store.run_folder import RunFolder

@@ -6,22 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from fastmask.labels import AGE_BANDS, N_CLASSES, TASKS, decode, describe, per_class
+from fastmask.report.figures import FIGURES, values
 from fastmask.report.judgement import run_command
-from fastmask.report.verdict import fold_scores, plan_lines, sentence
+from fastmask.report.words import plan_lines, sentence
 from fastmask.store.folder import PLOTS, TOP_LOSSES
 from fastmask.store.index import setup
+from fastmask.store.run_folder import fold_scores_in
 
 VERSIONS = ("python", "torch", "fastai", "timm")
-
-# (key in the flattened metrics, label, format); per-task holdout F1 sits under holdout_task_f1.
-ROWS = [("macro_f1", "validation macro F1", ".3f"), ("accuracy", "validation accuracy", ".3f"),
-        ("mask_f1", "validation mask F1", ".3f"), ("gender_f1", "validation gender F1", ".3f"),
-        ("age_f1", "validation age F1", ".3f"), ("folds_mean", "k-fold mean macro F1", ".3f"),
-        ("holdout_macro_f1", "holdout macro F1", ".3f"), ("holdout_accuracy", "holdout accuracy", ".3f"),
-        ("holdout_mask_f1", "holdout mask F1", ".3f"), ("holdout_gender_f1", "holdout gender F1", ".3f"),
-        ("holdout_age_f1", "holdout age F1", ".3f"), ("epochs_run", "epochs run", "d"),
-        ("kept_epoch", "kept epoch (the latest not credibly below the best validation macro F1; counted from 1)", "d"),
-        ("minutes", "minutes", ".1f")]
 
 
 def headline(metrics, name=None, status=None):
@@ -29,7 +21,7 @@ def headline(metrics, name=None, status=None):
     def f(k):
         return f"{metrics[k]:.3f}" if isinstance(metrics.get(k), (int, float)) else "—"
     line = (f"{name} " if name else "") + (f"[{status}]: " if status else ("" if not name else ": "))
-    folds = fold_scores(".", metrics) if metrics.get("folds") else None
+    folds = fold_scores_in(metrics)
     if folds:
         line += (f"CV macro F1 {np.mean(folds):.3f} ± {np.std(folds, ddof=1) if len(folds) > 1 else 0:.3f} over "
                  f"{len(folds)} folds, pooled out-of-fold {f('macro_f1')}, accuracy {f('accuracy')}")
@@ -69,7 +61,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
 
     lines += ["## Result", ""]
     lines += _result_table(_flat(metrics, this.minutes), _flat(pm, par.minutes) if par else None, par)
-    lines += _folds_table(fold_scores(this.dir, metrics), fold_scores(par.dir, pm) if par else None,
+    lines += _folds_table(this.fold_scores, par.fold_scores if par else None,
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     lines += _seed_noise(metrics)
     if par:
@@ -148,11 +140,9 @@ def _seed_noise(m):
 
 
 def _flat(m, minutes):
-    out = {k: m.get(k) for k, _, _ in ROWS}
-    for t in TASKS:
-        out[f"holdout_{t}_f1"] = (m.get("holdout_task_f1") or {}).get(t)
-    folds = fold_scores(".", m) if m.get("folds") else None
-    out["folds_mean"] = float(np.mean(folds)) if folds else None
+    out = values(m)
+    folds = fold_scores_in(m)  # the card recomputes the k-fold mean from the fold scores, not metrics.json's cv_mean
+    out["cv_mean"] = float(np.mean(folds)) if folds else None
     out["minutes"] = minutes
     return out
 
@@ -169,9 +159,9 @@ def _fmt(v, spec=".3f"):
 
 def _result_table(mine, theirs, par):
     head = "| | this run |" + (f" parent ({par.name}) | delta |" if par else "")
-    pooled = mine.get("folds_mean") is not None
+    pooled = mine.get("cv_mean") is not None
     out = [head, "|---|---|" + ("---|---|" if par else "")]
-    for key, label, spec in ROWS:
+    for key, label, spec in ((f.key, f.label, f.spec) for f in FIGURES):
         a, b = mine.get(key), (theirs or {}).get(key)
         if a is None and b is None:
             continue

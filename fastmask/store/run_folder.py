@@ -7,12 +7,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from fastmask.store.folder import CONFIG, HISTORY, HOLDOUT_PREDS, METRICS, STATUS, VALID_PREDS, effective_status, read_json
+from fastmask.store.folder import (
+    CONFIG,
+    FOLD_SCORES,
+    HISTORY,
+    HOLDOUT_PREDS,
+    METRICS,
+    STATUS,
+    VALID_PREDS,
+    effective_status,
+    read_json,
+)
 
 _JSON = {"config": CONFIG, "metrics": METRICS, "status_json": STATUS}
 _CSV = {"history": HISTORY,      # per epoch (a fold or seed column for several models)
         "valid": VALID_PREDS,    # path, person, label, pred, p0..p17, seed[, fold]
-        "holdout": HOLDOUT_PREDS}  # ImageID, label, pred, seed[, person]
+        "holdout": HOLDOUT_PREDS,  # ImageID, label, pred, seed[, person]
+        "fold_table": FOLD_SCORES}  # fold, macro_f1: read only when metrics.json has no "folds"
 FIELDS = (*_JSON, *_CSV, "minutes")
 
 
@@ -46,6 +57,20 @@ class RunFolder:
     valid = property(lambda self: self._get("valid"))
     holdout = property(lambda self: self._get("holdout"))
     minutes = property(lambda self: self._get("minutes"))
+    fold_table = property(lambda self: self._get("fold_table"))
+
+    @property
+    def fold_scores(self):
+        """Per-fold validation macro F1, or None: metrics.json's `folds` (`fold_scores_in`), else folds.csv's
+        `macro_f1` column (ordered by its `fold` column when there is one)."""
+        if _listed(self.metrics):
+            return fold_scores_in(self.metrics)
+        df = self.fold_table
+        if df is None or "macro_f1" not in df:
+            return None
+        if "fold" in df:
+            df = df.sort_values("fold")
+        return [float(x) for x in df["macro_f1"]]
 
     @property
     def name(self):
@@ -81,6 +106,22 @@ def is_run(d):
     """Whether folder `d` is a run folder: one holding config.json or status.json (not mlflow artifacts or
     a stray folder)."""
     return (Path(d) / CONFIG).is_file() or (Path(d) / STATUS).is_file()
+
+
+def fold_scores_in(metrics):
+    """Per-fold validation macro F1 from a metrics dict's `folds` (numbers, or dicts with `macro_f1`), or
+    None (no folds, or folds of another shape). Reads no file: a headline from metrics alone uses it."""
+    if not _listed(metrics):
+        return None
+    try:
+        return [float(f["macro_f1"] if isinstance(f, dict) else f) for f in metrics["folds"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _listed(metrics):
+    folds = (metrics or {}).get("folds")
+    return isinstance(folds, list) and bool(folds)
 
 
 def _csv(path):

@@ -16,18 +16,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastmask.errors import FastmaskError
-from fastmask.labels import CLASS_NAMES, TASKS
+from fastmask.labels import CLASS_NAMES
+from fastmask.report.figures import BY_KEY, COMPARED, Figure, values
 from fastmask.report.judgement import judge
-from fastmask.report.verdict import compare as paired_test, fold_scores, sentence
+from fastmask.report.verdict import compare as paired_test
+from fastmask.report.words import sentence
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import setup
-from fastmask.store.run_folder import RunFolder, is_run
+from fastmask.store.run_folder import RunFolder, fold_scores_in, is_run
 
-# (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
-METRICS = [("macro_f1", "validation macro F1"), ("accuracy", "validation accuracy"),
-           *((f"{t}_f1", f"validation {t} F1") for t in TASKS), ("cv_mean", "k-fold mean macro F1"),
-           ("holdout_macro_f1", "holdout macro F1"), ("holdout_accuracy", "holdout accuracy"),
-           *((f"holdout_{t}_f1", f"holdout {t} F1") for t in TASKS), ("epochs_run", "epochs run")]
+# (key in the flattened metrics, label) of the figures compare shows: report.figures' table, as the board reads it
+METRICS = [(f.key, f.label) for f in COMPARED]
 CURVES = ("macro_f1", "valid_loss")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -70,11 +69,9 @@ def load(run_dirs):
 
 def flat(m):
     """metrics.json's figures as one flat dict of the METRICS keys."""
-    out = {k: m.get(k) for k, _ in METRICS}
-    for t in TASKS:
-        out[f"holdout_{t}_f1"] = (m.get("holdout_task_f1") or {}).get(t)
+    out = values(m, COMPARED)
     if out["cv_mean"] is None and m.get("folds"):
-        folds = fold_scores(".", m)
+        folds = fold_scores_in(m)
         out["cv_mean"] = float(np.mean(folds)) if folds else None
     return {k: float(v) if _num(v) else None for k, v in out.items()}
 
@@ -165,6 +162,11 @@ def _paired(child: RunFolder, ref: RunFolder, n):
 
 # --- the terminal -------------------------------------------------------------------------------------
 
+def _figure(key):
+    """The figure `key` names; per-class F1 (no key) shows as an F1."""
+    return BY_KEY.get(key) or Figure(key, key)
+
+
 def _num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
@@ -180,15 +182,17 @@ def _value(v):
 def _fig(v, key=""):
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "—"
-    return f"{v:.0f}" if key == "epochs_run" else f"{v:.3f}"
+    spec = _figure(key).spec
+    return f"{v:.0f}" if spec == "d" else format(v, spec)
 
 
 def _delta(d, key=""):
     if d is None or (isinstance(d, float) and np.isnan(d)):
         return ""
-    text = f"{d:+.0f}" if key == "epochs_run" else f"{d:+.3f}"
+    fig = _figure(key)
+    text = f"{d:+.0f}" if fig.spec == "d" else format(d, "+" + fig.spec)
     colour = "green" if d > 0 else "red" if d < 0 else "dim"
-    if key == "epochs_run" or abs(d) < 5e-4:
+    if not fig.better or abs(d) < 5e-4:
         colour = "dim"
     return f" [{colour}]({text})[/]"
 
