@@ -16,6 +16,7 @@ COMMANDS = {
     "run": ("fastmask.run", "train one recipe and record it in its own run folder (card, verdict, model)"),
     "compare": ("fastmask.compare", "runs side by side: config diff, metric deltas with the paired test, curves"),
     "board": ("fastmask.board", "every run in a runs folder as a table, plus RUNS/index.html"),
+    "report": ("fastmask.study", "the study report: the tree of hypotheses, verdicts, open questions, best so far"),
     "predict": ("fastmask.predict", "predict eval images with a model or an ensemble; write submission.csv"),
     "plan": ("fastmask.plan", "what would decide a run's hypothesis: seeds, validation people or k-fold for an effect"),
     "search": ("fastmask.search", "optuna search over a recipe's space(trial); every trial a recorded run"),

@@ -8,7 +8,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "fastmask"
 COMMANDS = {"run", "predict", "search", "board", "synth", "suspects", "compare", "mlflow_sync", "init", "plan", "__main__",
-            "split", "repl", "note", "tag", "archive"}
+            "split", "repl", "note", "tag", "archive", "study"}
 # split: a contract re-export; repl: the REPL's front door, importing what attaches r.learner()
 LAYERS = {"vocabulary": 0, "twin": 1, "data": 2, "learn": 3, "store": 4, "models": 5, "report": 6, "runs": 7,
           "views": 8, "tune": 8, "commands": 9}
