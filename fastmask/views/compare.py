@@ -20,7 +20,7 @@ from fastmask.labels import CLASS_NAMES, TASKS
 from fastmask.report.judgement import judge
 from fastmask.report.verdict import compare as paired_test, fold_scores, sentence
 from fastmask.store.folder import CONFIG, STATUS
-from fastmask.store.index import setup
+from fastmask.store.index import parent_side, same_setup
 from fastmask.store.run_folder import RunFolder, is_run
 
 # (key in the flattened metrics, label); holdout per-task F1 come from metrics.json's holdout_task_f1
@@ -141,12 +141,9 @@ def comparison(run_dirs, n=1000):
 
 def is_parent_run(child: RunFolder, ref: RunFolder):
     """Whether `ref` is one of the runs `child`'s verdict pools as its parent: the parent recipe, the same
-    data and the parent's setup (any seeds)."""
-    cfg = child.config
-    return (bool(cfg.get("parent")) and ref.config.get("name") == cfg["parent"]
-            and ref.config.get("data_fingerprint") == cfg.get("data_fingerprint")
-            and cfg.get("parent_fields") is not None
-            and setup(ref.config.get("fields")) == setup(cfg["parent_fields"]))
+    data and the parent's setup (any seeds): the index's rule (index.same_setup), finished or not."""
+    side = parent_side(child.config)
+    return side is not None and same_setup(ref.config, *side)
 
 
 def _paired(child: RunFolder, ref: RunFolder, n):
