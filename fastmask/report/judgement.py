@@ -43,16 +43,9 @@ class Judgement:
                 **({"command": self.command} if self.command else {})}
 
 
-def evidence(this, runs):
-    """(child records, parent records) for RunFolder `this` in the runs folder or RunIndex `runs`
-    (RunIndex.evidence): `this` run first, then the other finished runs of its setup, and the parent setup's
-    finished runs on the same data, each newest first."""
-    return RunIndex.of(runs).evidence(this)
-
-
 def judge(this, runs):
-    """The Judgement of RunFolder `this` against its parent's comparable runs in `runs` (a runs folder, or
-    the RunIndex of one that a caller judging many runs built once)."""
+    """The Judgement of RunFolder `this` against its parent's comparable runs (RunIndex.evidence) in `runs`:
+    a runs folder, or the RunIndex of one that a caller judging many runs built once."""
     index = RunIndex.of(runs)
     cfg = this.config
     kids, parents = index.evidence(this)
