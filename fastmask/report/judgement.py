@@ -2,7 +2,7 @@
 board, `fastmask compare` and MLflow all show (one function, so no two views can disagree).
 
 The evidence for a hypothesis is every finished run of the child's setup and every finished run of the
-parent's setup on the same data (`index.pool`: any seeds, any replicates), paired seed by seed, so seeds
+parent's setup on the same data (`RunIndex.evidence`: any seeds, any replicates), paired seed by seed, so seeds
 added later (`--decide`, `--replicates`, another `--set seed=`) join the same verdict. A card written
 before its parent finished, or before more seeds came in, is re-judged (`rejudge`) by the next run of
 that recipe, by `fastmask board` and by `fastmask compare` (outputs.rejudge rewrites the card); the verdict it
@@ -14,7 +14,7 @@ from typing import Optional
 
 from fastmask.report.verdict import compare
 from fastmask.store.folder import CONFIG
-from fastmask.store.index import finished, pool
+from fastmask.store.index import RunIndex
 from fastmask.store.run_folder import RunFolder
 
 DECIDED = ("supported", "refuted", "no effect")
@@ -43,24 +43,14 @@ class Judgement:
                 **({"command": self.command} if self.command else {})}
 
 
-def evidence(this, runs_dir):
-    """(child records, parent records): `this` run first, then the other finished runs of its setup, and
-    the parent setup's finished runs on the same data, each newest first. The parent side is empty when
-    the recipe has no parent or the parent has no comparable run."""
+def judge(this, runs):
+    """The Judgement of RunFolder `this` against its parent's comparable runs (RunIndex.evidence) in `runs`:
+    a runs folder, or the RunIndex of one that a caller judging many runs built once."""
+    index = RunIndex.of(runs)
     cfg = this.config
-    fp = cfg.get("data_fingerprint")
-    kids = [this] + [RunFolder(e.dir) for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=this.dir)]
-    if not cfg.get("parent") or cfg.get("parent_fields") is None:
-        return kids, []
-    return kids, [RunFolder(e.dir) for e in pool(runs_dir, cfg["parent"], fp, cfg["parent_fields"])]
-
-
-def judge(this, runs_dir):
-    """The Judgement of RunFolder `this` against its parent's comparable runs in `runs_dir`."""
-    cfg = this.config
-    kids, parents = evidence(this, runs_dir)
+    kids, parents = index.evidence(this)
     if not parents:
-        other = [e for e in finished(runs_dir, name=cfg["parent"])
+        other = [e for e in index.finished(name=cfg["parent"])
                  if e.config.get("data_fingerprint") != cfg.get("data_fingerprint")] if cfg.get("parent") else []
         return Judgement(other_fingerprints=[str(e.config.get("data_fingerprint")) for e in other])
     fields = cfg.get("fields") or {}
@@ -73,7 +63,7 @@ def judge(this, runs_dir):
         v = None
     newest = parents[0]
     rising = [who for who, h in (("this run", this.history), ("the parent's run", newest.history)) if still_improving(h)]
-    command = decide_command(cfg, runs=runs_dir) if v is not None and v.get("verdict") not in DECIDED else None
+    command = decide_command(cfg, runs=index.dir) if v is not None and v.get("verdict") not in DECIDED else None
     return Judgement(newest, v, rising, child_runs=[k.name for k in kids], parent_runs=[p.name for p in parents],
                      command=command)
 
@@ -134,23 +124,10 @@ def same_verdict(a, b):
         a.get("delta") is None or abs(a["delta"] - b["delta"]) < 1e-12)
 
 
-def stale(run_dir, runs_dir):
-    """Whether run `run_dir`'s recorded verdict no longer holds all the evidence: a comparable run of its
-    setup or of its parent's finished since. Cheap (config.json reads only): the board asks it of every row."""
-    d = Path(run_dir)
-    run = RunFolder(d)
-    cfg = run.config
-    if not cfg.get("parent"):
-        return False
-    m = run.metrics
-    old = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
-    fp = cfg.get("data_fingerprint")
-    parents = ([e.dir.name for e in pool(runs_dir, cfg["parent"], fp, cfg.get("parent_fields"))]
-               if cfg.get("parent_fields") is not None else [])
-    kids = [d.name] + [e.dir.name for e in pool(runs_dir, cfg.get("name"), fp, cfg.get("fields"), exclude=d)]
-    if not parents:
-        return bool(old)  # the parent runs it was judged on are gone
-    return old.get("parent_runs") != parents or old.get("child_runs") != kids
+def stale(run_dir, runs):
+    """Whether run `run_dir`'s recorded verdict no longer holds all the evidence (RunIndex.stale) in `runs`
+    (a runs folder or its RunIndex)."""
+    return RunIndex.of(runs).stale(run_dir)
 
 
 def plan_for(run_dir, runs_dir=None, effect=None):

@@ -17,7 +17,7 @@ from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
 from fastmask.runs.session import train_and_record
 from fastmask.store.folder import CARD
-from fastmask.store.index import pool, seeds_of
+from fastmask.store.index import RunIndex, seeds_of
 from fastmask.store.run_folder import RunFolder
 
 
@@ -43,16 +43,17 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
         return 0 if d is None or _status(d) == "finished" else 1
     started = time.monotonic()
     fp = fingerprint(loaded.train)
+    seeds = seeds_of(recipe.config()["fields"])
     if parent and recipe.parent is not None:
-        train_missing(recipe.parent, loaded, runs_dir, overrides, fp, seeds_of(recipe.config()["fields"]), recipe.name)
+        train_missing(recipe.parent, loaded, runs_dir, overrides, fp, seeds, recipe.name)
     elif recipe.parent is not None:
         print(f"parent {recipe.parent.name}: not trained (--no-parent); the verdict uses its runs that exist")
     deciding = bool(recipe.decide and recipe.parent is not None and parent)
-    mine = pool(runs_dir, recipe.name, fp, recipe.config()["fields"]) if deciding else []
-    reuse = next((e.dir for e in mine if set(seeds_of(recipe.config()["fields"])) <= set(seeds_of(e.config.get("fields")))),
-                 None)
+    # read after the parent's runs were trained: the index is a snapshot
+    mine = RunIndex(runs_dir).pool(recipe.name, fp, recipe.config()["fields"]) if deciding else []
+    reuse = next((e.dir for e in mine if set(seeds) <= set(seeds_of(e.config.get("fields")))), None)
     if reuse is not None:  # --decide builds on the evidence there is: the card's own command must not retrain it
-        print(f"{recipe.name}: reusing {reuse.name} for seed(s) {', '.join(map(str, seeds_of(recipe.config()['fields'])))}; "
+        print(f"{recipe.name}: reusing {reuse.name} for seed(s) {', '.join(map(str, seeds))}; "
               "adding paired seeds from there")
         d = reuse
     else:
@@ -61,7 +62,7 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
             return 1
         rejudge_children(runs_dir, recipe.name, fp)
     if deciding:
-        d = decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes)
+        decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes)
     return 0
 
 
@@ -70,19 +71,20 @@ def _status(run):
     return (run if isinstance(run, RunFolder) else RunFolder(run)).status_json.get("status")
 
 
-def covered(runs_dir, recipe, fp):
-    """The seeds the finished runs of `recipe`'s setup on data `fp` trained."""
-    cfg = recipe.config()
-    return {s for e in pool(runs_dir, recipe.name, fp, cfg["fields"]) for s in seeds_of(e.config.get("fields"))}
+def covered(runs, recipe, fp):
+    """The seeds the finished runs of `recipe`'s setup on data `fp` trained, in `runs` (a runs folder or
+    its RunIndex)."""
+    return RunIndex.of(runs).seeds(recipe.name, fp, recipe.config()["fields"])
 
 
 def train_missing(recipe, data, runs_dir, overrides, fp, seeds, child):
     """Train the runs of `recipe` (a parent) that `seeds` lack on this data: one run when all are missing
     (replicates as the child has them), else one run per missing seed. Reuse says which run it reuses."""
-    have = covered(runs_dir, recipe, fp)
+    index = RunIndex(runs_dir)
+    have = covered(index, recipe, fp)
     missing = [s for s in seeds if s not in have]
     if not missing:
-        runs = pool(runs_dir, recipe.name, fp, recipe.config()["fields"])
+        runs = index.pool(recipe.name, fp, recipe.config()["fields"])
         print(f"parent {recipe.name}: reusing {', '.join(e.dir.name for e in runs[:3])}"
               + (f" and {len(runs) - 3} more" if len(runs) > 3 else ""))
         return []
@@ -112,7 +114,8 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
     budget = recipe.decide
     last = Path(first)
     while True:
-        j = judge(RunFolder(last), runs_dir)
+        index = RunIndex(runs_dir)  # again each round: the round before trained runs
+        j = judge(RunFolder(last), index)
         v = j.verdict or {}
         paired = int(v.get("seeds") or 0)
         if not v or v.get("verdict") in DECIDED or v.get("verdict") == "neither learned":
@@ -124,7 +127,7 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
         if minutes is not None and (time.monotonic() - started) / 60 >= minutes:
             reason = f"time budget of {minutes:g} min reached"
             break
-        mine, theirs = covered(runs_dir, recipe, fp), covered(runs_dir, recipe.parent, fp)
+        mine, theirs = covered(index, recipe, fp), covered(index, recipe.parent, fp)
         s = next(s for s in range(recipe.seed, recipe.seed + 10_000) if not (s in mine and s in theirs))
         print(f"decide: {paired} paired seed(s), {v.get('verdict')}; adding seed {s}")
         if s not in theirs:

@@ -1,12 +1,11 @@
-"""A queue's jobs as Ray tasks (`fastmask run A.py B.py ... --ray auto|ADDRESS`), and the one function every
-job runs, on this machine or on a Ray node: its `python -m fastmask.run` as a process, its output in its log.
+"""A queue's jobs as Ray tasks (`fastmask run A.py B.py ... --ray auto|ADDRESS`): the queue's engine on Ray
+(job.Engine), each task running job.run_job on a node.
 
-The only module that imports ray, and only once --ray is given; otherwise it is light, because each Ray
-worker imports it to run a job and must not pay fastai's import for that. Every node runs the same
-environment (fastmask installed) and sees the runs folder, the recipes and the data at the same absolute
-paths (a shared filesystem): the queue passes absolute paths, and each job writes its run folder and its log
-RUNS/.queue/<queue id>/<name>.log there, so the board, the verdicts and the next queue see every run wherever
-it trained.
+The only module that imports ray, and only once --ray is given (`fastmask run` asks has_ray and reachable
+first, light). Every node runs the same environment (fastmask installed) and sees the runs folder, the
+recipes and the data at the same absolute paths (a shared filesystem): the queue passes absolute paths, and
+each job writes its run folder and its log RUNS/.queue/<queue id>/<name>.log there, so the board, the
+verdicts and the next queue see every run wherever it trained.
 
 A job is one task however many runs it makes: with the recipe's `decide` field (--decide) the whole loop of
 paired seeds runs inside that job's one `python -m fastmask.run`, not as a task per seed pair (the loop
@@ -16,83 +15,18 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 from fastmask.errors import FastmaskError
+from fastmask.runs.job import read_log, run_job
 
 NEEDS_RAY = "--ray needs Ray: pip install 'fastmask[ray]'"
-POLL_S = 0.5      # how often a running job looks for the queue's stop file
-TAIL_LINES = 40   # of its log, what a job hands back (the failure's reason is at the end)
 FORWARD = ("FASTMASK_", "HF_", "MLFLOW_")  # environment prefixes a Ray task takes from the queue's process
 CONNECT_S = 3     # how long --ray ADDRESS may take to answer (a head answers in milliseconds): the command
                   # fails within the README's 5 s, its start included
-
-
-# --- one job, wherever it runs ------------------------------------------------------------------------
-
-def run_job(cmd, env, log, cwd=None, stop=None):
-    """Run `cmd` (environment `env` added) with its output into the file `log`: (exit code, the run folder
-    its log names or None, the log's last lines, seconds). When the file `stop` appears (the queue's Ctrl-C)
-    or a KeyboardInterrupt arrives (Ray's cancel), the process gets one SIGINT and is waited for, so its run
-    folder is marked interrupted, and the code is 130 (0 if it finished meanwhile)."""
-    started, log = time.monotonic(), Path(log)
-    if cwd is not None and not Path(cwd).is_dir():
-        cwd = None  # the queue's folder is not on this node: the command's paths are absolute anyway
-    with log.open("w") as f:
-        # its own session: a terminal's Ctrl-C reaches the queue alone, which stops each job exactly once
-        p = _spawn(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=cwd,
-                   start_new_session=True)
-        try:
-            code = _watch(p, stop)
-        except KeyboardInterrupt:
-            code = _interrupt(p)
-    run, tail = read_log(log)
-    return code, run, tail, time.monotonic() - started
-
-
-def _spawn(cmd, **kw):
-    # A Ray worker runs its tasks with SIGINT blocked, and a child inherits the blocked mask: its run would
-    # never see the SIGINT that stops it cleanly. Unblocked for the fork alone, the worker's mask kept.
-    if not hasattr(signal, "pthread_sigmask"):
-        return subprocess.Popen(cmd, **kw)
-    old = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        return subprocess.Popen(cmd, **kw)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _watch(p, stop):
-    # a poll, not p.wait(): Ray raises its cancel's KeyboardInterrupt only between Python bytecodes
-    while p.poll() is None:
-        if stop is not None and os.path.exists(stop):
-            return _interrupt(p)
-        time.sleep(POLL_S)
-    return p.returncode
-
-
-def _interrupt(p):
-    p.send_signal(signal.SIGINT)  # once: a second SIGINT would make the run drop its cleanup
-    while True:
-        try:
-            code = p.wait()
-            return 0 if code == 0 else 130
-        except KeyboardInterrupt:  # Ray's cancel and the stop file may both ask: the one SIGINT is enough
-            continue
-
-
-def read_log(log):
-    """(the last run folder a job's log names, or None; its last TAIL_LINES lines): what a job hands back."""
-    try:
-        text = Path(log).read_text(errors="replace")
-    except OSError:
-        return None, ""
-    folders = re.findall(r"^run folder: (.+)$", text, re.M)
-    return (folders[-1] if folders else None), "\n".join(text.splitlines()[-TAIL_LINES:])
 
 
 # --- the queue's engine on Ray ------------------------------------------------------------------------

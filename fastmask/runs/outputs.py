@@ -14,7 +14,7 @@ from fastmask.learn.metrics import macro_f1, scores
 from fastmask.models.infer import soft_vote
 from fastmask.report import card, plots, suspects
 from fastmask.report.folds import cv_summary, oof_frame, probs_of
-from fastmask.report.judgement import judge, same_verdict, stale
+from fastmask.report.judgement import judge, same_verdict
 from fastmask.store.folder import (
     BATCHES_PLOT,
     CARD,
@@ -33,7 +33,7 @@ from fastmask.store.folder import (
     VALID_PREDS,
     write_json,
 )
-from fastmask.store.index import finished
+from fastmask.store.index import RunIndex
 from fastmask.store.run_folder import RunFolder
 
 
@@ -266,9 +266,9 @@ def rejudge(run_dir, runs_dir, write=True):
 def rejudge_children(runs_dir, name, fingerprint):
     """After a run of recipe `name` finished: re-judge the finished runs of its child recipes (and of its
     own setup) on the same data whose verdict it changes. Returns the folders rewritten."""
-    out = []
-    for e in finished(runs_dir, fingerprint=fingerprint):
-        if (e.config.get("parent") == name or e.recipe == name) and stale(e.dir, runs_dir):
+    out, index = [], RunIndex(runs_dir)  # read once: the staleness of every run asks it
+    for e in index.finished(fingerprint=fingerprint):
+        if (e.config.get("parent") == name or e.recipe == name) and index.stale(e):
             try:
                 rejudge(e.dir, runs_dir)
             except Exception as err:  # noqa: BLE001  (a damaged older run never costs this run its status)

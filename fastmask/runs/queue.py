@@ -3,15 +3,13 @@
 The recipes and their parents that lack a comparable finished run form a graph (a parent before its
 children); graphlib's TopologicalSorter hands out what is ready and one concurrent.futures wait() loop runs
 each as a normal `python -m fastmask.run` process (its own run folder in the one runs folder) through an
-engine: on this machine N at a time, each with its share of the CPU threads (or one GPU each when there are
+engine (job.Engine): on this machine N at a time, each with its share of the CPU threads (or one GPU each when there are
 GPUs); on Ray (on_ray.py) as tasks with their CPUs and GPUs, which Ray places on the nodes. A failed run
 fails its own descendants only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new.
 Each queue has its own id (UTC stamp and pid, like a run folder's name) and folder RUNS/.queue/<id>/: its jobs'
-logs and queue.json, which says at each change how each job stands (the board shows the queued ones), so
+logs and queue.json (queue_file.py), which says at each change how each job stands (the board shows the queued ones), so
 any number of queues write into one runs folder without reading each other's logs. The command
 ends with a table of what ran, what was reused, what failed and why, and each verdict."""
-import itertools
-import json
 import os
 import shlex
 import socket
@@ -19,7 +17,6 @@ import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Optional
@@ -30,16 +27,12 @@ from rich.table import Table
 from fastmask.data.layout import fingerprint
 from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
-from fastmask.io import atomic_write
 from fastmask.recipe import load_recipe, parse_sets
-from fastmask.runs.hypothesis import covered
-from fastmask.runs.on_ray import OnRay, need_ray, reachable, run_job
-from fastmask.store.folder import utc_stamp
-from fastmask.store.index import pool, seeds_of
+from fastmask.runs.job import run_job
+from fastmask.runs.on_ray import OnRay, need_ray, reachable
+from fastmask.runs.queue_file import STATE, State, job_log, queue_folder
+from fastmask.store.index import RunIndex, seeds_of
 from fastmask.store.run_folder import RunFolder
-
-LOGS = ".queue"  # in the runs folder: a folder per queue (queue_folder()), its jobs' output and its state
-STATE = "queue.json"  # in a queue's folder: the queue as the board shows it
 
 
 @dataclass
@@ -81,6 +74,7 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
     if len(asked) < len(recipes):
         raise FastmaskError("two recipe files of the same name: " + ", ".join(str(f) for f in files))
     fp = fingerprint(load_data(data, skip_bad=skip_bad, progress=False).train)
+    index = RunIndex(runs_dir)
     jobs = {}
     for r in recipes:
         par = r.parent
@@ -89,8 +83,8 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
             needs = [par.name]
         elif par is not None and par.file and par.name not in jobs:
             seeds = seeds_of(r.config()["fields"])
-            if set(seeds) <= covered(runs_dir, par, fp):
-                found = pool(runs_dir, par.name, fp, par.config()["fields"])
+            if set(seeds) <= index.seeds(par.name, fp, par.config()["fields"]):
+                found = index.pool(par.name, fp, par.config()["fields"])
                 jobs[par.name] = Job(par.name, par.file, "parent", status="reused", run=found[0].dir if found else None,
                                      why="a comparable finished run exists", hypothesis=par.hypothesis or "")
             else:
@@ -137,7 +131,7 @@ def _gpus():
 
 
 class Local:
-    """The queue's engine on this machine: `jobs` processes at a time, each in its slot (slots())."""
+    """The queue's engine (job.Engine) on this machine: `jobs` processes at a time, each in its slot (slots())."""
 
     def __init__(self, jobs, cpus=None):
         self.envs = slots(jobs, cpus=cpus)
@@ -233,7 +227,7 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
                     settled = True
                     continue
                 slot = free.pop()
-                j.log, j.status = logs / f"{j.name}.log", "running"
+                j.log, j.status = job_log(logs, j.name), "running"
                 # the job writes its log as it starts (on Ray, once a node has its resources) in this queue's
                 # own folder: no other queue's log names a run folder for it (the board and a Ctrl-C read the log)
                 running[engine.submit(j, command_of(j), slot, j.log, stop)] = (j, slot)
@@ -267,22 +261,6 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
     return False
 
 
-def queue_folder(runs_dir):
-    """RUNS/.queue/<id>, made now and this queue's alone: its id is the UTC stamp and this process's pid (a
-    folder of that name already there, from a queue of this process in the same second or of another host
-    with this pid, gets -2, -3, ...: mkdir claims a name once)."""
-    base = Path(runs_dir) / LOGS
-    base.mkdir(parents=True, exist_ok=True)
-    qid = f"{utc_stamp()}-{os.getpid()}"
-    for n in itertools.count(1):
-        folder = base / (qid if n == 1 else f"{qid}-{n}")
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return folder
-
-
 def _share(env):
     return (f"GPU {env['CUDA_VISIBLE_DEVICES']}, " if env.get("CUDA_VISIBLE_DEVICES") else "") + \
         f"{env['OMP_NUM_THREADS']} CPU thread(s)"
@@ -303,25 +281,6 @@ def ended(job, code, run, tail, seconds, out=print):
     out(f"queue: {job.status} {job.name}" + (f" in {_clock(seconds)}" if seconds is not None else "")
         + (f": {job.why}" if job.why else "") + (f" -> {job.run}" if job.run else ""))
     return job
-
-
-class State:
-    """RUNS/.queue/<id>/queue.json: each job's name, role, status, what it waits for and its run folder, with
-    the queue's id, pid and host, rewritten whole at each change; the board shows the jobs not started yet while
-    that pid lives."""
-
-    def __init__(self, path, todo, where):
-        self.path, self.todo = path, todo
-        self.head = {"id": path.parent.name, "pid": os.getpid(), "host": socket.gethostname(), "engine": where,
-                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.save()
-
-    def save(self):
-        jobs = [{"name": j.name, "role": j.role, "status": j.status, "needs": list(j.needs),
-                 "run": str(j.run) if j.run else None, "log": str(j.log) if j.log else None,
-                 "hypothesis": j.hypothesis} for j in self.todo]
-        atomic_write(self.path, json.dumps({**self.head, "updated": datetime.now(timezone.utc).isoformat(
-            timespec="seconds"), "jobs": jobs}, indent=1))
 
 
 def _clock(seconds):

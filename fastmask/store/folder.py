@@ -76,16 +76,24 @@ def finite_number(v):
 
 def json_problem(path):
     """Why `path` is not a readable JSON object (None when it is, or when it does not exist)."""
+    return load_json(path)[1]
+
+
+def load_json(path):
+    """(the JSON object in `path`, else {}; why it is not a readable JSON object, else None), from one read: a
+    missing file is {} with no problem (a run folder need not hold every file)."""
     path = Path(path)
-    if not path.exists():
-        return None
     try:
         value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, None
     except OSError as e:
-        return f"{path.name}: {e.strerror}"
-    except ValueError:
-        return f"{path.name} is not valid JSON"
-    return None if isinstance(value, dict) else f"{path.name} holds {type(value).__name__}, not an object"
+        return {}, f"{path.name}: {e.strerror}"
+    except ValueError:  # not UTF-8 either
+        return {}, f"{path.name} is not valid JSON"
+    if not isinstance(value, dict):
+        return {}, f"{path.name} holds {type(value).__name__}, not an object"
+    return value, None
 
 
 def utc_stamp():

@@ -22,7 +22,7 @@ from fastmask.report.judgement import judge
 from fastmask.report.verdict import compare as paired_test
 from fastmask.report.words import sentence
 from fastmask.store.folder import CONFIG, STATUS
-from fastmask.store.index import setup
+from fastmask.store.index import parent_side, same_setup
 from fastmask.store.run_folder import RunFolder, fold_scores_in, is_run
 
 # (key in the flattened metrics, label) of the figures compare shows: report.figures' table, as the board reads it
@@ -138,12 +138,9 @@ def comparison(run_dirs, n=1000):
 
 def is_parent_run(child: RunFolder, ref: RunFolder):
     """Whether `ref` is one of the runs `child`'s verdict pools as its parent: the parent recipe, the same
-    data and the parent's setup (any seeds)."""
-    cfg = child.config
-    return (bool(cfg.get("parent")) and ref.config.get("name") == cfg["parent"]
-            and ref.config.get("data_fingerprint") == cfg.get("data_fingerprint")
-            and cfg.get("parent_fields") is not None
-            and setup(ref.config.get("fields")) == setup(cfg["parent_fields"]))
+    data and the parent's setup (any seeds): the index's rule (index.same_setup), finished or not."""
+    side = parent_side(child.config)
+    return side is not None and same_setup(ref.config, *side)
 
 
 def _paired(child: RunFolder, ref: RunFolder, n):

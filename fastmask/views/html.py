@@ -103,7 +103,7 @@ def _word(x):
 
 
 def board_page(root, views, names, numeric, metrics, stamp, reload_s=None):
-    """index.html of the runs folder `root` from the board's `views` (board.view: one per run, in tree
+    """index.html of the runs folder `root` from the board's `views` (board_html.view: one per run, in tree
     order) under the headers `names`: the table, the compare panel's data (with each run's learning curves),
     a folded card per run. With `reload_s` (some run is running) the page reloads itself that often, to show
     what `fastmask board --watch` rewrote; without it the page has no reload at all."""
