@@ -8,6 +8,25 @@ import numpy as np
 from fastmask.report.stats import ALPHA, POWER, half_width, quantile, spent_alpha
 
 
+def noise(v):
+    """The noise verdict `v` measured, as variances of the paired delta: `f_var` (one seed on these people:
+    person and training noise together), `d_var` (the per-person part of the training noise) and `g_var` (the
+    rest of the training noise, shared by all people); the last two are 0 until two seeds measured them."""
+    measured = v.get("seed_sd") is not None
+    d_var = (v.get("per_person_seed_var") or 0.0) if measured else 0.0
+    g_var = max(v["seed_sd"] ** 2 - d_var, 0.0) if measured else 0.0
+    return {"measured": measured, "f_var": v["person_se"] ** 2, "d_var": d_var, "g_var": g_var}
+
+
+def seed_mde(v, k, people=None):
+    """The effect `k` paired seeds on `people` validation people (default: the verdict's) detect at 80 % power,
+    at the error rate look k spends, from the noise `v` measured."""
+    n, n_people = noise(v), int(v.get("people") or 0)
+    r = n_people / people if people else 1.0
+    alpha, cap = v.get("alpha", ALPHA), v.get("max_seeds")
+    return half_width(n["f_var"] * r, n["d_var"] * r + n["g_var"], k, spent_alpha(k, alpha, cap), POWER)
+
+
 def plan(v, effect=None, total_people=None, max_k=100):
     """What would resolve `effect` (default: the verdict's min_effect) at 80 % power at the error rate this
     design spends, from the noise verdict `v` measured: a dict with "effect", "mde" (now), "seeds_needed"
@@ -26,14 +45,11 @@ def plan(v, effect=None, total_people=None, max_k=100):
     e = effect or v.get("min_effect", 0.02)
     alpha, cap = v.get("alpha", ALPHA), v.get("max_seeds")
     k, n_people = max(int(v.get("seeds") or 1), 1), int(v.get("people") or 0)
-    measured = v.get("seed_sd") is not None
-    f_var = v["person_se"] ** 2                      # one seed: person and training noise together
-    d_var = (v.get("per_person_seed_var") or 0.0) if measured else 0.0
-    g_var = max(v["seed_sd"] ** 2 - d_var, 0.0) if measured else 0.0
+    n = noise(v)
+    measured, f_var, d_var, g_var = n["measured"], n["f_var"], n["d_var"], n["g_var"]
 
     def mde_at(kk, nn):
-        r = n_people / nn
-        return half_width(f_var * r, d_var * r + g_var, kk, spent_alpha(kk, alpha, cap), POWER)
+        return seed_mde(v, kk, nn)
 
     out = {"effect": e, "mde": v.get("mde"), "seeds": k, "people": n_people, "seed_measured": measured,
            "person_se": v["person_se"], "seed_sd": v.get("seed_sd"), "max_seeds": cap}
