@@ -27,7 +27,6 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-from fastmask.data.layout import fingerprint
 from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write
@@ -80,7 +79,7 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
     asked = {r.name: r for r in recipes}
     if len(asked) < len(recipes):
         raise FastmaskError("two recipe files of the same name: " + ", ".join(str(f) for f in files))
-    fp = fingerprint(load_data(data, skip_bad=skip_bad, progress=False).train)
+    fp = load_data(data, skip_bad=skip_bad, progress=False).fingerprint
     jobs = {}
     for r in recipes:
         par = r.parent
