@@ -81,6 +81,11 @@ class Recipe:
         not a new hypothesis."""
         return dataclasses.replace(self, **coerce_all(changes))
 
+    @property
+    def seeds(self):
+        """The seeds a run of this recipe trains: seed .. seed + replicates - 1 (k-fold takes one seed)."""
+        return list(range(self.seed, self.seed + self.replicates))
+
     def fields(self):
         """The fields a recipe file or `--set` may change, with their values."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}

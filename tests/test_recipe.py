@@ -192,6 +192,14 @@ def test_split_is_parsed_in_one_place(text, want):
         assert s.one(3) == "kfold:5/3"
 
 
+def test_a_recipe_knows_its_seeds():
+    from fastmask.store.index import seeds_of
+    for seed, n in ((0, 1), (3, 2), (7, 4)):
+        r = Recipe(seed=seed, replicates=n)
+        assert r.seeds == list(range(seed, seed + n)) == seeds_of(r.config()["fields"])
+    assert Recipe(split="kfold:5", seed=2).seeds == [2]  # k-fold trains one seed (preflight refuses replicates)
+
+
 @pytest.mark.parametrize("text", ["kfold:1", "kfold:5/5", "kfold:5/-1", "kfold:x", "kfold:5/", ":3"])
 def test_bad_split_text_fails_at_set(text):
     with pytest.raises(FastmaskError, match=rf"recipe field split: '{text}' is not a valid split"):

@@ -43,15 +43,15 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
     started = time.monotonic()
     fp = loaded.fingerprint
     if parent and recipe.parent is not None:
-        train_missing(recipe.parent, loaded, runs_dir, overrides, fp, seeds_of(recipe.config()["fields"]), recipe.name)
+        train_missing(recipe.parent, loaded, runs_dir, overrides, fp, recipe.seeds, recipe.name)
     elif recipe.parent is not None:
         print(f"parent {recipe.parent.name}: not trained (--no-parent); the verdict uses its runs that exist")
     deciding = bool(recipe.decide and recipe.parent is not None and parent)
     mine = pool(runs_dir, recipe.name, fp, recipe.config()["fields"]) if deciding else []
-    reuse = next((e.dir for e in mine if set(seeds_of(recipe.config()["fields"])) <= set(seeds_of(e.config.get("fields")))),
+    reuse = next((e.dir for e in mine if set(recipe.seeds) <= set(seeds_of(e.config.get("fields")))),
                  None)
     if reuse is not None:  # --decide builds on the evidence there is: the card's own command must not retrain it
-        print(f"{recipe.name}: reusing {reuse.name} for seed(s) {', '.join(map(str, seeds_of(recipe.config()['fields'])))}; "
+        print(f"{recipe.name}: reusing {reuse.name} for seed(s) {', '.join(map(str, recipe.seeds))}; "
               "adding paired seeds from there")
         d = reuse
     else:

@@ -34,7 +34,7 @@ from fastmask.recipe import load_recipe, parse_sets
 from fastmask.runs.hypothesis import covered
 from fastmask.runs.on_ray import OnRay, need_ray, reachable, run_job
 from fastmask.store.folder import utc_stamp
-from fastmask.store.index import pool, seeds_of
+from fastmask.store.index import pool
 from fastmask.store.run_folder import RunFolder
 
 LOGS = ".queue"  # in the runs folder: a folder per queue (queue_folder()), its jobs' output and its state
@@ -87,7 +87,7 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
         if par is not None and par.name in asked:
             needs = [par.name]
         elif par is not None and par.file and par.name not in jobs:
-            seeds = seeds_of(r.config()["fields"])
+            seeds = r.seeds
             if set(seeds) <= covered(runs_dir, par, fp):
                 found = pool(runs_dir, par.name, fp, par.config()["fields"])
                 jobs[par.name] = Job(par.name, par.file, "parent", status="reused", run=found[0].dir if found else None,
