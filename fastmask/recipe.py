@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
-from fastmask.choices import CHOICE_FIELDS, parse_split
+from fastmask.choices import CHOICE_FIELDS, Split, face_margin
 from fastmask.errors import FastmaskError
 
 
@@ -19,7 +19,8 @@ class Recipe:
     size: tuple = (64, 48)          # height, width fed to the model (128,96 is the official baseline's; 4x slower on CPU)
     # Choice fields (CHOICE_FIELDS: split, sampler, cutmix, heads, precision) take names registered beside
     # their code, the one list of them; the comments give examples.
-    split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K" (K models; "kfold:K/F": fold F's)
+    split: Split = "person"         # "person", "random" (reproduces the leak), "kfold:K" (K models; "kfold:K/F": fold F's);
+                                    # held parsed (a Split: the text, with .kind, .k, .fold, .folds())
     valid_pct: float = 0.2
     split_seed: int = 0             # which people validate; apart from `seed`, so seeds compare on one split
     seed: int = 0                   # initialisation, sampling, augmentation and batch order
@@ -120,7 +121,9 @@ REPL_METHODS = ("dls", "learner", "export")
 
 def _plain(v):
     """A JSON-able form of a field value."""
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    if isinstance(v, str):
+        return str(v)  # a Split as its text
+    if isinstance(v, (int, float, bool)) or v is None:
         return v
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
@@ -186,8 +189,8 @@ def _choice(key):
         if not isinstance(v, str) or not v.partition(":")[0]:
             raise ValueError
         if key == "split":
-            parse_split(v)
-        elif ":" in v:
+            return Split(v)  # parsed here, once: folds, runs and checks read its parts
+        if ":" in v:
             _finite(float(v.partition(":")[2]))
         return v
     return parse
@@ -204,10 +207,7 @@ def _fraction(high):
 
 def _crop(value, text):
     """A centre-crop fraction in (0, 1], or "face[:margin]" with a margin in [0, 2]."""
-    if isinstance(value, str) and value.partition(":")[0] == "face":
-        _, colon, m = value.partition(":")
-        if colon and not 0 <= _finite(float(m)) <= 2:
-            raise ValueError
+    if face_margin(value) is not None:
         return value
     return _fraction(1)(value, text)
 
