@@ -10,7 +10,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 
-from fastmask.recipe import Recipe, load_recipe  # noqa: F401,E402  (standard library only: import stays cheap)
+from fastmask.recipe import Recipe  # noqa: F401,E402  (standard library only: import stays cheap)
+from fastmask.recipe_file import load_recipe  # noqa: F401,E402
 
 # Where modules lived before the package was split into layers. A learner exported then (model.pkl)
 # names its classes by these paths, so they stay importable as aliases of their new homes.

@@ -1,17 +1,21 @@
 """The names a recipe's choice fields take (split, sampler, cutmix, heads, precision), each registry filled
-by the module that implements the names, and the `split` value parsed. A leaf: the recipe checks a
+by the module that implements the names; and the grammars of field values read downstream, each with its one
+parser: `split` (a `Split`) and the face crop's margin. A leaf: the recipe checks a
 value's shape here, and every layer registers its names here, without any of them importing the recipe
 (as timm's models register into `_registry.py`)."""
-import functools
-from typing import NamedTuple, Optional
+import importlib
+from typing import Optional
 
 from fastmask.errors import FastmaskError
 
 # Fields whose value is a name from a registry (`Choices`) kept beside the code that implements the
 # name: that registry is the one list of the names. Only the shape is checked here, so a recipe file
 # and `import fastmask` import no library; `check_choices` (run by preflight, before any data work)
-# checks the names once the implementing modules are imported.
-CHOICE_FIELDS = ("split", "sampler", "cutmix", "heads", "precision")
+# imports the module holding each registry (`load_all`), then checks the names.
+# The modules are named as text: this leaf is imported by the layers that fill it, never imports them.
+HOMES = {"split": "fastmask.data.split", "sampler": "fastmask.data.sampling", "cutmix": "fastmask.learn.mixing",
+         "heads": "fastmask.learn.heads", "precision": "fastmask.learn.precision"}
+CHOICE_FIELDS = tuple(HOMES)
 _REGISTRIES = {}
 
 
@@ -64,21 +68,40 @@ class Choices:
         return self.lookup(choice)[0]
 
 
-def check_choices(recipe):
-    """Every choice field's value against its registry (the modules implementing them imported first,
-    as preflight does); FastmaskError naming the first bad field and its valid choices."""
-    for key in CHOICE_FIELDS:
+def load_all():
+    """Every choice field's registry, filled: the modules registering the names are imported (once), so a
+    check does not depend on which modules happened to be imported before it."""
+    for key, module in HOMES.items():
         if key not in _REGISTRIES:
-            raise RuntimeError(f"no registry for recipe field {key}: import the module that implements it")
-        _REGISTRIES[key].lookup(getattr(recipe, key))
+            importlib.import_module(module)
+        if key not in _REGISTRIES:
+            raise RuntimeError(f"{module} makes no Choices({key!r}): HOMES names the wrong module")
+    return _REGISTRIES
 
 
-class Split(NamedTuple):
-    """A recipe's `split` parsed: "person" -> Split("person"); "kfold:5" -> Split("kfold", 5), a run of five
-    models; "kfold:5/2" -> Split("kfold", 5, 2), the model validating on fold 2 of 5."""
+def check_choices(recipe):
+    """Every choice field's value against its registry; FastmaskError naming the first bad field and its
+    valid choices."""
+    registries = load_all()
+    for key in CHOICE_FIELDS:
+        registries[key].lookup(getattr(recipe, key))
+
+
+class Split(str):
+    """A recipe's `split`, parsed once when the recipe takes it (`Split(text)`). It is the text as typed, so
+    config.json, cards, `--set`, equality and hashing see the string they always did, and it carries the parts
+    downstream code reads instead of the text: "person" -> kind "person"; "kfold:5" -> kind "kfold", k 5, a run
+    of five models; "kfold:5/2" -> k 5, fold 2, the model validating on fold 2 of 5."""
     kind: str
-    k: Optional[int] = None
-    fold: Optional[int] = None
+    k: Optional[int]
+    fold: Optional[int]
+
+    def __new__(cls, text):
+        if isinstance(text, Split):  # parsed already: handed on, never parsed again
+            return text
+        s = str.__new__(cls, text)
+        s.kind, s.k, s.fold = _parse(s)
+        return s
 
     @property
     def n_folds(self):
@@ -90,22 +113,40 @@ class Split(NamedTuple):
         return list(range(self.k)) if self.n_folds else [None]
 
     def one(self, fold):
-        """The split text of fold `fold`'s model ("kfold:5/2")."""
-        return str(self._replace(fold=fold))
+        """The split of fold `fold`'s model: "kfold:5" -> "kfold:5/2"."""
+        s = str.__new__(Split, f"{self.kind}:{self.k}/{fold}")
+        s.kind, s.k, s.fold = self.kind, self.k, fold
+        return s
 
-    def __str__(self):
-        return self.kind + ("" if self.k is None else f":{self.k}") + ("" if self.fold is None else f"/{self.fold}")
 
-
-@functools.lru_cache(maxsize=256)  # a run asks for its split per fold, seed and check: each text is parsed once
-def parse_split(text):
-    """The one parser of the `split` field: "NAME", "NAME:K" or "NAME:K/F" -> Split. ValueError when K < 2 or
-    F is outside 0..K-1 (which names take folds is the split registry's to say)."""
+def _parse(text):
+    """The one parser of the `split` field's grammar: "NAME", "NAME:K" or "NAME:K/F" -> (kind, K, F). ValueError
+    when K < 2 or F is outside 0..K-1 (which names take folds is the split registry's to say)."""
     kind, colon, arg = str(text).partition(":")
     if not colon:
-        return Split(kind)
+        return kind, None, None
     k, slash, f = arg.partition("/")
     k, fold = int(k), int(f) if slash else None
     if k < 2 or (fold is not None and not 0 <= fold < k):
         raise ValueError(f"split {text!r}: needs K >= 2 folds and 0 <= F < K")
-    return Split(kind, k, fold)
+    return kind, k, fold
+
+
+def parse_split(text):
+    """`text` as a Split: for a config.json of a run already made (a recipe holds its Split parsed)."""
+    return Split(text)
+
+
+DEFAULT_FACE_MARGIN = 0.2  # of the face box's width and height, added on each side
+
+
+def face_margin(crop):
+    """The one reader of the face-crop grammar ("face" -> 0.2, "face:0.3" -> 0.3), None for any other crop
+    value; ValueError for a margin outside [0, 2]. The recipe checks its crop with it; data.faces crops by it."""
+    if not (isinstance(crop, str) and crop.partition(":")[0] == "face"):
+        return None
+    _, colon, m = crop.partition(":")
+    margin = float(m) if colon else DEFAULT_FACE_MARGIN
+    if not 0 <= margin <= 2:  # nan fails this too
+        raise ValueError(f"crop {crop!r}: the face margin must be in [0, 2]")
+    return margin

@@ -1,22 +1,14 @@
 """A recipe is one hypothesis: a `Recipe` whose fields differ from its parent's by the change under test.
-
-A recipe file is a module with a docstring (the hypothesis) and a `recipe` object:
-
-    \"\"\"Person-grouped splits give validation scores that hold on the holdout.\"\"\"
-    from recipes.baseline import recipe as parent
-    recipe = parent.but(split="person", patience=3)
-"""
+It is plain data, each field's value read and checked once as it is set (`coerce`: from a recipe file, `--set`
+text or `.but()`); `fastmask.recipe_file` loads recipe files."""
 import dataclasses
 import difflib
-import importlib.util
+import importlib
 import math
-import sys
-import traceback
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable, Optional
 
-from fastmask.choices import CHOICE_FIELDS, parse_split
+from fastmask.choices import CHOICE_FIELDS, Split, face_margin
 from fastmask.errors import FastmaskError
 
 
@@ -27,7 +19,8 @@ class Recipe:
     size: tuple = (64, 48)          # height, width fed to the model (128,96 is the official baseline's; 4x slower on CPU)
     # Choice fields (CHOICE_FIELDS: split, sampler, cutmix, heads, precision) take names registered beside
     # their code, the one list of them; the comments give examples.
-    split: str = "person"           # "person", "random" (reproduces the leak), "kfold:K" (K models; "kfold:K/F": fold F's)
+    split: Split = "person"         # "person", "random" (reproduces the leak), "kfold:K" (K models; "kfold:K/F": fold F's);
+                                    # held parsed (a Split: the text, with .kind, .k, .fold, .folds())
     valid_pct: float = 0.2
     split_seed: int = 0             # which people validate; apart from `seed`, so seeds compare on one split
     seed: int = 0                   # initialisation, sampling, augmentation and batch order
@@ -89,6 +82,11 @@ class Recipe:
         not a new hypothesis."""
         return dataclasses.replace(self, **coerce_all(changes))
 
+    @property
+    def seeds(self):
+        """The seeds a run of this recipe trains: seed .. seed + replicates - 1 (k-fold takes one seed)."""
+        return list(range(self.seed, self.seed + self.replicates))
+
     def fields(self):
         """The fields a recipe file or `--set` may change, with their values."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
@@ -123,7 +121,9 @@ REPL_METHODS = ("dls", "learner", "export")
 
 def _plain(v):
     """A JSON-able form of a field value."""
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    if isinstance(v, str):
+        return str(v)  # a Split as its text
+    if isinstance(v, (int, float, bool)) or v is None:
         return v
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
@@ -189,8 +189,8 @@ def _choice(key):
         if not isinstance(v, str) or not v.partition(":")[0]:
             raise ValueError
         if key == "split":
-            parse_split(v)
-        elif ":" in v:
+            return Split(v)  # parsed here, once: folds, runs and checks read its parts
+        if ":" in v:
             _finite(float(v.partition(":")[2]))
         return v
     return parse
@@ -207,10 +207,7 @@ def _fraction(high):
 
 def _crop(value, text):
     """A centre-crop fraction in (0, 1], or "face[:margin]" with a margin in [0, 2]."""
-    if isinstance(value, str) and value.partition(":")[0] == "face":
-        _, colon, m = value.partition(":")
-        if colon and not 0 <= _finite(float(m)) <= 2:
-            raise ValueError
+    if face_margin(value) is not None:
         return value
     return _fraction(1)(value, text)
 
@@ -390,82 +387,9 @@ def parse_sets(pairs):
     return out
 
 
-def load_recipe(path, overrides=None):
-    """Import a recipe file; `overrides` ({field: value}) make a child of it (named as the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FastmaskError(f"{path}: no such recipe file")
-    path = path.resolve()
-    # Parents are imported as `recipes.<name>`, so the folder above `recipes/` goes on sys.path.
-    root = path.parent.parent if path.parent.name == "recipes" else path.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    modname = f"recipes.{path.stem}" if path.parent.name == "recipes" else path.stem
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except FastmaskError as e:
-        raise FastmaskError(f"{path}: {e}") from None
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("recipes"):
-            raise FastmaskError(f"{path}: parent recipe {e.name!r} not found ({e.name.replace('.', '/')}.py)") from None
-        raise FastmaskError(f"{path}: {_where(e, path)}") from None
-    except SyntaxError as e:
-        raise FastmaskError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
-    except Exception as e:
-        raise FastmaskError(_where(e, path)) from None
-    r = getattr(mod, "recipe", None)
-    if not isinstance(r, Recipe):
-        raise FastmaskError(f"{path}: defines no `recipe = Recipe(...)` or `parent.but(...)`")
-    if any(m is not mod for m in _recipe_modules().get(id(r), ())):  # `recipe = parent`: a child that changes nothing
-        r = mod.recipe = r.but()
-    name_recipes(r, mod)
-    if getattr(mod, "space", None) is not None:
-        r.space = mod.space
-    return with_overrides(r, coerce_all(overrides)) if overrides else r
-
-
-def _recipe_modules():
-    """{id(recipe object): [modules assigning it to `recipe`]} over the imported recipe modules."""
-    out = {}
-    for key, m in list(sys.modules.items()):
-        if (key == "recipes" or key.startswith("recipes.")) and isinstance(getattr(m, "recipe", None), Recipe):
-            out.setdefault(id(m.recipe), []).append(m)
-    return out
-
-
-def name_recipes(r, top):
-    """Name `r` and its ancestors after the recipe modules that assign them to `recipe` (`top` for `r`):
-    the module's stem, file and docstring. Each named recipe's parent becomes its nearest named ancestor,
-    so a helper that calls `.but()` on the way names nothing and is nobody's parent."""
-    homes = {k: ms[0] for k, ms in _recipe_modules().items()}
-    homes[id(r)] = top
-    named, x = [], r
-    while x is not None:
-        m = homes.get(id(x))
-        if m is not None:
-            x.name, x.file, x.hypothesis = Path(m.__file__).stem, str(Path(m.__file__).resolve()), (m.__doc__ or "").strip()
-        if x.file is not None:  # named now, or by an earlier load
-            named.append(x)
-        x = x.parent
-    for child, parent in zip(named, named[1:] + [None]):
-        child.parent = parent
-
-
-def with_overrides(r, overrides):
-    """`r` and its whole parent chain with the same `--set` fields, so the change under test stays the
-    recipe's own (`--set epochs=1` on a child compares against the parent at one epoch too)."""
-    if r is None:
-        return None
-    return dataclasses.replace(r, **overrides, parent=with_overrides(r.parent, overrides))
-
-
-def _where(e, path):
-    """'file:line: Error: message' at the deepest frame inside a recipe file."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if "recipes" in Path(f.filename).parts or f.filename == str(path)]
-    f = frames[-1] if frames else None
-    loc = f"{f.filename}:{f.lineno}" if f else str(path)
-    return f"{loc}: {type(e).__name__}: {e}"
+def __getattr__(name):
+    # `fastmask.recipe.load_recipe`, where the loader lived: it reads files and imports modules, so it is
+    # recipe_file's, which imports this module (imported here on first use, not at import: no circle)
+    if name == "load_recipe":
+        return importlib.import_module("fastmask.recipe_file").load_recipe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

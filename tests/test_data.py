@@ -329,6 +329,16 @@ def test_fingerprint_tracks_files_not_location(tmp_path, train_root):
     assert data.fingerprint(df.iloc[:-1]) != fp
 
 
+def test_loaded_data_carries_its_fingerprint_computed_once(tmp_path, train_root, monkeypatch):
+    """The run, its parent on demand, the queue and the search read `loaded.fingerprint`: one pass over the files."""
+    from fastmask.data.load import load_data
+    calls = []
+    real = data.fingerprint
+    monkeypatch.setattr(data, "fingerprint", lambda df: calls.append(len(df)) or real(df))
+    loaded = load_data(tmp_path)  # tmp_path holds train/ (the fixture) and no eval/
+    assert loaded.fingerprint == loaded.fingerprint == real(data.read_train(train_root)) and len(calls) == 1
+
+
 # ---------------------------------------------------------------- load_image
 
 def test_load_image_converts_to_rgb(train_root, tmp_path):

@@ -196,7 +196,7 @@ def test_decide_builds_on_the_childs_finished_seed_instead_of_training_it_again(
     t = planted({"p": 0.5, "c": 0.5})
     c = recipes(decide=3)
     for name, fake in (("load_recipe", lambda *a, **k: c), ("preflight", lambda r: None), ("setup", lambda r: None),
-                       ("load_data", lambda *a, **k: SimpleNamespace(train=None)), ("fingerprint", lambda df: "fp1")):
+                       ("load_data", lambda *a, **k: SimpleNamespace(train=None, fingerprint="fp1"))):
         monkeypatch.setattr(hypothesis, name, fake)
     t(c.parent, None, tmp_path)
     t(c, None, tmp_path)

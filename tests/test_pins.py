@@ -30,7 +30,7 @@ def patch_run_file(monkeypatch, hypothesis, trainer, c):
     from types import SimpleNamespace
     monkeypatch.setattr(hypothesis, "train_and_record", trainer)
     for name, fake in (("load_recipe", lambda *a, **k: c), ("preflight", lambda r: None), ("setup", lambda r: None),
-                       ("load_data", lambda *a, **k: SimpleNamespace(train=None)), ("fingerprint", lambda df: "fp1")):
+                       ("load_data", lambda *a, **k: SimpleNamespace(train=None, fingerprint="fp1"))):
         monkeypatch.setattr(hypothesis, name, fake)
 
 

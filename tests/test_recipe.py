@@ -192,6 +192,71 @@ def test_split_is_parsed_in_one_place(text, want):
         assert s.one(3) == "kfold:5/3"
 
 
+def test_a_recipe_holds_its_split_parsed_once(monkeypatch):
+    """`recipe.split` is a Split: the text as typed (config.json, cards, --set, ==, hash unchanged) with its parts;
+    a child, a variant, a fold's recipe and the --set path hand the value on, never parsing the text again."""
+    import json
+    import pickle
+
+    import fastmask.choices as choices
+    from fastmask.report.folds import fold_recipe, folds, n_folds
+    parsed = []
+    real = choices._parse
+    monkeypatch.setattr(choices, "_parse", lambda text: parsed.append(str(text)) or real(text))
+    r = Recipe(split="kfold:3")
+    assert isinstance(r.split, choices.Split) and r.split == "kfold:3" and hash(r.split) == hash("kfold:3")
+    assert (r.split.kind, r.split.k, r.split.fold) == ("kfold", 3, None) and parsed == ["kfold:3"]
+    child = r.but(epochs=2).variant(seed=4)
+    per_fold = [fold_recipe(child, f) for f in folds(child)]
+    assert n_folds(child) == 3 and [f.split for f in per_fold] == ["kfold:3/0", "kfold:3/1", "kfold:3/2"]
+    assert [f.split.fold for f in per_fold] == [0, 1, 2] and n_folds(per_fold[1]) is None
+    assert parsed == ["kfold:3"]  # the child, the variant and the three folds parsed nothing
+    cfg = json.loads(json.dumps(r.config()))
+    assert cfg["fields"]["split"] == "kfold:3" and type(r.config()["fields"]["split"]) is str
+    assert repr(r).count("split='kfold:3'") == 1
+    back = pickle.loads(pickle.dumps(per_fold[2]))
+    assert back.split == "kfold:3/2" and back.split.fold == 2 and isinstance(back.split, choices.Split)
+    got = parse_sets(["split=kfold:5/2"])["split"]
+    assert (got.k, got.fold, got.n_folds) == (5, 2, None) and Recipe(split=got).split is got
+
+
+def test_a_recipe_knows_its_seeds():
+    from fastmask.store.index import seeds_of
+    for seed, n in ((0, 1), (3, 2), (7, 4)):
+        r = Recipe(seed=seed, replicates=n)
+        assert r.seeds == list(range(seed, seed + n)) == seeds_of(r.config()["fields"])
+    assert Recipe(split="kfold:5", seed=2).seeds == [2]  # k-fold trains one seed (preflight refuses replicates)
+
+
+def test_one_face_margin_parser_serves_the_recipe_and_the_crop():
+    from fastmask.choices import face_margin
+    from fastmask.data import faces
+    assert faces.margin_of is face_margin
+    assert (face_margin("face"), face_margin("face:0.3"), face_margin(0.8), face_margin(None)) == (0.2, 0.3, None, None)
+    for bad in ("face:3", "face:-0.1", "face:nan", "face:x", "face:"):
+        with pytest.raises(ValueError):
+            face_margin(bad)
+        with pytest.raises(FastmaskError, match=r"recipe field crop: .* not a valid fraction in \(0, 1\], or face"):
+            Recipe(crop=bad)
+    assert Recipe(crop="face:2").crop == "face:2" and parse_sets(["crop=face"])["crop"] == "face"
+
+
+def test_check_choices_fills_the_registries_itself():
+    """A fresh process importing only the recipe: check_choices imports the modules that register the names
+    (choices.load_all), so it does not depend on preflight's module having imported them first."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom fastmask.recipe import Recipe\nfrom fastmask.choices import check_choices\n"
+            "from fastmask.errors import FastmaskError\n"
+            "print(sorted(m for m in ('fastmask.data.sampling', 'fastmask.learn.build') if m in sys.modules))\n"
+            "check_choices(Recipe(sampler='oversample:0.1', split='kfold:3'))\nprint('known: ok')\n"
+            "try:\n    check_choices(Recipe(sampler='nope'))\nexcept FastmaskError as e:\n    print(e)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == ["[]", "known: ok", "recipe field sampler: 'nope' is not a valid choice "
+                                     "(none, weighted[:power], oversample[:share])"], p.stdout
+
+
 @pytest.mark.parametrize("text", ["kfold:1", "kfold:5/5", "kfold:5/-1", "kfold:x", "kfold:5/", ":3"])
 def test_bad_split_text_fails_at_set(text):
     with pytest.raises(FastmaskError, match=rf"recipe field split: '{text}' is not a valid split"):

@@ -17,6 +17,7 @@ optuna = pytest.importorskip("optuna")
 
 from fastai.callback.core import CancelFitException  # noqa: E402
 
+from fastmask.data.load import Data  # noqa: E402
 from fastmask.errors import FastmaskError  # noqa: E402
 from fastmask.learn.progress import Quiet  # noqa: E402
 from fastmask.recipe import Recipe, load_recipe  # noqa: E402
@@ -474,7 +475,7 @@ def chained(tmp_path, space_body="return dict(lr=trial.suggest_float('lr', 1e-3,
     child.space = space_from(f"def space(trial):\n    {space_body}")
     img = tmp_path / "img.jpg"
     img.write_bytes(b"not really a jpeg")
-    return root, child, SimpleNamespace(train=pd.DataFrame({"path": [str(img)]}))
+    return root, child, Data(pd.DataFrame({"path": [str(img)]}), None, None, tmp_path)
 
 
 def fake_run(runs, stamp, name, fields, fp, status="finished", f1=0.42):
@@ -499,7 +500,7 @@ def no_training(monkeypatch):
 
 def test_reference_step_reuses_the_unchanged_parents_finished_run(tmp_path, no_training):
     root, child, data = chained(tmp_path)
-    fp, fields, runs = searching.fingerprint(data.train), child.config()["fields"], tmp_path / "runs"
+    fp, fields, runs = data.fingerprint, child.config()["fields"], tmp_path / "runs"
     fake_run(runs, "20240101T000000", "tiny_root", {**fields, "lr": 0.001}, fp)  # other fields
     fake_run(runs, "20240101T000001", "tiny_root", fields, "0" * 16)             # other data
     ref = fake_run(runs, "20240101T000002", "tiny_root", fields, fp)
@@ -522,7 +523,7 @@ def test_without_a_reference_the_recipe_it_leaves_unchanged_is_trained(tmp_path,
 def test_trials_are_judged_against_the_reference_and_a_trial_that_changes_nothing_reuses_it(tmp_path, monkeypatch):
     root, child, data = chained(tmp_path, "return dict(lr=trial.suggest_categorical('lr', [0.005, 0.002]))")
     runs = tmp_path / "runs"
-    ref = fake_run(runs, "20240101T000002", "tiny_root", child.config()["fields"], searching.fingerprint(data.train))
+    ref = fake_run(runs, "20240101T000002", "tiny_root", child.config()["fields"], data.fingerprint)
     trained = []
 
     def train_and_record(r, *a, **k):

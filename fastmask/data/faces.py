@@ -12,23 +12,15 @@ import os
 
 import numpy as np
 
+from fastmask.choices import face_margin as margin_of  # noqa: F401  (the one reader of "face[:margin]")
 from fastmask.data.layout import load_image
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_write, cache_dir
 
-DEFAULT_MARGIN = 0.2                      # of the box's width and height, added on each side
 CENTRE = (0.15, 0.1, 0.85, 0.8)           # when no photo at all had a face found: a head-and-shoulders framing
 SOURCES = ("detected", "person", "typical")
 VERSION = 1
 _detector = None
-
-
-def margin_of(crop):
-    """The margin of a face crop ("face" -> 0.2, "face:0.3" -> 0.3), None for any other crop value."""
-    if not (isinstance(crop, str) and crop.partition(":")[0] == "face"):
-        return None
-    _, colon, m = crop.partition(":")
-    return float(m) if colon else DEFAULT_MARGIN
 
 
 def detector():

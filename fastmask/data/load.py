@@ -1,5 +1,6 @@
 """Where a run's images come from: a competition folder, or the synthetic twin made on first use."""
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +29,12 @@ class Data:
     answers: Optional[pd.DataFrame]
     root: Path
     relabel: Optional[dict] = None  # the data folder's relabel.csv as applied (config.json's "relabel")
+
+    @cached_property
+    def fingerprint(self):
+        """`train`'s fingerprint (layout.fingerprint: every file stat'ed), computed once: the run, its
+        parent's and the search all ask for it."""
+        return layout.fingerprint(self.train)
 
 
 def load_data(data=None, skip_bad=False, progress=True):

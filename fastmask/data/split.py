@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from fastmask.choices import Choices, parse_split
+from fastmask.choices import Choices, Split
 from fastmask.errors import FastmaskError
 from fastmask.labels import age_group
 
@@ -90,14 +90,15 @@ def _kfold(df, split, valid_pct, seed):
 
 
 class Splitter:
-    """fastai splitter from a recipe's `split` field: "person", "random" or "kfold:K/F" (fold F of K)."""
+    """fastai splitter from a recipe's `split` field (a Split, or its text): "person", "random" or "kfold:K/F"
+    (fold F of K)."""
     def __init__(self, kind="person", valid_pct=0.2, seed=0):
         self.kind, self.valid_pct, self.seed = kind, valid_pct, seed
 
     def __call__(self, df):
         fn = SPLITS[self.kind]
         try:
-            split = parse_split(self.kind)
+            split = Split(self.kind)  # a recipe's split is one already: handed on as it is
         except ValueError as e:
             raise FastmaskError(f"recipe field split: {e}") from None
         return fn(df, split, self.valid_pct, self.seed)

@@ -9,8 +9,8 @@ from fastai.metrics import accuracy
 from fastai.vision.core import imagenet_stats
 from fastcore.basics import patch
 
-from fastmask.choices import check_choices, parse_split
-from fastmask.data import faces, sampling, split  # noqa: F401  (register the sampler and split names check_choices reads)
+from fastmask.choices import check_choices
+from fastmask.data import faces
 from fastmask.errors import FastmaskError
 from fastmask.labels import N_CLASSES
 from fastmask.learn.callbacks import training_callbacks
@@ -39,7 +39,7 @@ def preflight(recipe):
     build_loss(recipe.loss, recipe.heads, recipe.task_weights)
     mixing_callbacks(recipe.cutmix, recipe.mixup, labels=np.arange(N_CLASSES), p=recipe.mix_prob)
     precision_callbacks(recipe.precision)
-    if recipe.replicates > 1 and parse_split(recipe.split).n_folds:
+    if recipe.replicates > 1 and recipe.split.n_folds:
         raise FastmaskError("recipe field replicates: k-fold already trains one model per fold; "
                             "use replicates with a single split (person or random)")
 

@@ -7,7 +7,6 @@ parts partition the people, so every training image gets exactly one OOF predict
 import numpy as np
 import pandas as pd
 
-from fastmask.choices import parse_split
 from fastmask.labels import N_CLASSES
 
 PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
@@ -15,17 +14,17 @@ PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
 
 def n_folds(recipe):
     """K for a `kfold:K` recipe, None for a single split. `kfold:K/F` (one fold) is a single split."""
-    return parse_split(recipe.split).n_folds
+    return recipe.split.n_folds
 
 
 def folds(recipe):
     """The fold numbers a run trains: [None] for a single split, else 0..K-1."""
-    return parse_split(recipe.split).folds()
+    return recipe.split.folds()
 
 
 def fold_recipe(recipe, fold):
     """The recipe that trains fold `fold` (itself for a single split); same name, file and parent."""
-    return recipe if fold is None else recipe.variant(split=parse_split(recipe.split).one(fold))
+    return recipe if fold is None else recipe.variant(split=recipe.split.one(fold))
 
 
 def oof_frame(parts):

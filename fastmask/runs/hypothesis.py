@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
@@ -42,8 +41,8 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
         d = train_and_record(recipe, loaded, runs_dir, overrides=overrides)
         return 0 if d is None or _status(d) == "finished" else 1
     started = time.monotonic()
-    fp = fingerprint(loaded.train)
-    seeds = seeds_of(recipe.config()["fields"])
+    fp = loaded.fingerprint
+    seeds = recipe.seeds
     if parent and recipe.parent is not None:
         train_missing(recipe.parent, loaded, runs_dir, overrides, fp, seeds, recipe.name)
     elif recipe.parent is not None:

@@ -24,14 +24,13 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-from fastmask.data.layout import fingerprint
 from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
 from fastmask.recipe import load_recipe, parse_sets
 from fastmask.runs.job import run_job
 from fastmask.runs.on_ray import OnRay, need_ray, reachable
 from fastmask.runs.queue_file import STATE, State, job_log, queue_folder
-from fastmask.store.index import RunIndex, seeds_of
+from fastmask.store.index import RunIndex
 from fastmask.store.run_folder import RunFolder
 
 
@@ -73,7 +72,7 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
     asked = {r.name: r for r in recipes}
     if len(asked) < len(recipes):
         raise FastmaskError("two recipe files of the same name: " + ", ".join(str(f) for f in files))
-    fp = fingerprint(load_data(data, skip_bad=skip_bad, progress=False).train)
+    fp = load_data(data, skip_bad=skip_bad, progress=False).fingerprint
     index = RunIndex(runs_dir)
     jobs = {}
     for r in recipes:
@@ -82,7 +81,7 @@ def plan(paths, sets=(), data=None, runs_dir="runs", skip_bad=False):
         if par is not None and par.name in asked:
             needs = [par.name]
         elif par is not None and par.file and par.name not in jobs:
-            seeds = seeds_of(r.config()["fields"])
+            seeds = r.seeds
             if set(seeds) <= index.seeds(par.name, fp, par.config()["fields"]):
                 found = index.pool(par.name, fp, par.config()["fields"])
                 jobs[par.name] = Job(par.name, par.file, "parent", status="reused", run=found[0].dir if found else None,

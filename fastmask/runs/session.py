@@ -14,7 +14,6 @@ import pandas as pd
 from fastai.callback.progress import CSVLogger
 
 from fastmask.data.dls import build_dls, check_data
-from fastmask.data.layout import fingerprint
 from fastmask.errors import FastmaskError, StopNow, redelivered
 from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.learn.distributed import alone, context, is_main, rank, share
@@ -148,7 +147,7 @@ def start_run(recipe, data, runs_dir, overrides, info=None):
     # the recipe files and the data folder by absolute path: the commands a card prints must work from any folder
     cfg = {**recipe.config(), "hypothesis": recipe.hypothesis, "overrides": overrides or {},
            "recipe_file": recipe.file, "parent_file": recipe.parent.file if recipe.parent is not None else None,
-           "data": str(Path(data.root).resolve()), "data_fingerprint": fingerprint(data.train), "n_images": len(data.train),
+           "data": str(Path(data.root).resolve()), "data_fingerprint": data.fingerprint, "n_images": len(data.train),
            "n_people": int(data.train["person"].nunique()), "environment": environment(),
            **({"relabel": data.relabel} if getattr(data, "relabel", None) else {}), **(info or {})}
     write_json(run.path(CONFIG), cfg)  # once, before training: what was asked, not what came out

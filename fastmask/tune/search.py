@@ -38,7 +38,6 @@ from fastai.callback.core import Callback, CancelFitException
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FixedTrial, TrialState, create_trial
 
-from fastmask.data.layout import fingerprint
 from fastmask.data.load import load_data
 from fastmask.io import atomic_write
 from fastmask.learn.build import preflight
@@ -201,7 +200,7 @@ def make_objective(base, space, data, runs_dir, overrides, label, searched, repr
     is a child of `home` (`base`, or the ancestor with its fields whose run is the reference), so its card
     is judged against the reference run. A trial that changes nothing reuses the reference run's score
     instead of training the same run again."""
-    home, fp = home or base, fingerprint(data.train)
+    home, fp = home or base, data.fingerprint
 
     def objective(trial):
         values = values_of(space, trial)
@@ -275,7 +274,7 @@ def baseline(base, data, runs_dir, overrides, train=True, reproduce=None):
     own, or an unchanged ancestor's: reused, never trained again). When missing (and `train`), the oldest
     unchanged ancestor is trained (`base` itself unless `recipe = parent.but()`): its card then compares
     a real change against its own parent, never an identical run. `reproduce(recipe)`: its run command."""
-    runs = reference_runs(base, fingerprint(data.train), runs_dir)
+    runs = reference_runs(base, data.fingerprint, runs_dir)
     if runs:
         print(f"search: reference run {runs[0].dir} ({runs[0].recipe}, the same fields and data): not trained again")
     if runs or not train:
