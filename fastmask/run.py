@@ -1,5 +1,5 @@
 """fastmask run RECIPE.py [RECIPE.py|FOLDER ...] [--set key=value ...] [--data DIR] [--runs DIR] [--decide [N]]
-[--no-parent] [--jobs N] [--cpus-per-run N] [--ray auto|ADDRESS] [--dry-run] [--quiet]
+[--effect E] [--no-parent] [--jobs N] [--cpus-per-run N] [--ray auto|ADDRESS] [--dry-run] [--quiet]
 
 Trains one recipe (one model, or one per fold with split="kfold:K") and records it in its own run folder, after
 training the parent recipe's run first when there is no comparable one, so the card ends with a verdict. Several
@@ -26,9 +26,15 @@ def parse(argv):
     ap.add_argument("--replicates", type=int, metavar="N",
                     help="train N seeds on the same split (same as --set replicates=N)")
     ap.add_argument("--decide", nargs="?", type=int, const=DEFAULT_DECIDE, metavar="N",
-                    help=f"add paired seeds to this recipe and its parent until the verdict decides, at most N "
+                    help=f"plan and train the design that decides the verdict against the parent (paired seeds or "
+                         f"person k-fold), at most N models a side "
                          f"(default {DEFAULT_DECIDE}; same as --set decide=N)")
-    ap.add_argument("--decide-minutes", type=float, metavar="M", help="stop adding seeds after M minutes")
+    ap.add_argument("--decide-minutes", type=float, metavar="M", help="--decide's time budget: plan within M minutes")
+    ap.add_argument("--effect", type=float, metavar="E",
+                    help="--decide: the smallest change of macro F1 worth knowing (e.g. 0.03); the plan picks the "
+                         "cheapest design that resolves it (same as --set min_effect=E)")
+    ap.add_argument("--anyway", action="store_true",
+                    help="--decide: when no design within the budget resolves the effect, train the best it allows")
     ap.add_argument("--no-parent", action="store_true",
                     help="do not train the parent's missing runs first (the verdict uses the runs that exist)")
     ap.add_argument("--jobs", type=int, metavar="N",
@@ -50,6 +56,9 @@ def parse(argv):
     if m is not None and not (math.isfinite(m) and m > 0):  # 0, -1, nan would each read as "no limit"
         raise FastmaskError(f"{ap.prog}: --decide-minutes {m:g}: not a positive number of minutes (leave it out for "
                             "no time limit)")
+    e = args.effect
+    if e is not None and not (math.isfinite(e) and 0 < e < 1):
+        raise FastmaskError(f"{ap.prog}: --effect {e:g}: a change of macro F1 in (0, 1), e.g. 0.03")
     return args
 
 
@@ -59,12 +68,14 @@ def main(argv):
         args.sets.append(f"replicates={args.replicates}")
     if args.decide is not None:
         args.sets.append(f"decide={args.decide}")
+    if args.effect is not None:
+        args.sets.append(f"min_effect={args.effect}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
     if (len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir()
             or args.ray is not None or args.cpus_per_run is not None):
-        if args.no_parent or args.decide_minutes is not None:
-            raise FastmaskError("--no-parent and --decide-minutes are for one recipe, not a queue")
+        if args.no_parent or args.decide_minutes is not None or args.effect is not None or args.anyway:
+            raise FastmaskError("--no-parent, --decide-minutes, --effect and --anyway are for one recipe, not a queue")
         if args.ray is not None:  # before torch and fastai's import (seconds): a dead or silent address is one line
             from fastmask.runs.on_ray import NEEDS_RAY, has_ray, reachable, trying
             if not has_ray():
@@ -77,7 +88,8 @@ def main(argv):
     from fastmask.runs.hypothesis import run_file
     with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
         return run_file(args.recipe[0], args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,
-                        parent=not args.no_parent, minutes=args.decide_minutes)
+                        parent=not args.no_parent, minutes=args.decide_minutes, effect=args.effect,
+                        anyway=args.anyway)
 
 
 def terminate_as_interrupt():

@@ -3,7 +3,7 @@ resolves the effect asked for; none (with what would) when nothing within it can
 from the formulas in report/plan.py (t and normal quantiles from tables)."""
 import pytest
 
-from fastmask.report.design import Design, choose, fold_minutes, options, plan_line, what_would
+from fastmask.report.design import Design, choose, fold_minutes, futile, options, plan_line, what_would
 
 # two paired seeds on 60 of 300 people: person SE 0.02 a seed, training noise SD 0.01 (all shared by people)
 V = {"person_se": 0.02, "seed_sd": 0.01, "per_person_seed_var": 0.0, "people": 60, "total_people": 300,
@@ -64,3 +64,13 @@ def test_the_plan_line_says_design_models_minutes_and_the_effect():
     assert plan_line(d, None, "the smallest effect the budget allows") == (
         "decide: plan kfold:5: 5 models a side, 10 to train, about 20 min; decides effects of 0.037 or more: "
         "the smallest effect the budget allows")
+
+
+def test_futile_when_the_budget_cannot_exclude_0_at_the_largest_plausible_effect_nor_say_no_effect():
+    # at 6 seeds, alpha / 30 a look: person part (z(.99917) 3.143 * 0.02)^2, seed part (t(.99917, 5) 7.18 *
+    # 0.01 / sqrt 6)^2 -> half-width about 0.068
+    near = {**V, "delta": 0.005, "low": -0.03, "high": 0.04}
+    assert futile(near, 6)  # the interval cannot shrink below 0.070: +-0.04 never excluded, no-effect band 0.02
+    assert not futile({**near, "low": -0.05, "high": 0.09}, 6)  # an effect of 0.09 would still decide
+    assert not futile({**near, "min_effect": 0.08}, 6)  # a wide no-effect band can still be reached
+    assert not futile({**near, "seed_sd": None}, 6)  # one seed: training noise unknown, nothing is futile yet

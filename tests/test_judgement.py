@@ -138,11 +138,12 @@ class Planted:
     """Stands in for session.train_and_record: writes a finished run folder of the recipe's seeds whose
     accuracy is planted per recipe name."""
     def __init__(self, acc):
-        self.acc, self.trained = acc, []
+        self.acc, self.trained, self.splits = acc, [], []
 
     def __call__(self, recipe, data, runs_dir, overrides=None, info=None, cbs=()):
         seeds = list(range(recipe.seed, recipe.seed + recipe.replicates))
         self.trained.append((recipe.name, tuple(seeds)))
+        self.splits.append((recipe.name, str(recipe.split), (overrides or {}).get("split")))
         cfg = recipe.config()
         return make_run(runs_dir, recipe.name, seeds, self.acc[recipe.name],
                         parent=cfg["parent"], fields=cfg["fields"], parent_fields=cfg["parent_fields"],
@@ -159,9 +160,15 @@ def recipes(decide):
 
 @pytest.fixture
 def planted(monkeypatch):
-    def make(acc):
+    def make(acc, design="seeds"):
         t = Planted(acc)
         monkeypatch.setattr(hypothesis, "train_and_record", t)
+        if design == "seeds":  # the seed loop itself: the plan is tested below and in test_design
+            from fastmask.report.design import Design
+
+            def seeds(recipe, v, *a, **k):
+                return Design("seeds", recipe.decide, 0, 0.0, 0.0, False), "planted", []
+            monkeypatch.setattr(hypothesis, "plan_design", seeds)
         return t
     return make
 
@@ -183,10 +190,12 @@ def test_decide_stops_at_the_seed_budget(tmp_path, planted):
     hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
     first = t(c, None, tmp_path)
     hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
-    v = json.loads((first / "metrics.json").read_text())["verdict"]
+    m = json.loads((first / "metrics.json").read_text())
+    v = m["verdict"]
     assert v["seeds"] <= 3 and sum(1 for n, _ in t.trained if n == "c") == v["seeds"]
-    if v["verdict"] not in ("no effect", "supported", "refuted"):
-        assert v["seeds"] == 3
+    if v["verdict"] not in ("no effect", "supported", "refuted"):  # the budget, or futile before it: said which
+        assert v["seeds"] == 3 or m["decision"]["reason"].startswith("futile: 3 paired seeds cannot decide")
+    assert m["decision"]["design"] == "3 paired seeds" and m["decision"]["minutes"] >= 0
 
 
 def test_decide_builds_on_the_childs_finished_seed_instead_of_training_it_again(tmp_path, planted, monkeypatch, capsys):
@@ -204,6 +213,58 @@ def test_decide_builds_on_the_childs_finished_seed_instead_of_training_it_again(
     assert hypothesis.run_file("recipes/c.py", runs_dir=tmp_path) == 0
     assert ("c", (0,)) not in t.trained and t.trained[:2] == [("p", (1,)), ("c", (1,))]
     assert "reusing" in capsys.readouterr().out
+
+
+def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path, planted, monkeypatch, capsys):
+    from fastmask.report.design import Design
+    t = planted({"p": 0.5, "c": 0.5}, design=None)
+    monkeypatch.setattr(hypothesis, "plan_design",
+                        lambda *a, **k: (Design("kfold", 5, 10, 20.0, 0.04, False), "planted", []))
+    c = recipes(decide=6)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    last = hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
+    # the parent's folds first (the parent on demand), then the child's: split and the --set that reproduces it
+    assert t.splits[2:] == [("p", "kfold:5", "kfold:5"), ("c", "kfold:5", "kfold:5")]
+    assert "decide: plan kfold:5: 5 models a side, 10 to train, about 20 min" in capsys.readouterr().out
+    m = json.loads((Path(last) / "metrics.json").read_text())
+    assert m["decision"]["design"] == "kfold:5" and m["decision"]["reason"] == "kfold:5 trained on both sides"
+    second = t(c.variant(seed=0), None, tmp_path)  # the next hypothesis on the same parent: its folds are reused
+    hypothesis.decide(c, None, tmp_path, {}, "fp1", second, started=0.0)
+    assert [n for n, split, _ in t.splits if split == "kfold:5"] == ["p", "c"]  # nothing trained again
+
+
+def test_no_design_within_the_budget_says_what_would_and_trains_nothing_more(tmp_path, planted, capsys):
+    t = planted({"p": 0.5, "c": 0.52}, design=None)  # the real plan, from the noise the first pair measured
+    c = recipes(decide=3)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, effect=0.001)
+    out = capsys.readouterr().out
+    assert "decide: none within the budget resolves it" in out and "decide: to resolve 0.001: " in out
+    assert "GPU" in out and len(t.trained) == 2  # nothing trained after the first pair
+    m = json.loads((first / "metrics.json").read_text())
+    assert m["decision"]["reason"].startswith("no design within the budget resolves the effect")
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--decide", "--effect", "0"], "--effect 0: a change of macro F1 in (0, 1)"),
+    (["--decide", "--effect", "1"], "--effect 1: a change of macro F1 in (0, 1)"),
+    (["--decide", "--effect", "nan"], "--effect nan"),
+    (["--decide", "--effect", "-0.1"], "--effect -0.1"),
+])
+def test_bad_effects_are_one_line_exit_2(args, says, tmp_path):
+    from conftest import in_process
+    p = in_process("run", "recipes/oversample.py", *args, "--runs", tmp_path)
+    assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_decide_on_a_root_recipe_is_one_line_exit_2(tmp_path):
+    from conftest import in_process
+    p = in_process("run", "recipes/baseline.py", "--decide", "--runs", tmp_path)
+    assert p.returncode == 2 and "baseline has no parent recipe to decide against" in p.stderr, p.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_the_parent_on_demand_trains_only_missing_seeds(tmp_path, planted, capsys):

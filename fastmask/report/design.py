@@ -5,7 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from fastmask.report.plan import plan, seed_mde
+from fastmask.report.plan import noise, plan, seed_mde
+from fastmask.report.stats import ALPHA, half_width, spent_alpha
 
 FOLDS = (3, 5, 10)
 MAX_SEEDS = 100
@@ -90,3 +91,16 @@ def plan_line(d: Optional[Design], effect=None, why=""):
     note = "; training noise not measured yet (one seed), assumed small" if d.assumed else ""
     return (f"decide: plan {d.name}: {d.per_side} model{'s' if d.per_side != 1 else ''} a side, {d.new_models} to train, "
             f"about {d.minutes:.0f} min; decides effects of {d.mde:.3f} or more{asked}: {why}{note}")
+
+
+def futile(v, per_side):
+    """True when `per_side` paired seeds can no longer decide at any plausible effect: the interval they would
+    give is wider than the largest effect the current interval allows (so it cannot exclude 0) and than the
+    no-effect band (so it cannot say "no effect" either). False until two seeds measured the training noise."""
+    if not v or "person_se" not in v or v.get("seed_sd") is None or "low" not in v:
+        return False
+    n = noise(v)
+    k = max(int(per_side), 2)
+    hw = half_width(n["f_var"], n["d_var"] + n["g_var"], k, spent_alpha(k, v.get("alpha", ALPHA), v.get("max_seeds")))
+    plausible = max(abs(v["low"]), abs(v["high"]))
+    return hw >= plausible and hw > v.get("min_effect", 0.02)

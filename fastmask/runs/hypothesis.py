@@ -12,6 +12,8 @@ from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, is_main, main_first, setup
 from fastmask.recipe import load_recipe, parse_sets
+from fastmask.recipe_file import with_overrides
+from fastmask.report.design import FOLDS, choose, futile, options, plan_line, what_would
 from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children
 from fastmask.runs.session import train_and_record
@@ -20,13 +22,16 @@ from fastmask.store.index import RunIndex, seeds_of
 from fastmask.store.run_folder import RunFolder
 
 
-def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, parent=True, minutes=None):
+def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, parent=True, minutes=None,
+             effect=None, anyway=False):
     """`fastmask run`: load the recipe with its `--set` values, check it, load the data (the twin by
     default), train the parent's missing runs (unless `parent` is False), then the recipe, then with
-    `decide` seeds until the verdict decides or `minutes` have passed. Returns the exit status: 0 when the
+    `decide` the design that resolves `effect` within the budget (decide). Returns the exit status: 0 when the
     recipe's run finished, 1 otherwise (partial)."""
     overrides = parse_sets(sets)
     recipe = load_recipe(recipe_file, overrides)
+    if recipe.decide and recipe.parent is None:
+        raise FastmaskError(f"--decide: {recipe.name} has no parent recipe to decide against (it is a root)")
     setup(recipe)  # several processes (accelerate launch): check and join them; nothing otherwise
     preflight(recipe)  # bad field values (a k-fold split included) fail before any data work or run folder
     if data is not None and not Path(data).exists():
@@ -61,7 +66,7 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
             return 1
         rejudge_children(runs_dir, recipe.name, fp)
     if deciding:
-        decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes)
+        decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes, effect=effect, anyway=anyway)
     return 0
 
 
@@ -105,26 +110,80 @@ def train_missing(recipe, data, runs_dir, overrides, fp, seeds, child):
     return out
 
 
-def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
-    """Add one seed to the recipe's setup and to its parent's at a time, re-judging after each pair, until
-    the verdict is supported, refuted or "no effect", `recipe.decide` paired seeds are reached, or
-    `minutes` have passed. The design of the verdict (verdict.compare) spends its error rate over these
-    looks. Returns the last run folder; the first run's card is rewritten with the final verdict."""
+def per_model_minutes(*runs):
+    """Minutes one model took, on the runs there are (each run's minutes over its models), or None."""
+    each = []
+    for r in runs:
+        if r is None or not isinstance(r.minutes, (int, float)):
+            continue
+        fields = r.config.get("fields") or {}
+        split = str(fields.get("split", ""))
+        models = int(split.split(":")[1]) if split.startswith("kfold:") else int(fields.get("replicates") or 1)
+        each.append(r.minutes / max(models, 1))
+    return sum(each) / len(each) if each else None
+
+
+def kfold_of(recipe, folds):
+    """The recipe and its parent chain on paired person k-fold: every person validates once."""
+    return with_overrides(recipe, {"split": f"kfold:{folds}", "replicates": 1})
+
+
+def plan_design(recipe, v, index, fp, first, parent_run, effect, budget, minutes_left):
+    """(design, why, options) for --decide from the first paired runs' verdict `v` (report.design)."""
+    k = {f: kfold_of(recipe, f) for f in FOLDS}
+    have = {f for f in FOLDS if recipe.seed in index.seeds(recipe.parent.name, fp, k[f].parent.config()["fields"])}
+    mine = {f for f in FOLDS if recipe.seed in index.seeds(recipe.name, fp, k[f].config()["fields"])}
+    per = per_model_minutes(RunFolder(first), parent_run) or 1.0
+    opts = options(v, per, int(v.get("seeds") or 1), have, mine, recipe.valid_pct, v.get("total_people"),
+                   max_per_side=max(budget, 2))
+    d, why = choose(opts, effect=effect, per_side=budget, minutes=minutes_left)
+    return d, why, opts
+
+
+def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, effect=None, anyway=False):
+    """Plan, then train: from the noise the first paired runs measured, the cheapest design within the budget
+    (`recipe.decide` models a side, `minutes`) that resolves `effect` (none asked: the smallest effect the budget
+    allows), printed in one line before anything trains (report.design). Paired seeds are added one pair at a
+    time, re-judged after each, until the verdict decides, neither model learned, the budget ends or the rest of
+    it is futile; a k-fold design trains both sides' folds (a side's existing folds reused) and judges them
+    paired. When no design within the budget resolves `effect`, it says what would and trains nothing more
+    unless `anyway`. Returns the run folder that holds the final verdict."""
     budget = recipe.decide
-    last = Path(first)
+    last, reason, design = Path(first), None, None
     while True:
         index = RunIndex(runs_dir)  # again each round: the round before trained runs
         j = judge(RunFolder(last), index)
         v = j.verdict or {}
         paired = int(v.get("seeds") or 0)
+        left = None if minutes is None else minutes - (time.monotonic() - started) / 60
         if not v or v.get("verdict") in DECIDED or v.get("verdict") == "neither learned":
             reason = "decided" if v.get("verdict") in DECIDED else "no paired test" if not v else "neither model learned"
             break
-        if paired >= budget:
-            reason = f"seed budget of {budget} reached"
+        if design is None:
+            design, why, opts = plan_design(recipe, v, index, fp, first, j.parent, effect, budget, left)
+            print(plan_line(design, effect, why), flush=True)
+            if design is None:
+                would = what_would(opts, effect or v.get("min_effect", 0.02), v, v.get("total_people"))
+                print(f"decide: to resolve {effect or v.get('min_effect', 0.02):.3f}: {would}")
+                if not anyway:
+                    reason = "no design within the budget resolves the effect (--anyway trains the best it allows)"
+                    break
+                design, why = choose(opts, per_side=budget, minutes=left)
+                if design is None:
+                    reason = why
+                    break
+                print(plan_line(design, None, why + " (--anyway)"), flush=True)
+            if design.kind == "kfold":
+                last, reason = run_kfold(recipe, data, runs_dir, overrides, fp, first, design.per_side)
+                break
+        if paired >= design.per_side:
+            reason = f"the design's {design.per_side} paired seeds reached"
             break
-        if minutes is not None and (time.monotonic() - started) / 60 >= minutes:
+        if left is not None and left <= 0:
             reason = f"time budget of {minutes:g} min reached"
+            break
+        if futile(v, design.per_side):
+            reason = f"futile: {design.per_side} paired seeds cannot decide at any plausible effect"
             break
         mine, theirs = covered(index, recipe, fp), covered(index, recipe.parent, fp)
         s = next(s for s in range(recipe.seed, recipe.seed + 10_000) if not (s in mine and s in theirs))
@@ -138,10 +197,29 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None):
             if _status(d) != "finished":
                 raise FastmaskError(f"decide: {d} did not finish ({_status(d)})")
             last = Path(d)
-    final = rejudge(first, runs_dir)
+    spent = (time.monotonic() - started) / 60
+    final = rejudge(last if design is not None and design.kind == "kfold" else first, runs_dir,
+                    decision={"reason": reason, "minutes": round(spent, 2),
+                              "design": design.name if design is not None else None})
     v = final.verdict or {}
     word = v.get("verdict", "cannot compare")
     delta = f" {v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" if "delta" in v and "low" in v else ""
-    print(f"decide: {word}{delta} after {v.get('seeds', 0)} paired seed(s), "
-          f"{(time.monotonic() - started) / 60:.1f} min ({reason}); card: {Path(first) / CARD}")
+    evidence = f"{v['folds']} paired folds" if v.get("method") == "folds" else f"{v.get('seeds', 0)} paired seed(s)"
+    card = (last if design is not None and design.kind == "kfold" else Path(first)) / CARD
+    print(f"decide: {word}{delta} after {evidence}, {spent:.1f} min ({reason}); card: {card}")
     return last
+
+
+def run_kfold(recipe, data, runs_dir, overrides, fp, first, folds):
+    """Both sides on paired person k-fold (the parent's folds reused when its k-fold run exists); returns (the
+    child's k-fold run, the reason to stop)."""
+    child = kfold_of(recipe, folds)
+    sets = {**(overrides or {}), "split": f"kfold:{folds}", "replicates": 1}
+    train_missing(child.parent, data, runs_dir, sets, fp, [child.seed], child.name)
+    found = RunIndex(runs_dir).pool(child.name, fp, child.config()["fields"])
+    if found:
+        return found[0].dir, f"kfold:{folds} trained on both sides"
+    d = train_and_record(child, data, runs_dir, overrides=sets, info={"decide_of": Path(first).name})
+    if _status(d) != "finished":
+        raise FastmaskError(f"decide: {d} did not finish ({_status(d)})")
+    return Path(d.dir if isinstance(d, RunFolder) else d), f"kfold:{folds} trained on both sides"

@@ -235,19 +235,22 @@ def draw_top_losses(this, k=16):
         return str(e)
 
 
-def rejudge(run_dir, runs_dir, write=True):
+def rejudge(run_dir, runs_dir, write=True, decision=None):
     """Judge a finished run again on the evidence there is now; when the verdict changed and `write`,
-    rewrite its card and metrics.json's "verdict" (the old one appended to "verdict_history"). Returns
-    the new Judgement."""
+    rewrite its card and metrics.json's "verdict" (the old one appended to "verdict_history"). `decision`
+    (what --decide trained and why it stopped) is recorded as metrics.json's "decision". Returns the new
+    Judgement."""
     d = Path(run_dir)
     this = RunFolder(d)
     j = judge(this, runs_dir)
     old = this.metrics.get("verdict")
-    if not write or same_verdict(j.entry, old):
+    if not write or (same_verdict(j.entry, old) and decision is None):
         return j
     metrics = dict(this.metrics)
+    if decision is not None:
+        metrics["decision"] = decision
     history = list(metrics.get("verdict_history") or [])
-    if old:
+    if old and not same_verdict(j.entry, old):
         history.append(old)
     metrics["verdict_history"] = history
     if j.entry is None:
