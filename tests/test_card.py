@@ -172,6 +172,12 @@ def test_the_card_leads_with_its_answer(pair):
                                    "## Error analysis", "## Plots", "## Reproducibility")}
     assert list(at.values()) == sorted(at.values()), at
     assert md.count("**Design.**") == 1
+    # the board folds it too, while any other raw HTML, and a fold left open or closed alone, stays text
+    from fastmask.views.html import markdown
+    html = markdown(md)
+    assert "<details><summary>Design</summary>\n<p><strong>Design.</strong>" in html and "&lt;details" not in html
+    assert markdown("</details>\n\n<details><summary>x</summary>\n") == \
+        "<p>&lt;/details&gt;</p>\n<p>&lt;details&gt;&lt;summary&gt;x&lt;/summary&gt;</p>\n"
 
 
 def test_confused_pairs_are_in_words(pair):
