@@ -5,7 +5,7 @@ no file is deleted, and an archived run stays evidence for the verdicts that use
 --restore brings runs back. RUN is a run folder or a unique prefix of its name."""
 import sys
 
-from fastmask.note import mlflow_follows, parser
+from fastmask.note import card_follows, mlflow_follows, parser
 
 
 def main(argv):
@@ -22,6 +22,7 @@ def main(argv):
             continue
         notebook.append(run, "restore" if args.restore else "archive")
         print(f"{run.name}: {'restored to the board' if args.restore else 'archived (hidden from the board)'}")
+        card_follows(run, citing=True)
         mlflow_follows(run)
     return 0
 

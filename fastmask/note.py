@@ -2,7 +2,8 @@
 
 Adds a dated note, signed with your user and host, to a run folder's notebook: the conclusion you drew, what to
 try next. Without text, prints the run's notes. RUN is a run folder or a unique prefix of its name (the UTC
-stamp or the recipe name) in the runs folder. Nothing training wrote is touched."""
+stamp or the recipe name) in the runs folder. Nothing training wrote is touched; the run's card.md (a view
+made from its records) is written again so its Notes section shows the note."""
 import os
 import sys
 
@@ -27,6 +28,18 @@ def mlflow_follows(run):
             print(line)
 
 
+def card_follows(run, citing=False):
+    """The run's card.md, a view generated from its records and notebook, written again so its Notes section
+    is current; with `citing`, also the cards whose verdict pooled this run (they say it is archived). The
+    note is already recorded: a card that cannot be rewritten is one line on stderr, not a failure."""
+    from fastmask.runs.cards import citing as cited_by, rewrite_card
+    for d in [run, *(cited_by(run) if citing else [])]:
+        try:
+            rewrite_card(d)
+        except Exception as e:  # noqa: BLE001  (the notebook holds the event; only its view lags)
+            print(f"{d.name}: card.md not rewritten ({type(e).__name__}: {e})", file=sys.stderr)
+
+
 def main(argv):
     ap = parser("note", __doc__)
     ap.add_argument("text", nargs="?", help="the note (quote it); leave it out to list the run's notes")
@@ -46,6 +59,7 @@ def main(argv):
     notebook.read(run)  # a damaged notebook is refused before anything is added to it
     ev = notebook.append(run, "note", text=text)
     print(f"{run.name}: note added ({ev['user']}@{ev['host']}, {ev['at']})")
+    card_follows(run)
     mlflow_follows(run)
     return 0
 

@@ -2,10 +2,10 @@
 
 Tags a run (`keep`, `baseline`, `submitted`, ...): the board shows the tags as chips and filters by them.
 --remove takes the tags off. Without TAG, prints the run's tags. RUN is a run folder or a unique prefix of
-its name."""
+its name. The run's card.md is written again to show them."""
 import sys
 
-from fastmask.note import mlflow_follows, parser
+from fastmask.note import card_follows, mlflow_follows, parser
 
 
 def main(argv):
@@ -25,6 +25,7 @@ def main(argv):
     tags = notebook.read(run).tags
     print(f"{run.name}: " + (f"tags {', '.join(tags)}" if tags else "no tags"))
     if args.tags:
+        card_follows(run)
         mlflow_follows(run)
     return 0
 

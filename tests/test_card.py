@@ -160,6 +160,26 @@ def test_card_holds_every_section(pair):
         assert (child / src).is_file(), src
 
 
+def test_the_card_leads_with_its_answer(pair):
+    """Title, hypothesis, the verdict and the command that decides it, then the figures; the design folded."""
+    runs, par, child, cfg, m = pair
+    md = write_card(child, cfg, m, "finished", runs)
+    lines = md.splitlines()
+    assert lines[0] == "# oversample_cutmix  (finished)" and lines[2] == "**Hypothesis.** oversample_cutmix helps."
+    assert lines[4].startswith("**Unreplicated** — macro F1 ") and lines[4].endswith("--decide 6` decides it.")
+    at = {s: md.index(s) for s in ("**Unreplicated**", "**What would decide it.**", "**Parent.**", "## Result",
+                                   "<details><summary>Design</summary>", "**Design.**", "</details>", "## Why",
+                                   "## Error analysis", "## Plots", "## Reproducibility")}
+    assert list(at.values()) == sorted(at.values()), at
+    assert md.count("**Design.**") == 1
+    # the board folds it too, while any other raw HTML, and a fold left open or closed alone, stays text
+    from fastmask.views.html import markdown
+    html = markdown(md)
+    assert "<details><summary>Design</summary>\n<p><strong>Design.</strong>" in html and "&lt;details" not in html
+    assert markdown("</details>\n\n<details><summary>x</summary>\n") == \
+        "<p>&lt;/details&gt;</p>\n<p>&lt;details&gt;&lt;summary&gt;x&lt;/summary&gt;</p>\n"
+
+
 def test_confused_pairs_are_in_words(pair):
     runs, par, child, cfg, m = pair
     vp = pd.read_csv(child / "valid_preds.csv")

@@ -8,6 +8,7 @@ import numpy as np
 from fastmask.labels import AGE_BANDS, N_CLASSES, TASKS, decode, describe, per_class
 from fastmask.report.figures import FIGURES, values
 from fastmask.report.judgement import run_command
+from fastmask.report.why import lines as why_lines
 from fastmask.report.words import plan_lines, sentence
 from fastmask.store.folder import PLOTS, TOP_LOSSES
 from fastmask.store.index import setup
@@ -39,16 +40,26 @@ def headline(metrics, name=None, status=None):
     return line
 
 
-def render(this, judgement, status, plots=(), top_losses=None):
+def render(this, judgement, status, plots=(), top_losses=None, why=None, notebook=None, archived=()):
     """card.md's Markdown, a pure function of what it is given: `this` run's RunFolder (config, metrics,
     history, validation predictions, minutes), its `judgement` against the parent (verdict.judge), the
-    run `status`, the names of the `plots` drawn beside it, and `top_losses` (how many images
-    top_losses.png shows, or why it was not drawn)."""
+    run `status`, the names of the `plots` drawn beside it, `top_losses` (how many images top_losses.png
+    shows, or why it was not drawn), the `why` against the parent run (report.why.Why, or None), the run's
+    `notebook` (store.notebook.Notebook, or None) and the names of the `archived` runs among its evidence.
+    It leads with its answer: hypothesis, verdict, the next step's command, then the figures and the rest."""
     cfg, metrics, j = this.config, this.metrics, judgement
     par, v, rising = j.parent, j.verdict, j.rising
     pcfg, pm = (par.config, par.metrics) if par else ({}, {})
     vp = analysed_rows(this.valid)
     lines = [f"# {cfg['name']}  ({status})", "", f"**Hypothesis.** {cfg.get('hypothesis') or '(no docstring)'}", ""]
+    if par:
+        lines += [sentence(v, provisional=bool(rising), command=getattr(j, "command", None)), ""]
+        if rising:
+            lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
+                      "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
+        lines += _next_step(v, cfg)
+    elif cfg.get("parent"):
+        lines += _no_parent(cfg, j.other_fingerprints, Path(this.dir).parent)
     if cfg.get("parent"):
         change = ", ".join(f"`{k}`: {a!r} → {b!r}" for k, (a, b) in (cfg.get("changed") or {}).items()) or "none"
         lines += [f"**Parent.** `{cfg['parent']}`  **Change.** {change}", ""]
@@ -65,13 +76,7 @@ def render(this, judgement, status, plots=(), top_losses=None):
                           paired=bool(v and v.get("method") == "folds"), status=metrics.get("fold_status"))
     lines += _seed_noise(metrics)
     if par:
-        lines += [sentence(v, provisional=bool(rising), command=getattr(j, "command", None)), ""]
-        lines += _evidence(j, cfg)
-        if rising:
-            lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
-                      "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
-    elif cfg.get("parent"):
-        lines += _no_parent(cfg, j.other_fingerprints, Path(this.dir).parent)
+        lines += _evidence(j, archived)
     notes = _comparability(cfg, pcfg) if par else []
     notes += _own_flags(cfg)
     if notes:
@@ -80,6 +85,9 @@ def render(this, judgement, status, plots=(), top_losses=None):
         gap = metrics["macro_f1"] - metrics["holdout_macro_f1"]
         lines += [f"Validation minus holdout macro F1: {gap:+.3f}"
                   + (" — validation is optimistic: does the split leak people?" if gap > 0.05 else "."), ""]
+    lines += notes_lines(notebook)
+    if why is not None:
+        lines += why_lines(why)
 
     lines += ["## Error analysis", ""]
     lines += _per_task(metrics, pm if par else None)
@@ -96,23 +104,47 @@ def render(this, judgement, status, plots=(), top_losses=None):
     return "\n".join(lines)
 
 
+def notes_lines(book):
+    """The card's "## Notes": the run's tags, whether it is archived, and its notes, oldest first (what people
+    wrote after training with `fastmask note`, `tag` and `archive`); nothing without any."""
+    if book is None or not (book.notes or book.tags or book.archived):
+        return []
+    out = ["## Notes", ""]
+    if book.tags:
+        out += ["**Tags.** " + " ".join(f"`{t}`" for t in book.tags), ""]
+    if book.archived:
+        a = book.archived
+        out += [f"**Archived** {a.get('at')} by {a.get('user')}@{a.get('host')}: hidden from the board; no file "
+                "was deleted.", ""]
+    for n in book.notes:
+        text = str(n.get("text", "")).strip().replace("\n", "\n  ")  # a note's own lines stay in its list item
+        out.append(f"- {n.get('at')}, {n.get('user')}@{n.get('host')}: {text}")
+    return out + ([""] if book.notes else [])
+
+
 # --- pieces ---------------------------------------------------------------------------------------
 
-def _evidence(j, cfg):
-    """Which runs the verdict pooled, the sequential design it used, and, when it did not decide, what
-    would: the plan from the measured seed and person noise."""
-    v = j.verdict or {}
-    out = []
+def _next_step(v, cfg):
+    """When the verdict did not decide, what would: the plan from the measured noise (or the advice)."""
+    if v and v.get("verdict") not in ("supported", "refuted", "no effect"):
+        plan = plan_lines(v, total_people=cfg.get("n_people"))
+        if plan:
+            return ["**What would decide it.**", ""] + [f"- {line}" for line in plan] + [""]
+    return []
+
+
+def _evidence(j, archived=()):
+    """Which runs the verdict pooled (archived ones stay in it), and the sequential design it used (folded)."""
+    v, out = j.verdict or {}, []
     kids, parents = getattr(j, "child_runs", []), getattr(j, "parent_runs", [])
     if len(kids) > 1 or len(parents) > 1:
         out += [f"**Evidence.** {len(kids)} run(s) of this setup and {len(parents)} of the parent's, paired seed by "
                 f"seed: {', '.join(f'`{k}`' for k in kids)} against {', '.join(f'`{p}`' for p in parents)}.", ""]
+    for name in archived:
+        out += [f"The parent run `{name}` is archived; it stays evidence for this verdict.", ""]
     if v.get("design"):
-        out += [f"**Design.** {v['design']}", ""]
-    if v and v.get("verdict") not in ("supported", "refuted", "no effect"):
-        plan = plan_lines(v, total_people=cfg.get("n_people"))
-        if plan:
-            out += ["**What would decide it.**", ""] + [f"- {line}" for line in plan] + [""]
+        # a blank line after <summary> so git hosts render the paragraph inside as Markdown
+        out += ["<details><summary>Design</summary>", "", f"**Design.** {v['design']}", "", "</details>", ""]
     return out
 
 

@@ -15,6 +15,7 @@ from fastmask.models.infer import soft_vote
 from fastmask.report import card, plots, suspects
 from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.report.judgement import judge, same_verdict
+from fastmask.runs.cards import card_text
 from fastmask.store.folder import (
     BATCHES_PLOT,
     CARD,
@@ -218,10 +219,10 @@ def link_first_fold(run, parts):
 
 def card_and_verdict(this, runs_dir, status, plots_drawn):
     """card.md's text for RunFolder `this` and metrics.json's "verdict" entry (None without a parent run):
-    the judgement against the parent's newest comparable run in `runs_dir`, and top_losses.png drawn
-    beside the card from the validation predictions."""
+    the judgement against the parent's newest comparable run in `runs_dir`, and top_losses.png,
+    class_delta.png and flips.png drawn beside the card from the validation predictions."""
     judgement = judge(this, runs_dir)
-    return card.render(this, judgement, status, plots_drawn, draw_top_losses(this)), judgement.entry
+    return card_text(this, judgement, status, plots_drawn, draw_top_losses(this), runs_dir), judgement.entry
 
 
 def draw_top_losses(this, k=16):
@@ -259,8 +260,7 @@ def rejudge(run_dir, runs_dir, write=True, decision=None):
         metrics["verdict"] = j.entry
     status = this.status_json.get("status", "finished")
     drawn = [n for n, _ in PLOTS if (d / n).exists()]
-    text = card.render(this.but(metrics=metrics),
-                       j, status, drawn, draw_top_losses(this))
+    text = card_text(this.but(metrics=metrics), j, status, drawn, draw_top_losses(this), runs_dir)
     atomic_write(d / CARD, text)
     write_json(d / METRICS, metrics)
     return j

@@ -45,7 +45,9 @@ BATCHES_PLOT, LR_FIND_PLOT = "batches.png", "lr_find.png"
 PLOTS = ((CONFUSION_PLOT, "confusion"), (PER_CLASS_F1_PLOT, "per-class F1"), (CURVES_PLOT, "learning curves"),
          (BATCHES_PLOT, "per-batch loss and lr"), (LR_FIND_PLOT, "lr finder"))
 TOP_LOSSES = "top_losses.png"       # drawn beside the card from the validation predictions
-PLOT_FILES = (*(name for name, _ in PLOTS), TOP_LOSSES)  # every plot a run folder may hold
+# a child run's "Why": per-class F1 change against the parent run, and the images it fixed and broke
+CLASS_DELTA_PLOT, FLIPS_PLOT = "class_delta.png", "flips.png"
+PLOT_FILES = (*(name for name, _ in PLOTS), TOP_LOSSES, CLASS_DELTA_PLOT, FLIPS_PLOT)  # every plot a run folder may hold
 # What a run publishes for a reader (the board's links, MLflow's artifacts), in this order.
 RECORDS = (CARD, CONFIG, METRICS, HISTORY, VALID_PREDS, RECIPE_FILE)
 HEARTBEAT_S = 30.0      # seconds between heartbeats; FASTMASK_HEARTBEAT_S overrides it (tests use less)

@@ -2,6 +2,7 @@
 escaped), links and images rewritten to files that exist, pages filled from a packaged template, and the
 board's page itself (its table, data and folded cards; the template's script sorts, filters, compares)."""
 import json
+import re
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -31,13 +32,42 @@ def markdown(text, url=None, shift=0, shown=None):
     """`text` as HTML. Headings move down `shift` levels; `url(target, image)` maps each link or image
     target to the href to write, or None to drop it (a link keeps its label, an image says it is not
     available); the images written are added to the set `shown`."""
-    tokens = _MD.parse(text)
+    tokens = _folds(_MD.parse(text))
     for t in tokens:
         if t.type in ("heading_open", "heading_close"):
             t.tag = f"h{min(6, int(t.tag[1:]) + shift)}"
         if t.children and url:
             t.children = _rewrite(t.children, url, shown if shown is not None else set())
     return _MD.renderer.render(tokens, _MD.options, {})
+
+
+_FOLD = re.compile(r"<details><summary>([^<>]*)</summary>")
+
+
+def _folds(tokens):
+    """A card's folded part (report.card folds the verdict's design): a paragraph that is exactly
+    `<details><summary>TEXT</summary>` and a later one that is exactly `</details>` become that HTML, TEXT
+    escaped. Any other raw HTML stays text, and so does an unpaired fold: a card never closes the board's own
+    <details>."""
+    out, pending = [], None  # pending: where an open fold went in `out`, and its paragraph's tokens
+    i = 0
+    while i < len(tokens):
+        para = tokens[i:i + 3] if tokens[i].type == "paragraph_open" else []
+        text = para[1].content.strip() if len(para) == 3 and para[1].type == "inline" else ""
+        m = _FOLD.fullmatch(text)
+        if m or (text == "</details>" and pending):
+            if m and pending:  # a second open before a close: the first stays text
+                out[pending[0]:pending[0] + 1] = pending[1]
+            html = f"<details><summary>{escape(m[1])}</summary>\n" if m else "</details>\n"
+            pending = (len(out), para) if m else None
+            out.append(Token("html_block", "", 0, content=html))
+            i += 3
+            continue
+        out.append(tokens[i])
+        i += 1
+    if pending:
+        out[pending[0]:pending[0] + 1] = pending[1]
+    return out
 
 
 def _rewrite(children, url, shown):
