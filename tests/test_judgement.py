@@ -229,6 +229,9 @@ def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path,
     assert "decide: plan kfold:5: 5 models a side, 10 to train, about 20 min" in capsys.readouterr().out
     m = json.loads((Path(last) / "metrics.json").read_text())
     assert m["decision"]["design"] == "kfold:5" and m["decision"]["reason"] == "kfold:5 trained on both sides"
+    card = (first / "card.md").read_text()  # the first run's card points at the run holding the final verdict
+    assert f"**--decide.** kfold:5: stopped because kfold:5 trained on both sides" in card
+    assert f"the verdict of that design is on [{Path(last).name}](../{Path(last).name}/card.md)" in card
     second = t(c.variant(seed=0), None, tmp_path)  # the next hypothesis on the same parent: its folds are reused
     hypothesis.decide(c, None, tmp_path, {}, "fp1", second, started=0.0)
     assert [n for n, split, _ in t.splits if split == "kfold:5"] == ["p", "c"]  # nothing trained again
@@ -245,6 +248,7 @@ def test_no_design_within_the_budget_says_what_would_and_trains_nothing_more(tmp
     assert "GPU" in out and len(t.trained) == 2  # nothing trained after the first pair
     m = json.loads((first / "metrics.json").read_text())
     assert m["decision"]["reason"].startswith("no design within the budget resolves the effect")
+    assert "**--decide.** no design within the budget: stopped because no design" in (first / "card.md").read_text()
 
 
 @pytest.mark.parametrize("args,says", [

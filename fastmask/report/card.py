@@ -9,7 +9,7 @@ from fastmask.labels import AGE_BANDS, N_CLASSES, TASKS, decode, describe, per_c
 from fastmask.report.figures import FIGURES, values
 from fastmask.report.judgement import run_command
 from fastmask.report.why import lines as why_lines
-from fastmask.report.words import plan_lines, sentence
+from fastmask.report.words import decision_lines, plan_lines, sentence
 from fastmask.store.folder import PLOTS, TOP_LOSSES
 from fastmask.store.index import setup
 from fastmask.store.run_folder import fold_scores_in
@@ -57,7 +57,7 @@ def render(this, judgement, status, plots=(), top_losses=None, why=None, noteboo
         if rising:
             lines += [f"Still improving at the last epoch: {' and '.join(rising)} (validation macro F1 rose by "
                       "more than 0.005 in the last epoch); try more `epochs` before trusting the verdict.", ""]
-        lines += _next_step(v, cfg)
+        lines += decision_lines(metrics.get("decision")) + _next_step(v, cfg)
     elif cfg.get("parent"):
         lines += _no_parent(cfg, j.other_fingerprints, Path(this.dir).parent)
     if cfg.get("parent"):

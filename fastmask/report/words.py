@@ -145,3 +145,15 @@ def sentence(v, provisional=False, command=None):
     if v["verdict"] == "inconclusive" and command:
         out += f" `{command}` adds paired seeds until it decides."
     return out + tail
+
+
+def decision_lines(d):
+    """What --decide trained and why it stopped (metrics.json's "decision"), for the card: the design, the reason,
+    the minutes, and where the final verdict lives when it is another run (a k-fold design's child run)."""
+    if not isinstance(d, dict) or not d.get("reason"):
+        return []
+    design = d.get("design") or "no design within the budget"
+    run = d.get("final_run")
+    where = f"; the verdict of that design is on [{run}](../{run}/card.md)" if run else ""
+    minutes = f"; {d['minutes']:.1f} min spent" if isinstance(d.get("minutes"), (int, float)) else ""
+    return [f"**--decide.** {design}: stopped because {d['reason']}{minutes}{where}.", ""]

@@ -198,14 +198,16 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, 
                 raise FastmaskError(f"decide: {d} did not finish ({_status(d)})")
             last = Path(d)
     spent = (time.monotonic() - started) / 60
-    final = rejudge(last if design is not None and design.kind == "kfold" else first, runs_dir,
-                    decision={"reason": reason, "minutes": round(spent, 2),
-                              "design": design.name if design is not None else None})
+    decision = {"reason": reason, "minutes": round(spent, 2), "design": design.name if design is not None else None}
+    kfold = design is not None and design.kind == "kfold"
+    if kfold:  # the first run's card points at the k-fold run that holds the final verdict
+        rejudge(first, runs_dir, decision={**decision, "final_run": Path(last).name})
+    final = rejudge(last if kfold else first, runs_dir, decision=decision)
     v = final.verdict or {}
     word = v.get("verdict", "cannot compare")
     delta = f" {v['delta']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" if "delta" in v and "low" in v else ""
     evidence = f"{v['folds']} paired folds" if v.get("method") == "folds" else f"{v.get('seeds', 0)} paired seed(s)"
-    card = (last if design is not None and design.kind == "kfold" else Path(first)) / CARD
+    card = (Path(last) if kfold else Path(first)) / CARD
     print(f"decide: {word}{delta} after {evidence}, {spent:.1f} min ({reason}); card: {card}")
     return last
 
