@@ -5,7 +5,7 @@ tensors and plain values: the recipe's fields, the class vocabulary, the image s
 normalisation stats the learner used, and its training-side albumentations pipeline (as
 albumentations' own dict, for TTA). `load` rebuilds the learner with this package's code
 (`fastmask.learn.build.build_learner`, untrained, no pretrained weights) and loads the weights into it, so
-it predicts what the pickled learner predicts, through the same `fastmask.models.infer` functions.
+it predicts what the pickled learner predicts, through the same `fastmask.models.predict` functions.
 
 The JSON names no weights file: STEM.json always pairs with STEM.safetensors beside it, so a run
 folder can link fold0.* as model.* and a copied pair keeps working. The JSON does carry the weights'

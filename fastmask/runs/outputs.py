@@ -11,7 +11,7 @@ import pandas as pd
 from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
-from fastmask.models.infer import soft_vote
+from fastmask.models.votes import soft_vote
 from fastmask.report import card, plots, suspects
 from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.report.judgement import judge, same_verdict, stale

@@ -20,7 +20,7 @@ from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.learn.distributed import alone, context, is_main, rank, share
 from fastmask.learn.tracker import KeepBest
 from fastmask.models.export import export
-from fastmask.models.infer import predict_probs
+from fastmask.models.predict import predict_probs
 from fastmask.report.card import headline as headline_line
 from fastmask.report.folds import fold_recipe, folds, n_folds
 from fastmask.runs.outputs import record
