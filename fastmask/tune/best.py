@@ -65,7 +65,7 @@ def checked_best(study, space):
 
 
 def write_best(study, base, space, path, runs_dir, parent_run, searched, sets, data=None, home=None):
-    """The best complete trial as a child recipe of `home` (default `base`; see make_objective); returns its
+    """The best complete trial as a child recipe of `home` (default `base`; see `tune.search.make_objective`); returns its
     path (None without one). Default: `<study>_best.py` beside the searched recipe, or in the runs folder
     when that folder is not writable. Its docstring and the last line printed say how to run it with the
     search's --set, --data and --runs."""
