@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from fastmask.choices import CHOICE_FIELDS, parse_split
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 
 
 @dataclass(eq=False)
@@ -468,4 +468,4 @@ def _where(e, path):
               if "recipes" in Path(f.filename).parts or f.filename == str(path)]
     f = frames[-1] if frames else None
     loc = f"{f.filename}:{f.lineno}" if f else str(path)
-    return f"{loc}: {type(e).__name__}: {e}"
+    return f"{loc}: {one_line(e)}"

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastmask.choices import parse_split
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.io import atomic_write, pid_alive
 from fastmask.recipe import Recipe
 from fastmask.report.verdict import same_folds
@@ -51,7 +51,7 @@ def collect(runs_dir, warn=None, rejudge=False):
                 from fastmask.runs.outputs import rejudge as again  # fastai's metrics: only when a verdict is stale
                 entry = again(r["dir"], runs_dir, write=rejudge).entry or {}
             except Exception as e:  # noqa: BLE001  (one damaged run folder never hides the board)
-                warn(f"board: re-judging {r['id']}: {type(e).__name__}: {e}")
+                warn(f"board: re-judging {r['id']}: {one_line(e)}")
                 continue
             r.update(verdict=_text(entry.get("verdict")), delta=entry.get("delta"),
                      parent_run=_text(entry.get("parent_run")))
