@@ -43,7 +43,7 @@ def train(args):
         return Path(args.run)
     runs = Path(args.runs)
     data = Path(args.data) if args.data else runs / "twin"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}  # fastmask/__init__ sets NO_ALBUMENTATIONS_UPDATE
     if not (data / "train").is_dir():
         subprocess.run([sys.executable, "-m", "fastmask.synth", str(data), "--people", "300", "--size", "48x64"],
                        check=True, env=env, cwd=REPO)

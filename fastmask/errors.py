@@ -10,6 +10,15 @@ class FastmaskError(Exception):
     """Bad input a user can fix: the message names the file or field at fault."""
 
 
+def one_line(exc, named=True, limit=None):
+    """What `exc` says, as one line of a message: the first line of its text, after its type's name when
+    `named` ("OSError: ..."; the type tells what a bare library message means). Unnamed, an exception that
+    says nothing gives its type's name instead. Cut at `limit` characters when given."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {text}" if named else text or type(exc).__name__
+    return text[:limit] if limit else text
+
+
 class StopNow(KeyboardInterrupt):
     """A second Ctrl-C or SIGTERM: the user will not wait for the first one's cleanup. Whatever is in flight
     is dropped; only the run's status is still written (it is a KeyboardInterrupt, so every handler of one

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from fastmask import console
-from fastmask.errors import FastmaskError, Parser, cli
+from fastmask.errors import FastmaskError, Parser, cli, one_line
 from fastmask.runs.tracking import log_run, logged_runs, push_notebook, tracking_uri
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import entries
@@ -64,7 +64,7 @@ def sync(paths, uri=None, force=False, say=print):
             try:
                 push_notebook(MlflowClient(tracking_uri=u), known[u][str(d.resolve())], d)
             except Exception as e:  # noqa: BLE001  (a damaged notebook or a store error: say which, go on)
-                say(f"failed {d}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                say(f"failed {d}: {one_line(e)}")
                 failed += 1
                 continue
             skipped += 1
@@ -72,7 +72,7 @@ def sync(paths, uri=None, force=False, say=print):
         try:
             run_id = log_run(d, u)
         except Exception as e:  # noqa: BLE001  (a store error or a damaged run: say which, go on)
-            say(f"failed {d}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            say(f"failed {d}: {one_line(e)}")
             failed += 1
             continue
         known[u][str(d.resolve())] = run_id

@@ -8,7 +8,7 @@ import os
 import sys
 
 from fastmask import console
-from fastmask.errors import FastmaskError, Parser
+from fastmask.errors import FastmaskError, Parser, one_line
 
 
 def parser(name, doc):
@@ -37,7 +37,7 @@ def card_follows(run, citing=False):
         try:
             rewrite_card(d)
         except Exception as e:  # noqa: BLE001  (the notebook holds the event; only its view lags)
-            print(f"{d.name}: card.md not rewritten ({type(e).__name__}: {e})", file=sys.stderr)
+            print(f"{d.name}: card.md not rewritten ({one_line(e)})", file=sys.stderr)
 
 
 def main(argv):

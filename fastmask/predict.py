@@ -49,7 +49,9 @@ def main(argv):
 def _predict(args, quiet):
     from fastmask.data.layout import read_answers, read_eval
     from fastmask.errors import FastmaskError
-    from fastmask.models.infer import check_out, check_out_reads, eval_root, load_models, predict, write_submission
+    from fastmask.models.load import load_models
+    from fastmask.models.predict import predict
+    from fastmask.models.submission import check_out, check_out_reads, eval_root, write_submission
     if args.tta < 0:
         raise FastmaskError(f"--tta: {args.tta} is negative")
     if args.bs is not None and args.bs < 1:

@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.recipe import Recipe, coerce_all
 
 
@@ -94,4 +94,4 @@ def _where(e, path):
               if "recipes" in Path(f.filename).parts or f.filename == str(path)]
     f = frames[-1] if frames else None
     loc = f"{f.filename}:{f.lineno}" if f else str(path)
-    return f"{loc}: {type(e).__name__}: {e}"
+    return f"{loc}: {one_line(e)}"

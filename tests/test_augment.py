@@ -1,7 +1,4 @@
-import os
 import pickle
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
 import numpy as np

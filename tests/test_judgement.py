@@ -230,7 +230,7 @@ def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path,
     m = json.loads((Path(last) / "metrics.json").read_text())
     assert m["decision"]["design"] == "kfold:5" and m["decision"]["reason"] == "kfold:5 trained on both sides"
     card = (first / "card.md").read_text()  # the first run's card points at the run holding the final verdict
-    assert f"**--decide.** kfold:5: stopped because kfold:5 trained on both sides" in card
+    assert "**--decide.** kfold:5: stopped because kfold:5 trained on both sides" in card
     assert f"the verdict of that design is on [{Path(last).name}](../{Path(last).name}/card.md)" in card
     second = t(c.variant(seed=0), None, tmp_path)  # the next hypothesis on the same parent: its folds are reused
     hypothesis.decide(c, None, tmp_path, {}, "fp1", second, started=0.0)

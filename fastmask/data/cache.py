@@ -33,7 +33,7 @@ from rich.progress import Progress
 
 from fastmask.data import faces
 from fastmask.data.layout import load_image, to_rgb
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.io import cache_dir, pid_alive, replacing
 
 VERSION = 2  # bump when `prepare` changes what it produces (2: EXIF orientation applied)
@@ -199,7 +199,7 @@ def _read_manifest(f):
     except FileNotFoundError:
         return "no manifest"
     except (OSError, ValueError) as e:
-        return f"unreadable manifest: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        return f"unreadable manifest: {one_line(e, named=False)}"
     fields = ("version", "shape", "dtype", "bytes", "sample_rows", "sample_sha256")
     if not isinstance(m, dict) or any(k not in m for k in fields):
         return "manifest lacks fields"
@@ -224,7 +224,7 @@ def _damage(f, shape):
     try:
         arr = np.load(f, mmap_mode="r")
     except Exception as e:  # numpy raises ValueError, OSError... on a mangled header
-        return f"not a readable array: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        return f"not a readable array: {one_line(e, named=False)}"
     if arr.dtype != np.uint8 or arr.shape != tuple(shape):
         return f"holds {arr.dtype} {arr.shape}, expected uint8 {tuple(shape)}"
     if m["sample_rows"] != SAMPLE_ROWS or _sample_digest(arr, bool(m.get("sample_middle"))) != m["sample_sha256"]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.labels import AGE_THRESHOLD, GENDERS, label_of
 
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
@@ -37,11 +37,11 @@ def _ignored(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _one_line(exc: BaseException) -> str:
+def _unreadable(exc: BaseException) -> str:
+    """Why PIL could not open an image, in one line."""
     if isinstance(exc, UnidentifiedImageError):
         return "unknown or corrupt format"  # PIL's own text repeats the whole path
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return one_line(exc, named=False)
 
 
 def _as_dir(root, what: str) -> Path:
@@ -63,7 +63,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise FastmaskError(f"{path}: empty file (no header)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        raise FastmaskError(f"{path}: not a readable CSV ({_one_line(e)})") from None
+        raise FastmaskError(f"{path}: not a readable CSV ({one_line(e, named=False)})") from None
     if df.empty:
         raise FastmaskError(f"{path}: no rows under the header")
     df.columns = [str(c).strip() for c in df.columns]
@@ -125,7 +125,7 @@ def _image_problem(path: str, size: int, decode: bool = False) -> str | None:
         with Image.open(path):
             pass
     except Exception as e:  # PIL raises many types on garbage; any of them means unreadable
-        return f"{path}: not a readable image ({_one_line(e)})"
+        return f"{path}: not a readable image ({_unreadable(e)})"
     return None
 
 
@@ -376,4 +376,4 @@ def load_image(path) -> Image.Image:
             ImageOps.exif_transpose(im, in_place=True)
             return to_rgb(im)
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError... on bad files
-        raise FastmaskError(f"{path}: cannot read image ({_one_line(e)})") from None
+        raise FastmaskError(f"{path}: cannot read image ({_unreadable(e)})") from None

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 
 from fastmask.choices import check_choices
 from fastmask.data import faces
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.labels import N_CLASSES
 from fastmask.learn.callbacks import training_callbacks
 from fastmask.learn.guards import NoStrayModelsFolder, StopOnInterrupt
@@ -91,9 +91,8 @@ def check_weights_file(path):
         else:
             torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (UnpicklingError, SafetensorError, EOFError, RuntimeError: all the file's)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FastmaskError(f"recipe field pretrained: {path} is not a weights file torch opens safely "
-                            f"({type(e).__name__}: {first[:160]})") from None
+                            f"({type(e).__name__}: {one_line(e, named=False, limit=160)})") from None
     _CHECKED.add(key)
 
 

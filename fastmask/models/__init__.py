@@ -1,2 +1,2 @@
-"""Model files and inference: safetensors + JSON (and the pickled learner), export, load, predict, TTA and
-soft votes, submission.csv."""
+"""Model files and inference: safetensors + JSON (model_files) and the pickled learner (pickles), export, load,
+predict (TTA), votes, submission.csv."""

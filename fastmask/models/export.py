@@ -5,8 +5,8 @@ from pathlib import Path
 from fastcore.basics import patch
 
 from fastmask.errors import FastmaskError
-from fastmask.models.infer import export_pickle
 from fastmask.models.model_files import save
+from fastmask.models.pickles import export_pickle
 from fastmask.recipe import Recipe
 
 

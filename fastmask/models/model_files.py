@@ -5,7 +5,7 @@ tensors and plain values: the recipe's fields, the class vocabulary, the image s
 normalisation stats the learner used, and its training-side albumentations pipeline (as
 albumentations' own dict, for TTA). `load` rebuilds the learner with this package's code
 (`fastmask.learn.build.build_learner`, untrained, no pretrained weights) and loads the weights into it, so
-it predicts what the pickled learner predicts, through the same `fastmask.models.infer` functions.
+it predicts what the pickled learner predicts, through the same `fastmask.models.predict` functions.
 
 The JSON names no weights file: STEM.json always pairs with STEM.safetensors beside it, so a run
 folder can link fold0.* as model.* and a copied pair keeps working. The JSON does carry the weights'
@@ -25,7 +25,7 @@ from safetensors.torch import load as from_bytes, save as to_bytes
 from fastmask.data.augment import Albumentations
 from fastmask.data.cache import Prepare
 from fastmask.data.dls import predictor_dls
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.io import atomic_write
 from fastmask.learn.build import build_learner
 from fastmask.recipe import _FIELD_NAMES, Recipe, _plain, coerce
@@ -149,7 +149,7 @@ def read_spec(spec_path):
     try:
         spec = json.loads(spec_path.read_text())
     except (ValueError, OSError) as e:
-        raise FastmaskError(f"{spec_path}: not a fastmask model file ({type(e).__name__}: {e})") from None
+        raise FastmaskError(f"{spec_path}: not a fastmask model file ({one_line(e)})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise FastmaskError(f"{spec_path}: not a fastmask model file (no \"format\": \"{FORMAT}\")")
     if spec.get("version") != VERSION:
@@ -227,7 +227,7 @@ def _dls(spec, recipe, spec_path):
     except FastmaskError as e:
         raise FastmaskError(str(e) if str(e).startswith(str(spec_path)) else f"{spec_path}: {e}") from None
     except (TypeError, KeyError, ValueError, IndexError) as e:
-        raise FastmaskError(f"{spec_path}: malformed model file ({type(e).__name__}: {e})") from None
+        raise FastmaskError(f"{spec_path}: malformed model file ({one_line(e)})") from None
     return predictor_dls(size, crop, vocab, norm, augment, recipe.bs, fallback)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from fastmask.errors import one_line
 from fastmask.report.verdict import compare
 from fastmask.store.folder import CONFIG
 from fastmask.store.index import RunIndex
@@ -59,7 +60,7 @@ def judge(this, runs):
         v = compare(kids, parents, judged_on=fields.get("judged_on", "macro_f1"),
                     min_effect=fields.get("min_effect", 0.02))
     except Exception as e:  # noqa: BLE001  (an older or damaged parent run must not cost this run its card)
-        warnings.warn(f"verdict against {parents[0].name}: {type(e).__name__}: {e}")
+        warnings.warn(f"verdict against {parents[0].name}: {one_line(e)}")
         v = None
     newest = parents[0]
     rising = [who for who, h in (("this run", this.history), ("the parent's run", newest.history)) if still_improving(h)]

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import fastmask
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.io import atomic_write
 from fastmask.labels import N_CLASSES
 from fastmask.report import card, why
@@ -54,7 +54,7 @@ def explain_verdict(this, judgement, runs_dir, draw=True):
             if w is not None:
                 w.recipes_dir = str(folder)
     except Exception as e:  # noqa: BLE001  (the explanation is an extra: a run never fails for it)
-        warnings.warn(f"explaining the verdict against {par.name}: {type(e).__name__}: {e}")
+        warnings.warn(f"explaining the verdict against {par.name}: {one_line(e)}")
         w = None
     if draw:
         drawn = draw_why(this.dir, w)
@@ -80,7 +80,7 @@ def draw_why(d, w):
                     continue
             (d / name).unlink(missing_ok=True)
         except Exception as e:  # noqa: BLE001  (a figure that cannot be drawn is left out)
-            warnings.warn(f"{d / name}: {type(e).__name__}: {e}")
+            warnings.warn(f"{d / name}: {one_line(e)}")
         out.append(None)
     return out
 

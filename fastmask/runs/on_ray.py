@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.runs.job import read_log, run_job
 
 NEEDS_RAY = "--ray needs Ray: pip install 'fastmask[ray]'"
@@ -111,8 +111,7 @@ class OnRay:
 def _reason(e):
     # a task's own error comes wrapped (RayTaskError, its text coloured for a terminal): say the cause
     e = getattr(e, "cause", None) or e
-    first = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[0])
-    return f"{type(e).__name__}: {first}"[:300]
+    return re.sub(r"\x1b\[[0-9;]*m", "", one_line(e))[:300]
 
 
 # HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its client server) answers
@@ -182,7 +181,7 @@ def connect(ray, address):
     try:
         _init(ray, address=address, **opts)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        raise FastmaskError(f"--ray {address}: cannot connect: {(str(e).strip().splitlines() or [''])[0]}") from None
+        raise FastmaskError(f"--ray {address}: cannot connect: {one_line(e, named=False)}") from None
     return True, _gcs(ray), f"joined the Ray cluster at {_gcs(ray)}"
 
 

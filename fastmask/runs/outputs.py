@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastmask.errors import one_line
 from fastmask.io import atomic_write, replacing
 from fastmask.labels import N_CLASSES, TASKS
 from fastmask.learn.metrics import macro_f1, scores
-from fastmask.models.infer import soft_vote
+from fastmask.models.votes import soft_vote
 from fastmask.report import card, plots, suspects
 from fastmask.report.folds import cv_summary, oof_frame, probs_of
 from fastmask.report.judgement import judge, same_verdict
@@ -275,7 +276,7 @@ def rejudge_children(runs_dir, name, fingerprint):
             try:
                 rejudge(e.dir, runs_dir)
             except Exception as err:  # noqa: BLE001  (a damaged older run never costs this run its status)
-                warnings.warn(f"re-judging {e.dir.name}: {type(err).__name__}: {err}")
+                warnings.warn(f"re-judging {e.dir.name}: {one_line(err)}")
                 continue
             out.append(e.dir)
     return out

@@ -14,12 +14,12 @@ import pandas as pd
 from fastai.callback.progress import CSVLogger
 
 from fastmask.data.dls import build_dls, check_data
-from fastmask.errors import FastmaskError, StopNow, redelivered
+from fastmask.errors import FastmaskError, StopNow, one_line, redelivered
 from fastmask.learn.build import build_learner, fit, valid_frame
 from fastmask.learn.distributed import alone, context, is_main, rank, share
 from fastmask.learn.tracker import KeepBest
 from fastmask.models.export import export
-from fastmask.models.infer import predict_probs
+from fastmask.models.predict import predict_probs
 from fastmask.report.card import headline as headline_line
 from fastmask.report.folds import fold_recipe, folds, n_folds
 from fastmask.runs.outputs import record
@@ -48,7 +48,8 @@ def train_and_record(recipe, data, runs_dir="runs", overrides=None, cbs=(), info
         final(run, "interrupted")
         raise
     except BaseException as e:
-        final(run, "failed", error=one_line(e))
+        # a FastmaskError's message says it all, as the console's line does; another needs its type's name
+        final(run, "failed", error=one_line(e, named=not isinstance(e, FastmaskError), limit=300))
         raise
     if uri is not None:
         track(run.dir, uri)
@@ -104,13 +105,6 @@ def final(run, status, **extra):
         run.mark(status, **extra)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def one_line(e):
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if isinstance(e, FastmaskError):  # its message says it all, as the console's line does
-        return text[:300]
-    return f"{type(e).__name__}: {text}"[:300]
 
 
 # a write the machine refused for want of room: the user's to fix, said in one line (status.json, console)
@@ -231,7 +225,7 @@ def train_part(recipe, data, run, fold, cbs=(), seed=None, signals=None):
     except KeyboardInterrupt:  # a second Ctrl-C, or one before fit: nothing of this part is kept
         part.status, part.rows = "interrupted", None
     except Exception as e:  # noqa: BLE001  (recorded in status.json; re-raised when no fold finished)
-        part.status, part.exc, part.error = "failed", e, one_line(e)
+        part.status, part.exc, part.error = "failed", e, one_line(e, named=not isinstance(e, FastmaskError), limit=300)
         part.keep_going = fold is not None and not isinstance(e, FastmaskError)
         part.rows = part.probs = part.eval_probs = None
     finally:

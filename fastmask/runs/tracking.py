@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from fastmask import console
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.labels import describe
 from fastmask.store import notebook
 from fastmask.store.folder import PLOT_FILES, RECORDS, STATUS, SUSPECTS, finite_number
@@ -98,7 +98,7 @@ def track(run_dir, uri):
     try:
         run_id = log_run(run_dir, uri)
     except Exception as e:  # noqa: BLE001
-        warnings.warn(f"MLflow tracking skipped for {Path(run_dir).name} ({uri}): {type(e).__name__}: {e}", stacklevel=2)
+        warnings.warn(f"MLflow tracking skipped for {Path(run_dir).name} ({uri}): {one_line(e)}", stacklevel=2)
         return None
     if not console.quiet():
         print(f"mlflow: logged run {Path(run_dir).name} to experiment '{EXPERIMENT}' at {uri} (run id {run_id})")
@@ -244,7 +244,7 @@ def sync_notebook(run_dir):
             return f"mlflow: {run_dir.name} is not in {uri} yet (fastmask mlflow-sync {run_dir.parent} logs it)"
         push_notebook(client, run.info.run_id, run_dir)
     except Exception as e:  # noqa: BLE001  (tracking never costs a note)
-        return f"mlflow: could not update {run_dir.name} at {uri}: {type(e).__name__}: {e}"
+        return f"mlflow: could not update {run_dir.name} at {uri}: {one_line(e)}"
     return f"mlflow: tags and description of {run_dir.name} updated at {uri}"
 
 

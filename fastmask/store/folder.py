@@ -21,7 +21,7 @@ import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.io import atomic_write, pid_alive, signature
 
 # The run folder's files, by name: every module opens them through these (the names on disk never change).
@@ -315,7 +315,7 @@ class Run:
             elif issubclass(kind, KeyboardInterrupt):
                 self.mark("interrupted")
             else:
-                self.mark("failed", error=f"{kind.__name__}: {exc}".splitlines()[0][:500])
+                self.mark("failed", error=one_line(exc, limit=500))
         return False
 
 

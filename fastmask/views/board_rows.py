@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from fastmask.choices import parse_split
+from fastmask.errors import one_line
 from fastmask.report.verdict import same_folds
 from fastmask.runs.queue_file import Damaged, has_run_folder, live_jobs, queue_files
 from fastmask.store.folder import HISTORY, finite_number
@@ -30,7 +31,7 @@ def collect(runs_dir, warn=None, rejudge=False):
                 from fastmask.runs.outputs import rejudge as again  # fastai's metrics: only when a verdict is stale
                 entry = again(r["dir"], index, write=rejudge).entry or {}
             except Exception as e:  # noqa: BLE001  (one damaged run folder never hides the board)
-                warn(f"board: re-judging {r['id']}: {type(e).__name__}: {e}")
+                warn(f"board: re-judging {r['id']}: {one_line(e)}")
                 continue
             r.update(verdict=_text(entry.get("verdict")), delta=entry.get("delta"),
                      parent_run=_text(entry.get("parent_run")))

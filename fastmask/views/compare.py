@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fastmask.errors import FastmaskError
+from fastmask.errors import FastmaskError, one_line
 from fastmask.labels import CLASS_NAMES
 from fastmask.report.figures import BY_KEY, COMPARED, Figure, values
 from fastmask.report.judgement import judge
@@ -152,7 +152,7 @@ def _paired(child: RunFolder, ref: RunFolder, n):
             return judge(child, child.dir.parent).verdict, "no paired test"
         v = paired_test(child, ref, n=n)
     except Exception as e:  # noqa: BLE001  (a damaged run must not cost the rest of the comparison)
-        warnings.warn(f"paired test of {child.name} against {ref.name}: {type(e).__name__}: {e}")
+        warnings.warn(f"paired test of {child.name} against {ref.name}: {one_line(e)}")
         return None, f"paired test failed ({type(e).__name__})"
     return v, "" if v is not None else "the runs predicted different images: no paired test"
 
