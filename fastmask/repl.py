@@ -7,6 +7,7 @@ alone stays free of torch and fastai, for recipe files and commands that only re
 import fastmask.data.dls  # noqa: F401  (attaches Recipe.dls)
 import fastmask.learn.build  # noqa: F401  (attaches Recipe.learner)
 import fastmask.models.export  # noqa: F401  (attaches Recipe.export)
-from fastmask.recipe import Recipe, load_recipe, parse_sets
+from fastmask.recipe import Recipe, parse_sets
+from fastmask.recipe_file import load_recipe
 
 __all__ = ["Recipe", "load_recipe", "parse_sets"]

@@ -11,8 +11,8 @@ from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, is_main, main_first, setup
-from fastmask.recipe import load_recipe, parse_sets
-from fastmask.recipe_file import with_overrides
+from fastmask.recipe import parse_sets
+from fastmask.recipe_file import load_recipe, with_overrides
 from fastmask.report.design import FOLDS, choose, futile, options, plan_line, what_would
 from fastmask.report.judgement import DECIDED, judge
 from fastmask.runs.outputs import rejudge, rejudge_children

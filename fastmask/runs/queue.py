@@ -26,7 +26,8 @@ from rich.table import Table
 
 from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
-from fastmask.recipe import load_recipe, parse_sets
+from fastmask.recipe import parse_sets
+from fastmask.recipe_file import load_recipe
 from fastmask.runs.job import run_job
 from fastmask.runs.on_ray import OnRay, need_ray, reachable
 from fastmask.runs.queue_file import STATE, State, job_log, queue_folder

@@ -32,7 +32,8 @@ from fastmask.data.load import load_data
 from fastmask.learn.distributed import is_distributed
 from fastmask.learn.progress import Quiet
 from fastmask.learn.tracker import KeepBest
-from fastmask.recipe import load_recipe, parse_sets
+from fastmask.recipe import parse_sets
+from fastmask.recipe_file import load_recipe
 from fastmask.report.folds import n_folds
 from fastmask.runs.session import train_and_record
 from fastmask.store.folder import environment
