@@ -25,6 +25,8 @@ def module_name(path, root=PKG):
 
 def layer(mod):
     parts = mod.split(".")
+    if parts[-1] == "__main__":  # a package's `python -m` entry point is a command, whatever folder holds it
+        return LAYERS["commands"]
     if len(parts) > 2 or parts[-1] in LAYERS and len(parts) == 2:
         if parts[1] not in LAYERS:
             raise UnknownFolder(f"fastmask/{parts[1]}/ (from {mod}) has no floor in test_layers.LAYERS")
@@ -135,6 +137,25 @@ def shares(pkg):
 def test_no_folder_holds_more_than_a_fifth_of_the_package():
     big = {k: round(s, 3) for k, s in shares(PKG).items() if k != "(top level)" and s > 0.2}
     assert not big, f"folders above 20 % of the package's lines: {big}"
+
+
+MAX_MODULE_LINES = 400  # a module past this holds more than one concept: split it along them
+
+
+def long_modules(pkg):
+    return {str(p.relative_to(pkg)): n for p in sorted(pkg.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+
+
+def test_no_module_is_over_400_lines():
+    assert not long_modules(PKG), f"modules over {MAX_MODULE_LINES} lines: {long_modules(PKG)}"
+
+
+def test_the_length_check_sees_a_long_module(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "long.py").write_text("x = 1\n" * 401)
+    (tmp_path / "short.py").write_text("x = 1\n" * 400)
+    assert long_modules(tmp_path) == {"a/long.py": 401}
 
 
 def test_the_share_check_counts_lines_per_folder(tmp_path):
