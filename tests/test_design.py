@@ -1,6 +1,7 @@
 """--decide's design: from the noise the first paired runs measured, the cheapest design within the budget that
 resolves the effect asked for; none (with what would) when nothing within it can. Expected values worked by hand
 from the formulas in report/plan.py (t and normal quantiles from tables)."""
+import numpy as np
 import pytest
 
 from fastmask.report.design import Design, choose, fold_minutes, futile, options, plan_line, what_would
@@ -74,3 +75,37 @@ def test_futile_when_the_budget_cannot_exclude_0_at_the_largest_plausible_effect
     assert not futile({**near, "low": -0.05, "high": 0.09}, 6)  # an effect of 0.09 would still decide
     assert not futile({**near, "min_effect": 0.08}, 6)  # a wide no-effect band can still be reached
     assert not futile({**near, "seed_sd": None}, 6)  # one seed: training noise unknown, nothing is futile yet
+
+
+# --- calibration of the k-fold design on planted fold tables ----------------------------------------------
+# A fold's paired delta varies by the person noise of the people it validates (total / f of them) plus the
+# training noise: sigma_f^2 = f_var * n * f / total + g_var, as report.plan states it. The design claims on
+# one paired t-test over the folds (stats.fold_test).
+
+SIMS = 1000
+
+
+def fold_claims(folds, effect, sims=SIMS, seed=0):
+    from fastmask.report.stats import fold_test
+    rng = np.random.default_rng(seed)
+    sd = (V["person_se"] ** 2 * V["people"] * folds / V["total_people"] + V["seed_sd"] ** 2) ** 0.5
+    parent = rng.uniform(0.4, 0.6, (sims, folds))  # each fold's own level: the same people validate both
+    child = parent + effect + rng.normal(0, sd, (sims, folds))
+    words = [fold_test(c, p)["verdict"] for c, p in zip(child, parent)]
+    return sum(w in ("supported", "refuted") for w in words), sum(w == "supported" for w in words)
+
+
+@pytest.mark.parametrize("folds", [3, 5, 10])
+def test_kfold_design_a_a_false_claims_stay_under_5_percent(folds):
+    from scipy import stats
+    claims, _ = fold_claims(folds, 0.0, seed=folds)
+    assert claims <= stats.binom.ppf(0.99, SIMS, 0.05), claims  # 5 % false claims fails this 1 % of the time
+
+
+@pytest.mark.parametrize("folds", [3, 5, 10])
+def test_kfold_design_finds_twice_its_stated_effect(folds):
+    mde = by_name(options(V, per_model=1.0, have_seeds=2))[f"kfold:{folds}"].mde
+    _, found = fold_claims(folds, 2 * mde, seed=100 + folds)
+    assert found >= 0.8 * SIMS, found
+    _, at_mde = fold_claims(folds, mde, seed=200 + folds)  # and at the stated MDE itself, about 80 % power
+    assert 0.7 * SIMS <= at_mde <= 0.9 * SIMS, at_mde
