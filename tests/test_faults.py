@@ -23,6 +23,18 @@ def test_two_runs_in_one_second_get_two_folders(tmp_path):
     assert a.dir != b.dir and a.dir.exists() and b.dir.exists()
 
 
+def test_a_runs_path_through_dot_dot_is_printed_and_kept_normalised(tmp_path, monkeypatch):
+    (tmp_path / "proj").mkdir()
+    monkeypatch.chdir(tmp_path)
+    r = Recipe()
+    r.name = "n"
+    run = Run("proj/../runs", r)
+    try:
+        assert run.dir.parent == tmp_path / "runs" and ".." not in run.dir.parts
+    finally:
+        run.mark("finished")
+
+
 def test_unwritable_runs_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")  # a file where the runs folder should be: fails for root too

@@ -223,8 +223,9 @@ class Run:
     "interrupted" (Ctrl-C, SIGTERM raised as KeyboardInterrupt) or "failed" with the error."""
     def __init__(self, runs_dir, recipe):
         # Absolute: fastai joins learn.path with every file name it writes, and a relative run folder
-        # would be joined twice ("runs/x/runs/x/model.pkl").
-        runs_dir = Path(runs_dir).absolute()
+        # would be joined twice ("runs/x/runs/x/model.pkl"); normalised, so `proj/../runs` prints as `runs`
+        # (abspath, not resolve: a symlinked runs folder keeps the name the user gave it)
+        runs_dir = Path(os.path.abspath(runs_dir))
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
