@@ -12,7 +12,7 @@ import pytest
 
 from fastmask.recipe import Recipe
 from fastmask.report.judgement import judge, stale
-from fastmask.runs import hypothesis
+from fastmask.runs import decide as deciding, hypothesis, parents
 from fastmask.runs.outputs import rejudge
 from fastmask.store.index import pool, seeds_of
 from fastmask.store.run_folder import RunFolder
@@ -162,13 +162,14 @@ def recipes(decide):
 def planted(monkeypatch):
     def make(acc, design="seeds"):
         t = Planted(acc)
-        monkeypatch.setattr(hypothesis, "train_and_record", t)
+        for m in (hypothesis, parents, deciding):
+            monkeypatch.setattr(m, "train_and_record", t)
         if design == "seeds":  # the seed loop itself: the plan is tested below and in test_design
             from fastmask.report.design import Design
 
             def seeds(recipe, v, *a, **k):
                 return Design("seeds", recipe.decide, 0, 0.0, 0.0, False), "planted", []
-            monkeypatch.setattr(hypothesis, "plan_design", seeds)
+            monkeypatch.setattr(deciding, "plan_design", seeds)
         return t
     return make
 
@@ -218,7 +219,7 @@ def test_decide_builds_on_the_childs_finished_seed_instead_of_training_it_again(
 def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path, planted, monkeypatch, capsys):
     from fastmask.report.design import Design
     t = planted({"p": 0.5, "c": 0.5}, design=None)
-    monkeypatch.setattr(hypothesis, "plan_design",
+    monkeypatch.setattr(deciding, "plan_design",
                         lambda *a, **k: (Design("kfold", 5, 10, 20.0, 0.04, False), "planted", []))
     c = recipes(decide=6)
     hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")

@@ -28,7 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 def patch_run_file(monkeypatch, hypothesis, trainer, c):
     """run_file on recipe `c` with `trainer` for session.train_and_record and no data work (fingerprint fp1)."""
     from types import SimpleNamespace
-    monkeypatch.setattr(hypothesis, "train_and_record", trainer)
+
+    from fastmask.runs import decide as deciding, parents
+    for m in (hypothesis, parents, deciding):
+        monkeypatch.setattr(m, "train_and_record", trainer)
     for name, fake in (("load_recipe", lambda *a, **k: c), ("preflight", lambda r: None), ("setup", lambda r: None),
                        ("load_data", lambda *a, **k: SimpleNamespace(train=None, fingerprint="fp1"))):
         monkeypatch.setattr(hypothesis, name, fake)
@@ -191,7 +194,7 @@ class AtChance(Planted):
 
 def test_decide_stops_at_the_first_look_when_neither_model_learned(tmp_path, monkeypatch, capsys):
     """`fastmask run c.py --decide 6` with both models at chance: seed 0 of each, then stop. Broken on purpose:
-    dropping `or v.get("verdict") == "neither learned"` from hypothesis.decide's stop (it trains to the seed
+    dropping `or v.get("verdict") == "neither learned"` from decide.decide's stop (it trains to the seed
     budget) fails here."""
     from fastmask.runs import hypothesis
     t = AtChance()
@@ -210,7 +213,7 @@ def test_decide_stops_at_the_first_look_when_neither_model_learned(tmp_path, mon
 
 def test_the_parent_on_demand_is_trained_when_its_only_run_is_on_other_data(tmp_path, monkeypatch, capsys):
     """Broken on purpose: `covered` pooling on any data (`pool(runs_dir, recipe.name, None, ...)` in
-    hypothesis.covered) reuses the run on other data and fails here."""
+    parents.covered) reuses the run on other data and fails here."""
     from fastmask.runs import hypothesis
     c = recipes(decide=0)
     make_run(tmp_path, "p", [0], 0.3, fp="other-data", fields=c.parent.config()["fields"])  # the same setup
@@ -230,12 +233,13 @@ def test_a_parent_run_with_another_split_seed_is_never_pooled(tmp_path, monkeypa
     """Another split_seed validates other people: another setup. Broken on purpose: `split_seed` added to
     index.SEED_FIELDS (pooled like a seed) fails here."""
     from fastmask.report.judgement import judge
-    from fastmask.runs import hypothesis
+    from fastmask.runs import decide as deciding, hypothesis, parents
     from fastmask.store.index import pool
     from fastmask.store.run_folder import RunFolder
     c = recipes(decide=0)
     t = Planted({"p": 0.3, "c": 0.3})
-    monkeypatch.setattr(hypothesis, "train_and_record", t)
+    for m in (hypothesis, parents, deciding):
+        monkeypatch.setattr(m, "train_and_record", t)
     pf = c.parent.config()["fields"]
     assert pf["split_seed"] == 0
     other = make_run(tmp_path, "p", [0, 1], 0.9, fields={**pf, "split_seed": 1})
