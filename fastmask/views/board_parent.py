@@ -65,7 +65,7 @@ def class_chart(r):
     "delta", "low", "high", "support"}] for the classes with validation images, or None without a parent run,
     when the two did not validate the same people, or when either has no readable valid_preds.csv."""
     up = r.get("up")
-    if up is None or r.get("record") is None or up.get("record") is None or not_comparable(r):
+    if up is None or r.get("entry") is None or up.get("entry") is None or not_comparable(r):
         return None
     paths = [Path(x["dir"]) / VALID_PREDS for x in (r, up)]
     try:
@@ -75,7 +75,7 @@ def class_chart(r):
     if key not in _CHARTS:
         if len(_CHARTS) >= _CHARTS_KEPT:
             _CHARTS.clear()
-        _CHARTS[key] = _class_rows(r["record"].valid, up["record"].valid)
+        _CHARTS[key] = _class_rows(r["entry"].valid, up["entry"].valid)
     return _CHARTS[key]
 
 

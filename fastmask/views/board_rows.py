@@ -71,7 +71,8 @@ def _row(e, warn=warning):
             "live": live_figures(e.dir) if running else None,
             **who(cfg), **book(e.dir, warn),
             # what compare.config_diff and verdict.same_folds read, with "fields" always a dict
-            "record": RunFolder(e.dir, config={**cfg, "fields": fields}, metrics={})}
+            "record": RunFolder(e.dir, config={**cfg, "fields": fields}, metrics={}),
+            "entry": e}  # the index's RunFolder: predictions a re-judging read are not read again
 
 
 def who(cfg):
@@ -308,7 +309,8 @@ def _queued_row(logs, job, waits):
             "holdout_macro_f1": None, "verdict": None, "delta": None, "parent_run": None,
             "hypothesis": _text(job.get("hypothesis"), ""), "fields": {}, "metrics": {}, "parent_fields": None,
             "curves": None, "progress": None, "live": None, "record": None, "waits": waits, "depth": 0, "prefix": "",
-            "up": None, "who": "", "device": "", "tags": [], "notes": [], "archived": None, "notebook": None}
+            "up": None, "who": "", "device": "", "tags": [], "notes": [], "archived": None, "notebook": None,
+            "entry": None}
 
 
 def active(rows):

@@ -5,6 +5,7 @@ over holdout people), per-class F1 side by side, each run's tags and notes, and 
 (validation macro F1 and loss per epoch; several folds or seeds: their mean) in a PNG."""
 import json
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,7 @@ def _book(run):
     try:
         return notebook.read(run.dir)
     except FastmaskError as e:
-        warnings.warn(f"{e}; compared without its notes and tags")
+        print(f"fastmask: warning: compare: {e}; compared without its notes and tags", file=sys.stderr)
         return "notebook unreadable"
 
 
