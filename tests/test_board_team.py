@@ -88,6 +88,11 @@ def test_tags_and_notes_are_columns_of_the_table(runs):
 def test_the_page_shows_chips_a_tag_list_notes_in_the_card_and_archived_rows_marked(runs):
     board(runs, console=Console(record=True, width=200))
     html, data = page_data(runs / "index.html")
+    assert "study.html" not in html  # no study report beside the page: no link to one
+    (runs / "study.html").write_text("<p>the study</p>")
+    board(runs, console=Console(record=True, width=200))
+    html, data = page_data(runs / "index.html")
+    assert 'The study report: <a href="study.html">study.html</a>.' in html
     assert data["20260101T010000Z-oversample"]["tags"] == ["keep"]
     assert [n["text"] for n in data["20260101T010000Z-oversample"]["notes"]] == [
         "rare classes up;\nage still weak", "second look: the >=60 women gained most"]
@@ -188,6 +193,8 @@ def test_an_unknown_runs_folder_among_several_is_one_line_exit_2(two_folders, tm
     p = in_process("board", a, tmp_path / "carol")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and str(tmp_path / "carol") in p.stderr, p.stderr
     assert not p.stdout and not (a / "index.html").exists()
+    p = in_process("board", a, "--out", tmp_path)  # a folder as the page
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--out" in p.stderr and not p.stdout, p.stderr
 
 
 # --- --open ---------------------------------------------------------------------------------------

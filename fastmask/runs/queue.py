@@ -8,8 +8,9 @@ GPUs); on Ray (on_ray.py) as tasks with their CPUs and GPUs, which Ray places on
 fails its own descendants only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new.
 Each queue has its own id (UTC stamp and pid, like a run folder's name) and folder RUNS/.queue/<id>/: its jobs'
 logs and queue.json (queue_file.py), which says at each change how each job stands (the board shows the queued ones), so
-any number of queues write into one runs folder without reading each other's logs. The command
-ends with a table of what ran, what was reused, what failed and why, and each verdict."""
+any number of queues write into one runs folder without reading each other's logs. While jobs run, each
+finished epoch is one plain line (follow.py); the command ends with a table of what ran, what was reused, what
+failed and why, and each verdict."""
 import os
 import shlex
 import socket

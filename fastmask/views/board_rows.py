@@ -1,6 +1,8 @@
 """The board's rows: one dict per run folder (from the runs folder's RunIndex, built once per redraw), what
-each shows (status and epoch, verdict or why there is none, delta, learning curves), the rows as a tree under
-their parents, and a live queue's jobs that have no run folder yet as "queued" rows after them."""
+each shows (status and epoch, a running run's last epoch's figures, learning curves so far, its notebook, who
+ran it and on what), the rows as a tree under their parents (several runs folders: folder after folder), and
+a live queue's jobs that have no run folder yet as "queued" rows after them. What a row shows against its
+parent run is in board_parent."""
 import os
 import re
 import sys
