@@ -131,3 +131,29 @@ def test_bad_input_is_one_line_and_exit_2(two, tmp_path, capsys, bad):
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("fastmask: error:")
     assert (str(args[-1]) if bad != "one" else "two run folders") in err[0]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_each_runs_tags_and_notes_are_printed_and_a_damaged_notebook_is_one_warning(two, tmp_path):
+    from fastmask.store import notebook
+
+    from conftest import in_process
+    a, b, _, _ = two
+    notebook.append(a, "tag", tag="baseline")
+    notebook.append(b, "tag", tag="keep")
+    notebook.append(b, "note", text="rare classes gained; age did not")
+    notebook.append(b, "archive")
+    buf = StringIO()
+    c = compare_runs([a, b], out=tmp_path / "c.png", console=Console(file=buf, width=200), n=20)
+    assert [book.tags for book in c.books] == [["baseline"], ["keep"]]
+    text = buf.getvalue()
+    part = text.split("notebook: tags and notes", 1)[1]
+    rows = {line.split("│")[1].strip(): [x.strip() for x in line.split("│")[2:-1]]
+            for line in part.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    assert rows["A oversample"] == ["baseline", "—"]
+    assert rows["B oversample_cutmix"][0] == "keep (archived)"
+    assert rows["B oversample_cutmix"][1].endswith("rare classes gained; age did not")
+    (a / notebook.NOTEBOOK).write_text("{broken\n")
+    p = in_process("compare", a, b, "--out", tmp_path / "d.png", "--resamples", "20")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("\n") == 1 and "notebook.jsonl" in p.stderr and p.stderr.startswith("fastmask: warning:")
+    assert "notebook unreadable" in p.stdout and "keep (archived)" in p.stdout

@@ -8,8 +8,9 @@ GPUs); on Ray (on_ray.py) as tasks with their CPUs and GPUs, which Ray places on
 fails its own descendants only; Ctrl-C interrupts what runs (each marked interrupted) and starts nothing new.
 Each queue has its own id (UTC stamp and pid, like a run folder's name) and folder RUNS/.queue/<id>/: its jobs'
 logs and queue.json (queue_file.py), which says at each change how each job stands (the board shows the queued ones), so
-any number of queues write into one runs folder without reading each other's logs. The command
-ends with a table of what ran, what was reused, what failed and why, and each verdict."""
+any number of queues write into one runs folder without reading each other's logs. While jobs run, each
+finished epoch is one plain line (follow.py); the command ends with a table of what ran, what was reused, what
+failed and why, and each verdict."""
 import os
 import shlex
 import socket
@@ -28,6 +29,7 @@ from fastmask.data.load import default_data, load_data
 from fastmask.errors import FastmaskError
 from fastmask.recipe import parse_sets
 from fastmask.recipe_file import load_recipe
+from fastmask.runs.follow import POLL_S, Follower
 from fastmask.runs.job import run_job
 from fastmask.runs.on_ray import OnRay, need_ray, reachable
 from fastmask.runs.queue_file import STATE, State, job_log, queue_folder
@@ -204,7 +206,8 @@ def plan_line(j, cmd):
 def drive(todo, engine, command_of, runs_dir, jobs, out=print):
     """Run the jobs, a parent before its children, at most `jobs` in flight, through `engine` (Local or
     OnRay: the same loop for both, since a Ray task's ObjectRef.future() is a concurrent.futures Future).
-    Each change goes to this queue's RUNS/.queue/<id>/queue.json for the board. True when Ctrl-C ended it."""
+    Each change goes to this queue's RUNS/.queue/<id>/queue.json for the board; each epoch a running job finishes
+    is one progress line (follow.Follower), looked for every POLL_S seconds at most. True when Ctrl-C ended it."""
     by_name = {j.name: j for j in todo}
     logs = queue_folder(runs_dir)  # this queue's own: its logs, its state file and its stop file
     stop = logs / f"stop-{socket.gethostname()}-{os.getpid()}"  # this queue's Ctrl-C, seen by each of its jobs
@@ -212,6 +215,7 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
     graph = TopologicalSorter({j.name: list(j.needs) for j in todo})
     graph.prepare()
     running, free, ready = {}, list(range(jobs)), deque()
+    follow = Follower(todo, out)
     try:
         while graph.is_active():
             ready.extend(graph.get_ready())
@@ -237,7 +241,8 @@ def drive(todo, engine, command_of, runs_dir, jobs, out=print):
                 if settled:
                     continue
                 break  # nothing runs and nothing became ready: the graph is spent
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            follow.poll([j for j, _ in running.values()])  # a job that ended: its last epochs before its end line
             for fut in finished:
                 j, slot = running.pop(fut)
                 free.append(slot)

@@ -1,12 +1,13 @@
 """Run against run (`fastmask compare RUN_A RUN_B ...`): the first run is the reference, and every other run is
 set beside it: the recipe fields that differ, the figures with their difference, the paired test of
 `verdict.compare` when the two predicted the same images (folds, else a bootstrap over validation people, else
-over holdout people), per-class F1 side by side, and the learning curves overlaid (validation macro F1 and
-loss per epoch; several folds or seeds: their mean) in a PNG."""
+over holdout people), per-class F1 side by side, each run's tags and notes, and the learning curves overlaid
+(validation macro F1 and loss per epoch; several folds or seeds: their mean) in a PNG."""
 import json
 import re
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from fastmask.report.figures import BY_KEY, COMPARED, Figure, values
 from fastmask.report.judgement import judge
 from fastmask.report.verdict import compare as paired_test
 from fastmask.report.words import sentence
+from fastmask.store import notebook
 from fastmask.store.folder import CONFIG, STATUS
 from fastmask.store.index import parent_side, same_setup
 from fastmask.store.run_folder import RunFolder, fold_scores_in, is_run
@@ -43,6 +45,7 @@ class Comparison:
     curves: list        # per run: a frame indexed by epoch (macro_f1, valid_loss), or None
     models: list        # per run: how many models (folds or seeds) its curve is the mean of
     kinds: list         # per run: "folds", "seeds" or "" (one model)
+    books: list = field(default_factory=list)  # per run: its notebook.Notebook, or the line saying why it is unreadable
 
     @property
     def labels(self):
@@ -133,7 +136,16 @@ def comparison(run_dirs, n=1000):
         notes.append(note)
     curves = [curve(r.history) for r in records]
     return Comparison(records, config_diff(records), metrics, verdicts, notes, *per_class(records),
-                      *map(list, zip(*curves)))
+                      *map(list, zip(*curves)), books=[_book(r) for r in records])
+
+
+def _book(run):
+    """The run's notebook; a damaged one is one warning and "notebook unreadable", never the comparison lost."""
+    try:
+        return notebook.read(run.dir)
+    except FastmaskError as e:
+        print(f"fastmask: warning: compare: {e}; compared without its notes and tags", file=sys.stderr)
+        return "notebook unreadable"
 
 
 def is_parent_run(child: RunFolder, ref: RunFolder):
@@ -218,6 +230,9 @@ def tables(c: Comparison):
     for k, label, vals in c.metrics:
         fig.add_row(label, *(_fig(v, k) + (_delta(d, k) if i else "") for i, (v, d) in enumerate(zip(vals, c.deltas(k)))))
     out.append(fig)
+    book = notebook_table(c)
+    if book is not None:
+        out.append(book)
     if len(c.per_class):
         pc = Table(title="per-class F1 (validation)", title_justify="left")
         pc.add_column("class")
@@ -232,6 +247,25 @@ def tables(c: Comparison):
                        *(_fig(v) + (_delta(v - vals[0]) if i else "") for i, v in enumerate(vals)))
         out.append(pc)
     return out
+
+
+def notebook_table(c: Comparison):
+    """Each run's tags (and whether it is archived) and its notes, dated and signed, oldest first; None when no
+    run has any."""
+    if not any(isinstance(b, str) or b.tags or b.notes or b.archived for b in c.books):
+        return None
+    t = Table(title="notebook: tags and notes", title_justify="left")
+    for col in ("", "tags", "notes"):
+        t.add_column(col)
+    for lab, b in zip(c.labels, c.books):
+        if isinstance(b, str):
+            t.add_row(escape(lab), f"[red]{b}[/]", "")
+            continue
+        tags = " ".join(b.tags) + (" (archived)" if b.archived else "")
+        notes = "\n".join(f"{str(n.get('at') or '')[:10]} {n.get('user') or ''}@{n.get('host') or ''}: {n['text']}"
+                          for n in b.notes)
+        t.add_row(escape(lab), escape(tags.strip()) or "—", escape(notes) or "—")
+    return t
 
 
 def verdict_lines(c: Comparison):
