@@ -55,7 +55,7 @@ def test_python_m_fastmask_help_lists_every_command_with_a_line():
     assert p.returncode == 0, p.stderr
     listed = {line.split()[0]: line for line in p.stdout.splitlines() if line.startswith("  ")}
     assert set(listed) == set(COMMANDS) == {"run", "predict", "compare", "board", "search", "synth", "suspects",
-                                            "mlflow-sync", "init", "plan"}
+                                            "mlflow-sync", "init", "plan", "note", "tag", "archive", "report"}
     assert all(len(line.split()) > 4 for line in listed.values())
 
 
