@@ -38,7 +38,8 @@ def parse(argv):
     ap.add_argument("--no-parent", action="store_true",
                     help="do not train the parent's missing runs first (the verdict uses the runs that exist)")
     ap.add_argument("--jobs", type=int, metavar="N",
-                    help="a queue: run N recipes at a time, each with its share of the CPU threads (or a GPU each)")
+                    help="a queue: run N recipes at a time, each with its share of the CPU threads (or a GPU each); "
+                         "with --decide: its models N at a time")
     ap.add_argument("--cpus-per-run", type=int, metavar="N",
                     help="a queue: CPU threads per run (default: this machine's cores / --jobs; with --ray 1 CPU)")
     ap.add_argument("--ray", metavar="auto|ADDRESS",
@@ -72,24 +73,36 @@ def main(argv):
         args.sets.append(f"min_effect={args.effect}")
     terminate_as_interrupt()  # before the heavy imports, so a SIGTERM at any point ends the run cleanly
     console.line_buffered()  # into a pipe (`| tee log`) each line as it is printed
-    if (len(args.recipe) > 1 or args.jobs is not None or args.dry_run or Path(args.recipe[0]).is_dir()
-            or args.ray is not None or args.cpus_per_run is not None):
+    engine = args.jobs is not None or args.ray is not None or args.cpus_per_run is not None
+    one = len(args.recipe) == 1 and not Path(args.recipe[0]).is_dir()
+    deciding = one and not args.dry_run and args.decide is not None  # --decide's models as jobs of the queue's engine
+    if not deciding and (not one or engine or args.dry_run):
         if args.no_parent or args.decide_minutes is not None or args.effect is not None or args.anyway:
             raise FastmaskError("--no-parent, --decide-minutes, --effect and --anyway are for one recipe, not a queue")
-        if args.ray is not None:  # before torch and fastai's import (seconds): a dead or silent address is one line
-            from fastmask.runs.on_ray import NEEDS_RAY, has_ray, reachable, trying
-            if not has_ray():
-                raise FastmaskError(NEEDS_RAY)
-            print(trying(args.ray), flush=True)
-            reachable(args.ray)
+        if args.ray is not None:
+            check_ray(args.ray)
         from fastmask.runs.queue import run_queue
         return run_queue(args.recipe, args.sets, data=args.data, runs_dir=args.runs, jobs=args.jobs,
                          dry_run=args.dry_run, skip_bad=args.skip_bad, cpus=args.cpus_per_run, ray=args.ray)
+    if args.ray is not None:
+        check_ray(args.ray)
+    for flag, n in (("--jobs", args.jobs), ("--cpus-per-run", args.cpus_per_run)):
+        if n is not None and n < 1:
+            raise FastmaskError(f"{flag} {n}: at least 1")
     from fastmask.runs.hypothesis import run_file
     with console.using(console.QUIET if args.quiet else None):  # else: bars on a terminal, lines elsewhere
         return run_file(args.recipe[0], args.sets, data=args.data, runs_dir=args.runs, skip_bad=args.skip_bad,
                         parent=not args.no_parent, minutes=args.decide_minutes, effect=args.effect,
-                        anyway=args.anyway)
+                        anyway=args.anyway, jobs=args.jobs, cpus=args.cpus_per_run, ray=args.ray)
+
+
+def check_ray(address):
+    """Before torch and fastai's import (seconds): no Ray installed, or a dead or silent address, is one line."""
+    from fastmask.runs.on_ray import NEEDS_RAY, has_ray, reachable, trying
+    if not has_ray():
+        raise FastmaskError(NEEDS_RAY)
+    print(trying(address), flush=True)
+    reachable(address)
 
 
 def terminate_as_interrupt():

@@ -324,3 +324,60 @@ def test_the_run_judged_is_not_pooled_twice_when_named_absolutely_and_the_runs_f
     assert [e.dir.name for e in pool("runs", "c", "fp1", {**BASE, "seed": 0}, exclude=a.resolve())] == [b.name]
     j = judge(RunFolder(a.resolve()), Path("runs"))
     assert sorted(j.child_runs) == sorted([a.name, b.name])
+
+
+def test_a_trainer_with_four_slots_adds_two_paired_seeds_a_round(tmp_path, planted):
+    t = planted({"p": 0.5, "c": 0.5})
+
+    class Four:  # the queue's engine with 4 slots: each round trains 2 pairs together, then one look
+        slots = 4
+
+        def __init__(self):
+            self.rounds = []
+
+        def train(self, models):
+            self.rounds.append([(m.recipe.name, m.recipe.seed, m.sets["seed"]) for m in models])
+            return [t(m.recipe, None, tmp_path, overrides=m.sets) for m in models]
+    c = recipes(decide=5)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    four = Four()
+    deciding.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, trainer=four)
+    assert four.rounds[0] == [("p", 1, 1), ("c", 1, 1), ("p", 2, 2), ("c", 2, 2)]
+    assert all(len(r) <= 4 for r in four.rounds)
+    v = json.loads((first / "metrics.json").read_text())["verdict"]
+    assert v["seeds"] <= 5  # never past the design's seeds, whatever the round size
+
+
+def test_queued_models_train_as_parallel_jobs_and_come_back_as_finished_run_folders(twin, tmp_path):
+    """--decide --jobs 2: the parent's and the child's seed 1 as two processes at once, each with --no-parent,
+    the user's --set values and the seed, recorded as ordinary runs."""
+    from fastmask.recipe import parse_sets
+    from fastmask.recipe_file import load_recipe
+    from fastmask.runs.decide import Model, Queued
+
+    from conftest import TINY
+    sets = parse_sets([s for s in TINY if s != "--set"])
+    c = load_recipe("recipes/oversample.py", sets)
+    q = Queued(twin, tmp_path, jobs=2, out=lambda line: None)
+    try:
+        runs = q.train([Model(c.parent.variant(seed=1), {**sets, "seed": 1, "replicates": 1}, {}),
+                        Model(c.variant(seed=1), {**sets, "seed": 1, "replicates": 1}, {})])
+    finally:
+        q.close()
+    got = {RunFolder(r).recipe: RunFolder(r) for r in runs}
+    assert set(got) == {"person_split", "oversample"}
+    for r in got.values():
+        assert r.status == "finished" and r.config["fields"]["seed"] == 1 and r.config["fields"]["arch"] == "test_resnet"
+        assert "--no-parent" in r.config["environment"]["command"]
+    assert len([d for d in tmp_path.iterdir() if d.is_dir() and not d.name.startswith(".")]) == 2
+
+
+def test_decide_with_jobs_as_typed_is_the_decide_loop_not_a_queue(twin, tmp_path):
+    from conftest import TINY, in_process
+    p = in_process("run", "recipes/oversample.py", "--decide", "3", "--jobs", "2", *TINY, "--data", twin,
+                   "--runs", tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "decide: " in p.stdout and "queue:" not in p.stdout, p.stdout[-2000:]
+    bad = in_process("run", "recipes/oversample.py", "--decide", "3", "--jobs", "0", "--runs", tmp_path / "x")
+    assert bad.returncode == 2 and "--jobs 0: at least 1" in bad.stderr

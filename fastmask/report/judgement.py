@@ -83,7 +83,7 @@ def run_command(cfg, runs=None, recipe=None, drop=(), extra=()):
     runs from before config.json kept its path: recipes/NAME.py), its --set overrides but those in `drop`,
     --data and --runs (`runs`, the run's runs folder) absolute, then `extra`."""
     from fastmask.console import command_line
-    sets = [x for k, v in (cfg.get("overrides") or {}).items() if k not in drop for x in ("--set", f"{k}={_set_text(v)}")]
+    sets = [x for k, v in (cfg.get("overrides") or {}).items() if k not in drop for x in ("--set", f"{k}={set_text(v)}")]
     recipe = recipe or cfg.get("recipe_file") or f"recipes/{cfg.get('name')}.py"
     args = [_absolute(recipe), *sets]
     data = cfg.get("data")
@@ -94,7 +94,7 @@ def run_command(cfg, runs=None, recipe=None, drop=(), extra=()):
     return command_line("run", *args, *extra)
 
 
-def _set_text(v):
+def set_text(v):
     # --set's own text for a value: a list as a,b (size=64,48), a dict as k:v,k:v (loss=ce:0.6,f1:0.4)
     if isinstance(v, dict):
         return ",".join(f"{k}:{x}" for k, x in v.items())

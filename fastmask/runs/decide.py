@@ -2,15 +2,17 @@
 that resolves the effect asked for within the budget (report.design), printed in one line before it trains;
 then paired seeds, one look after each batch, or paired person k-fold on both sides. Models train in this process
 one after another, or with --jobs / --ray as jobs of the queue's engines (in parallel, a look as each batch ends)."""
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastmask.errors import FastmaskError
 from fastmask.recipe_file import with_overrides
 from fastmask.report.design import FOLDS, choose, futile, options, plan_line, what_would
-from fastmask.report.judgement import DECIDED, judge
-from fastmask.runs.outputs import rejudge
-from fastmask.runs.parents import covered, status_of, train_missing
+from fastmask.report.judgement import DECIDED, judge, set_text
+from fastmask.runs.outputs import rejudge, rejudge_children
+from fastmask.runs.parents import covered, status_of
 from fastmask.runs.session import train_and_record
 from fastmask.store.folder import CARD
 from fastmask.store.index import RunIndex
@@ -47,14 +49,106 @@ def plan_design(recipe, v, index, fp, first, parent_run, effect, budget, minutes
     return d, why, opts
 
 
-def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, effect=None, anyway=False):
+@dataclass
+class Model:
+    """One model --decide trains: the recipe as it trains (a seed or k-fold variant), the --set values that
+    reproduce it from its file, and what its config.json records about why it was trained."""
+    recipe: object
+    sets: dict
+    info: dict
+
+
+class InProcess:
+    """Trains --decide's models here, one after another."""
+    slots = 1
+
+    def __init__(self, data, runs_dir, fp):
+        self.data, self.runs_dir, self.fp = data, runs_dir, fp
+
+    def train(self, models):
+        out = []
+        for m in models:
+            d = train_and_record(m.recipe, self.data, self.runs_dir, overrides=m.sets, info=m.info)
+            if status_of(d) != "finished":
+                raise FastmaskError(f"decide: {d} did not finish ({status_of(d)})")
+            rejudge_children(self.runs_dir, m.recipe.name, self.fp)
+            out.append(Path(d))
+        return out
+
+
+class Queued:
+    """Trains --decide's models as jobs of the queue's engine: `jobs` processes at a time on this machine, each
+    with its share of the CPU threads, or Ray tasks on the cluster at `ray` (queue.Local, on_ray.OnRay)."""
+
+    def __init__(self, data, runs_dir, jobs=None, cpus=None, ray=None, out=print):
+        from fastmask.runs.on_ray import OnRay
+        from fastmask.runs.queue import Local
+        self.data, self.runs_dir, self.out = Path(data).resolve(), Path(runs_dir).resolve(), out
+        self.slots = jobs or 2
+        self.engine = OnRay(ray, cpus, out) if ray is not None else Local(self.slots, cpus)
+
+    def command(self, job, sets):
+        return [sys.executable, "-m", "fastmask.run", job.file, *[x for k, v in sets.items() for x in
+                ("--set", f"{k}={set_text(v)}")], "--no-parent", "--runs", str(self.runs_dir), "--data",
+                str(self.data), "--quiet"]
+
+    def train(self, models):
+        from fastmask.runs.queue import Job, drive
+        jobs = {}
+        for m in models:
+            tag = f"kfold:{m.recipe.split.n_folds}" if m.recipe.split.n_folds else f"seed {m.recipe.seed}"
+            j = Job(f"{m.recipe.name} {tag}", str(Path(m.recipe.file).resolve()), "decide")
+            jobs[j.name] = (j, m.sets)
+        todo = [j for j, _ in jobs.values()]
+        if drive(todo, self.engine, lambda j: self.command(j, jobs[j.name][1]), self.runs_dir, self.slots, self.out):
+            raise KeyboardInterrupt
+        bad = [j for j in todo if j.status != "finished" or j.run is None]
+        if bad:
+            raise FastmaskError(f"decide: {bad[0].name} {bad[0].status}: {bad[0].why or 'no run folder'}")
+        return [j.run for j in todo]
+
+    def close(self):
+        self.engine.close()
+
+
+def seed_models(recipe, overrides, index, fp, first, n):
+    """The next `n` paired seeds either side lacks: the parent's model before the child's for each seed."""
+    mine, theirs = covered(index, recipe, fp), covered(index, recipe.parent, fp)
+    seeds = [s for s in range(recipe.seed, recipe.seed + 10_000) if not (s in mine and s in theirs)][:n]
+    out = []
+    for s in seeds:
+        sets = {**(overrides or {}), "seed": s, "replicates": 1}
+        if s not in theirs:
+            out.append(Model(recipe.parent.variant(seed=s, replicates=1), sets, {"trained_for": recipe.name}))
+        if s not in mine:
+            out.append(Model(recipe.variant(seed=s, replicates=1), sets, {"decide_of": Path(first).name}))
+    return seeds, out
+
+
+def kfold_models(recipe, overrides, index, fp, first, folds):
+    """Both sides on paired person k-fold, a side whose k-fold run exists reused; and the child's existing run."""
+    child = kfold_of(recipe, folds)
+    sets = {**(overrides or {}), "split": f"kfold:{folds}", "replicates": 1}
+    out = []
+    if child.seed not in covered(index, child.parent, fp):
+        out.append(Model(child.parent, sets, {"trained_for": recipe.name}))
+    found = index.pool(child.name, fp, child.config()["fields"])
+    if not found:
+        out.append(Model(child, sets, {"decide_of": Path(first).name}))
+    return out, (found[0].dir if found else None)
+
+
+def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, effect=None, anyway=False,
+           trainer=None):
     """Plan, then train: from the noise the first paired runs measured, the cheapest design within the budget
     (`recipe.decide` models a side, `minutes`) that resolves `effect` (none asked: the smallest effect the budget
-    allows), printed in one line before anything trains (report.design). Paired seeds are added one pair at a
-    time, re-judged after each, until the verdict decides, neither model learned, the budget ends or the rest of
-    it is futile; a k-fold design trains both sides' folds (a side's existing folds reused) and judges them
-    paired. When no design within the budget resolves `effect`, it says what would and trains nothing more
-    unless `anyway`. Returns the run folder that holds the final verdict."""
+    allows), printed in one line before anything trains (report.design). Paired seeds are added a batch at a
+    time (one pair, or as many pairs as the `trainer` runs at once), re-judged after each, until the verdict
+    decides, neither model learned, the budget ends or the rest of it is futile; a k-fold design trains both
+    sides' folds (a side's existing folds reused) and judges them paired. When no design within the budget
+    resolves `effect`, it says what would and trains nothing more unless `anyway`. `trainer`: InProcess (the
+    default) or Queued. Returns the run folder that holds the final verdict."""
+    trainer = trainer or InProcess(data, runs_dir, fp)
     budget = recipe.decide
     last, reason, design = Path(first), None, None
     while True:
@@ -81,7 +175,10 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, 
                     break
                 print(plan_line(design, None, why + " (--anyway)"), flush=True)
             if design.kind == "kfold":
-                last, reason = run_kfold(recipe, data, runs_dir, overrides, fp, first, design.per_side)
+                models, found = kfold_models(recipe, overrides, index, fp, first, design.per_side)
+                runs = trainer.train(models)
+                last = Path(found or runs[-1])
+                reason = f"kfold:{design.per_side} trained on both sides"
                 break
         if paired >= design.per_side:
             reason = f"the design's {design.per_side} paired seeds reached"
@@ -92,18 +189,13 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, 
         if futile(v, design.per_side):
             reason = f"futile: {design.per_side} paired seeds cannot decide at any plausible effect"
             break
-        mine, theirs = covered(index, recipe, fp), covered(index, recipe.parent, fp)
-        s = next(s for s in range(recipe.seed, recipe.seed + 10_000) if not (s in mine and s in theirs))
-        print(f"decide: {paired} paired seed(s), {v.get('verdict')}; adding seed {s}")
-        if s not in theirs:
-            train_missing(recipe.parent, data, runs_dir, overrides, fp, [s], recipe.name)
-        if s not in mine:
-            r = recipe.variant(seed=s, replicates=1)
-            d = train_and_record(r, data, runs_dir, overrides={**(overrides or {}), "seed": s},
-                                 info={"decide_of": Path(first).name})
-            if status_of(d) != "finished":
-                raise FastmaskError(f"decide: {d} did not finish ({status_of(d)})")
-            last = Path(d)
+        n = max(1, min(trainer.slots // 2, design.per_side - paired))
+        seeds, models = seed_models(recipe, overrides, index, fp, first, n)
+        print(f"decide: {paired} paired seed(s), {v.get('verdict')}; adding seed{'s' if n > 1 else ''} "
+              f"{', '.join(map(str, seeds))}")
+        runs = trainer.train(models)
+        kids = [r for r, m in zip(runs, models) if m.recipe.name == recipe.name]
+        last = Path(kids[-1]) if kids else last
     spent = (time.monotonic() - started) / 60
     decision = {"reason": reason, "minutes": round(spent, 2), "design": design.name if design is not None else None}
     kfold = design is not None and design.kind == "kfold"
@@ -117,18 +209,3 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, 
     card = (Path(last) if kfold else Path(first)) / CARD
     print(f"decide: {word}{delta} after {evidence}, {spent:.1f} min ({reason}); card: {card}")
     return last
-
-
-def run_kfold(recipe, data, runs_dir, overrides, fp, first, folds):
-    """Both sides on paired person k-fold (the parent's folds reused when its k-fold run exists); returns (the
-    child's k-fold run, the reason to stop)."""
-    child = kfold_of(recipe, folds)
-    sets = {**(overrides or {}), "split": f"kfold:{folds}", "replicates": 1}
-    train_missing(child.parent, data, runs_dir, sets, fp, [child.seed], child.name)
-    found = RunIndex(runs_dir).pool(child.name, fp, child.config()["fields"])
-    if found:
-        return found[0].dir, f"kfold:{folds} trained on both sides"
-    d = train_and_record(child, data, runs_dir, overrides=sets, info={"decide_of": Path(first).name})
-    if status_of(d) != "finished":
-        raise FastmaskError(f"decide: {d} did not finish ({status_of(d)})")
-    return Path(d.dir if isinstance(d, RunFolder) else d), f"kfold:{folds} trained on both sides"

@@ -5,14 +5,14 @@ import sys
 import time
 from pathlib import Path
 
-from fastmask.data.load import load_data
+from fastmask.data.load import default_data, load_data
 from fastmask.data.relabel import RELABEL
 from fastmask.errors import FastmaskError
 from fastmask.learn.build import preflight
 from fastmask.learn.distributed import is_distributed, is_main, main_first, setup
 from fastmask.recipe import parse_sets
 from fastmask.recipe_file import load_recipe
-from fastmask.runs.decide import decide
+from fastmask.runs.decide import Queued, decide
 from fastmask.runs.outputs import rejudge_children
 from fastmask.runs.parents import covered, status_of, train_missing  # noqa: F401  (covered: tests and the queue ask here)
 from fastmask.runs.session import train_and_record
@@ -20,10 +20,11 @@ from fastmask.store.index import RunIndex, seeds_of
 
 
 def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, parent=True, minutes=None,
-             effect=None, anyway=False):
+             effect=None, anyway=False, jobs=None, cpus=None, ray=None):
     """`fastmask run`: load the recipe with its `--set` values, check it, load the data (the twin by
     default), train the parent's missing runs (unless `parent` is False), then the recipe, then with
-    `decide` the design that resolves `effect` within the budget (decide). Returns the exit status: 0 when the
+    `decide` the design that resolves `effect` within the budget (runs.decide; with `jobs`, `cpus` or `ray` its
+    models train as queue jobs, in parallel). Returns the exit status: 0 when the
     recipe's run finished, 1 otherwise (partial)."""
     overrides = parse_sets(sets)
     recipe = load_recipe(recipe_file, overrides)
@@ -63,5 +64,13 @@ def run_file(recipe_file, sets=(), data=None, runs_dir="runs", skip_bad=False, p
             return 1
         rejudge_children(runs_dir, recipe.name, fp)
     if deciding:
-        decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes, effect=effect, anyway=anyway)
+        trainer = None
+        if jobs is not None or cpus is not None or ray is not None:
+            trainer = Queued(default_data() if data is None else data, runs_dir, jobs, cpus, ray)
+        try:
+            decide(recipe, loaded, runs_dir, overrides, fp, d, started, minutes, effect=effect, anyway=anyway,
+                   trainer=trainer)
+        finally:
+            if trainer is not None:
+                trainer.close()
     return 0
