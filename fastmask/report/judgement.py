@@ -95,10 +95,12 @@ def run_command(cfg, runs=None, recipe=None, drop=(), extra=()):
 
 
 def set_text(v):
-    # --set's own text for a value: a list as a,b (size=64,48), a dict as k:v,k:v (loss=ce:0.6,f1:0.4)
+    """A field's value as `--set` text, as the recipe parser reads it back: a list as a,b (size=64,48), a dict as
+    k:v,k:v (loss=ce:0.6,f1:0.4), None as none, a bool as true/false."""
     if isinstance(v, dict):
-        return ",".join(f"{k}:{x}" for k, x in v.items())
-    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+        return ",".join(f"{k}:{w}" for k, w in v.items())
+    return ("none" if v is None else ",".join(map(str, v)) if isinstance(v, (tuple, list))
+            else str(v).lower() if isinstance(v, bool) else str(v))
 
 
 def _absolute(path):

@@ -35,6 +35,7 @@ from fastmask.learn.tracker import KeepBest
 from fastmask.recipe import parse_sets
 from fastmask.recipe_file import load_recipe
 from fastmask.report.folds import n_folds
+from fastmask.report.judgement import set_text
 from fastmask.runs.session import train_and_record
 from fastmask.store.folder import environment
 from fastmask.store.index import entries, finished
@@ -159,14 +160,6 @@ def make_objective(base, space, data, runs_dir, overrides, label, searched, repr
             raise optuna.TrialPruned(f"pruned after epoch {prune.step}")
         return float(d.metrics[MONITOR])
     return objective
-
-
-def set_text(v):
-    """A literal value as `--set` text."""
-    if isinstance(v, dict):
-        return ",".join(f"{k}:{w}" for k, w in v.items())
-    return ("none" if v is None else ",".join(map(str, v)) if isinstance(v, (tuple, list))
-            else str(v).lower() if isinstance(v, bool) else str(v))
 
 
 def unchanged(base):
