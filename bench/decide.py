@@ -2,7 +2,7 @@
 a fresh runs folder, and what the plan chose, how many models it trained, the minutes and the verdict.
 
     python bench/decide.py [--pairs large medium small] [--people 300] [--decide 6] [--effect 0.05]
-                           [--set key=value ...] [--out bench/decide.json]
+                           [--anyway] [--set key=value ...] [--out bench/decide.json]
 
 Pairs (child against parent):
 - large:  `long` (person_split at the recipe's epochs) against `short` (person_split at 2 epochs): the same recipe
@@ -43,12 +43,15 @@ def recipes_copy(root):
 def one(pair, recipes, data, runs, args, env):
     cmd = [sys.executable, "-m", "fastmask.run", str(recipes / f"{PAIRS[pair]}.py"), "--decide", str(args.decide),
            "--effect", str(args.effect), "--data", str(data), "--runs", str(runs), "--quiet",
+           *(["--anyway"] if args.anyway else []),
            *[x for s in args.set for x in ("--set", s)]]
     print("$", " ".join(cmd[1:]), flush=True)
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     minutes = (time.perf_counter() - t) / 60
-    plan = next((x for x in p.stdout.splitlines() if x.startswith("decide: plan") or x.startswith("decide: none")), "")
+    said = [x for x in p.stdout.splitlines() if x.startswith("decide: ")]
+    plan = " / ".join(x for x in said if x.startswith(("decide: plan", "decide: none", "decide: to resolve",
+                                                       "decide: the effect measured")))
     final = next((x for x in reversed(p.stdout.splitlines()) if x.startswith("decide: ") and " min (" in x), "")
     models = len([d for d in runs.iterdir() if d.is_dir() and not d.name.startswith(".")]) if runs.is_dir() else 0
     per_model = [json.loads((d / "status.json").read_text()).get("minutes") for d in runs.iterdir()
@@ -71,6 +74,9 @@ def main():
     ap.add_argument("--people", type=int, default=300)
     ap.add_argument("--decide", type=int, default=6)
     ap.add_argument("--effect", type=float, default=0.05)
+    ap.add_argument("--anyway", action="store_true", help="train the best design the budget allows when none "
+                                                          "resolves --effect (the one that decides the effect "
+                                                          "measured so far, if any)")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--out", default=str(REPO / "bench" / "decide.json"))
     args = ap.parse_args()
@@ -85,7 +91,8 @@ def main():
     print(f"\n| pair | design | models | minutes | verdict | on paper, 2,700 people (x{scale:.0f} images a model) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        design = re.sub(r"^decide: ", "", r["plan"]).split(":")[0] if r["plan"] else "(no plan: decided or stopped first)"
+        plans = re.findall(r"decide: plan ([^:]+):", r["plan"])
+        design = plans[-1] if plans else ("none within the budget" if r["plan"] else "(no plan: decided first)")
         paper = r["model_minutes"] * r["models"] * scale
         print(f"| {r['pair']} ({r['child']}) | {design} | {r['models']} | {r['minutes']} | "
               f"{re.sub(r'^decide: ', '', r['final'])} | {paper:.0f} min on this CPU |")

@@ -381,3 +381,17 @@ def test_decide_with_jobs_as_typed_is_the_decide_loop_not_a_queue(twin, tmp_path
     assert "decide: " in p.stdout and "queue:" not in p.stdout, p.stdout[-2000:]
     bad = in_process("run", "recipes/oversample.py", "--decide", "3", "--jobs", "0", "--runs", tmp_path / "x")
     assert bad.returncode == 2 and "--jobs 0: at least 1" in bad.stderr
+
+
+def test_anyway_trains_the_cheapest_design_that_decides_the_effect_measured_so_far(tmp_path, planted, capsys):
+    t = planted({"p": 0.2, "c": 0.95}, design=None)  # a huge effect, and an effect asked that nothing resolves
+    c = recipes(decide=6)
+    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
+    first = t(c, None, tmp_path)
+    deciding.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, effect=0.001)
+    out = capsys.readouterr().out
+    assert "would be decided by 2 paired seeds (2 models" in out and "--anyway trains it" in out
+    assert len(t.trained) == 2  # without --anyway: nothing more
+    deciding.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, effect=0.001, anyway=True)
+    assert t.trained[2:] == [("p", (1,)), ("c", (1,))]  # one pair, not the k-fold the smallest MDE would take
+    assert json.loads((first / "metrics.json").read_text())["verdict"]["verdict"] == "supported"

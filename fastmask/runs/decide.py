@@ -166,10 +166,18 @@ def decide(recipe, data, runs_dir, overrides, fp, first, started, minutes=None, 
             if design is None:
                 would = what_would(opts, effect or v.get("min_effect", 0.02), v, v.get("total_people"))
                 print(f"decide: to resolve {effect or v.get('min_effect', 0.02):.3f}: {would}")
+                # the effect measured so far may be far larger than the one asked: a cheaper design decides it
+                measured = abs(v["delta"]) if isinstance(v.get("delta"), (int, float)) else None
+                alt = choose(opts, effect=measured, per_side=budget, minutes=left)[0] if measured else None
+                if alt is not None:
+                    print(f"decide: the effect measured so far, {v['delta']:+.3f}, would be decided by {alt.name} "
+                          f"({alt.new_models} models, about {alt.minutes:.0f} min)"
+                          + ("" if anyway else ": --anyway trains it"))
                 if not anyway:
                     reason = "no design within the budget resolves the effect (--anyway trains the best it allows)"
                     break
-                design, why = choose(opts, per_side=budget, minutes=left)
+                design, why = (alt, f"it decides the effect measured so far, {v['delta']:+.3f}") if alt else \
+                    choose(opts, per_side=budget, minutes=left)
                 if design is None:
                     reason = why
                     break
