@@ -91,7 +91,7 @@ def main():
     print(f"\n| pair | design | models | minutes | verdict | on paper, 2,700 people (x{scale:.0f} images a model) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        plans = re.findall(r"decide: plan ([^:]+):", r["plan"])
+        plans = re.findall(r"decide: plan (.+?): \d+ models? a side", r["plan"])
         design = plans[-1] if plans else ("none within the budget" if r["plan"] else "(no plan: decided first)")
         paper = r["model_minutes"] * r["models"] * scale
         print(f"| {r['pair']} ({r['child']}) | {design} | {r['models']} | {r['minutes']} | "
