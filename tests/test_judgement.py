@@ -158,6 +158,12 @@ def recipes(decide):
     return c
 
 
+def first_pair(t, c, runs):
+    """The parent's seed 0 (the parent on demand) and the child's first run, as `fastmask run c.py` leaves them."""
+    hypothesis.train_missing(c.parent, None, runs, {}, "fp1", [0], "c")
+    return t(c, None, runs)
+
+
 @pytest.fixture
 def planted(monkeypatch):
     def make(acc, design="seeds"):
@@ -177,8 +183,7 @@ def planted(monkeypatch):
 def test_decide_stops_as_soon_as_the_verdict_decides(tmp_path, planted):
     t = planted({"p": 0.2, "c": 0.95})
     c = recipes(decide=6)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
     assert t.trained[0] == ("p", (0,)) and t.trained[1] == ("c", (0,))
     assert t.trained[2:] == [("p", (1,)), ("c", (1,))]  # one pair more, then supported: no third seed
@@ -188,8 +193,7 @@ def test_decide_stops_as_soon_as_the_verdict_decides(tmp_path, planted):
 def test_decide_stops_at_the_seed_budget(tmp_path, planted):
     t = planted({"p": 0.5, "c": 0.5})
     c = recipes(decide=3)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
     m = json.loads((first / "metrics.json").read_text())
     v = m["verdict"]
@@ -222,8 +226,7 @@ def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path,
     monkeypatch.setattr(deciding, "plan_design",
                         lambda *a, **k: (Design("kfold", 5, 10, 20.0, 0.04, False), "planted", []))
     c = recipes(decide=6)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     last = hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0)
     # the parent's folds first (the parent on demand), then the child's: split and the --set that reproduces it
     assert t.splits[2:] == [("p", "kfold:5", "kfold:5"), ("c", "kfold:5", "kfold:5")]
@@ -241,8 +244,7 @@ def test_a_kfold_design_trains_both_sides_folds_and_reuses_the_parents(tmp_path,
 def test_no_design_within_the_budget_says_what_would_and_trains_nothing_more(tmp_path, planted, capsys):
     t = planted({"p": 0.5, "c": 0.52}, design=None)  # the real plan, from the noise the first pair measured
     c = recipes(decide=3)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     hypothesis.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, effect=0.001)
     out = capsys.readouterr().out
     assert "decide: none within the budget resolves it" in out and "decide: to resolve 0.001: " in out
@@ -339,8 +341,7 @@ def test_a_trainer_with_four_slots_adds_two_paired_seeds_a_round(tmp_path, plant
             self.rounds.append([(m.recipe.name, m.recipe.seed, m.sets["seed"]) for m in models])
             return [t(m.recipe, None, tmp_path, overrides=m.sets) for m in models]
     c = recipes(decide=5)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     four = Four()
     deciding.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, trainer=four)
     assert four.rounds[0] == [("p", 1, 1), ("c", 1, 1), ("p", 2, 2), ("c", 2, 2)]
@@ -386,8 +387,7 @@ def test_decide_with_jobs_as_typed_is_the_decide_loop_not_a_queue(twin, tmp_path
 def test_anyway_trains_the_cheapest_design_that_decides_the_effect_measured_so_far(tmp_path, planted, capsys):
     t = planted({"p": 0.2, "c": 0.95}, design=None)  # a huge effect, and an effect asked that nothing resolves
     c = recipes(decide=6)
-    hypothesis.train_missing(c.parent, None, tmp_path, {}, "fp1", [0], "c")
-    first = t(c, None, tmp_path)
+    first = first_pair(t, c, tmp_path)
     deciding.decide(c, None, tmp_path, {}, "fp1", first, started=0.0, effect=0.001)
     out = capsys.readouterr().out
     assert "would be decided by 2 paired seeds (2 models" in out and "--anyway trains it" in out
