@@ -33,13 +33,27 @@ def group_counts(y, p, groups, n_groups, n_classes=N_CLASSES):
     return np.bincount(idx, minlength=n_groups * 3 * n_classes).reshape(n_groups, 3, n_classes).astype(float)
 
 
+def f1_per_class(c):
+    """Per-class F1 from summed counts (..., 3, classes); 0 where a class has no image and no prediction."""
+    tp, fp, fn = c[..., 0, :], c[..., 1, :], c[..., 2, :]
+    return np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(tp + fp + fn) > 0)
+
+
 def f1_of_counts(c):
     """Macro F1 from summed counts (..., 3, classes): classes seen in labels or predictions, zero_division 0,
     as `macro_f1` (scikit-learn's f1_score, average="macro") computes it."""
-    tp, fp, fn = c[..., 0, :], c[..., 1, :], c[..., 2, :]
-    seen = (tp + fp + fn) > 0
-    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=seen)
-    return f1.sum(-1) / np.maximum(seen.sum(-1), 1)
+    seen = (c.sum(-2) > 0)
+    return f1_per_class(c).sum(-1) / np.maximum(seen.sum(-1), 1)
+
+
+def bootstrap_weights(rng, units, n):
+    """`n` draws of multinomial weights over `units` (each unit's count in one bootstrap sample), (n, units)."""
+    return rng.multinomial(units, np.full(units, 1 / units), size=n).astype(float)
+
+
+def resum(counts, w):
+    """Per-unit counts (units, 3, C) summed under bootstrap weights `w` (B, units): (B, 3, C)."""
+    return (w @ counts.reshape(len(counts), -1)).reshape(len(w), *counts.shape[1:])
 
 
 def paired_difference(y, p_a, p_b, groups, draws=400, seed=0):
@@ -48,9 +62,8 @@ def paired_difference(y, p_a, p_b, groups, draws=400, seed=0):
     codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     n = int(codes.max()) + 1 if len(codes) else 0
     a, b = group_counts(y, p_a, codes, n), group_counts(y, p_b, codes, n)
-    w = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=draws).astype(float)
-    resum = lambda c: (w @ c.reshape(n, -1)).reshape(draws, 3, -1)  # noqa: E731
-    diff = f1_of_counts(resum(a)) - f1_of_counts(resum(b))
+    w = bootstrap_weights(np.random.default_rng(seed), n, draws)
+    diff = f1_of_counts(resum(a, w)) - f1_of_counts(resum(b, w))
     return float(f1_of_counts(a.sum(0)) - f1_of_counts(b.sum(0))), float(diff.std(ddof=1))
 
 

@@ -5,8 +5,8 @@ same way (`gap_bootstrap`); and each model's own score against a chance-level pr
 import numpy as np
 import pandas as pd
 
-from fastmask.learn.metrics import f1_of_counts, group_counts
-from fastmask.report.stats import ALPHA, TASKS, bootstrap_weights, judge_deltas, score_draws
+from fastmask.learn.metrics import bootstrap_weights, f1_of_counts, group_counts
+from fastmask.report.stats import ALPHA, TASKS, judge_deltas, score_draws
 from fastmask.report.words import design_text
 
 CHANCE_DRAWS = 20    # permutations of the predictions against the labels for the chance-level macro F1

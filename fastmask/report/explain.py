@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fastmask.labels import AGE_GROUPS, CLASS_NAMES, N_CLASSES, decode
-from fastmask.learn.metrics import group_counts
+from fastmask.learn.metrics import bootstrap_weights, f1_per_class, group_counts, resum
 
 DRAWS = 400
 LEVEL = 0.95
@@ -42,12 +42,6 @@ class ClassDelta:
     support: int
 
 
-def _f1_per_class(c):
-    """Per-class F1 from counts (..., 3, classes); 0 where a class has no image and no prediction."""
-    tp, fp, fn = c[..., 0, :], c[..., 1, :], c[..., 2, :]
-    return np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(tp + fp + fn) > 0)
-
-
 def class_deltas(pairs, draws=DRAWS, seed=0, level=LEVEL):
     """Per class: child F1, parent F1, their difference and its interval under a bootstrap over people (a
     person's photos drawn together, with both models' predictions). Classes with no validation image are left
@@ -58,11 +52,10 @@ def class_deltas(pairs, draws=DRAWS, seed=0, level=LEVEL):
     n = int(codes.max()) + 1
     y = pairs["label"].to_numpy(int)
     a, b = (group_counts(y, pairs[side].to_numpy(int), codes, n) for side in ("child", "parent"))
-    w = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=draws).astype(float)
-    resum = lambda c: (w @ c.reshape(n, -1)).reshape(draws, 3, N_CLASSES)  # noqa: E731
-    diff = _f1_per_class(resum(a)) - _f1_per_class(resum(b))
+    w = bootstrap_weights(np.random.default_rng(seed), n, draws)
+    diff = f1_per_class(resum(a, w)) - f1_per_class(resum(b, w))
     lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    fc, fp = _f1_per_class(a.sum(0)), _f1_per_class(b.sum(0))
+    fc, fp = f1_per_class(a.sum(0)), f1_per_class(b.sum(0))
     support = np.bincount(y, minlength=N_CLASSES)
     return [ClassDelta(k, CLASS_NAMES[k], float(fc[k]), float(fp[k]), float(fc[k] - fp[k]), float(lo[k]),
                        float(hi[k]), int(support[k])) for k in range(N_CLASSES) if support[k]]
@@ -108,7 +101,7 @@ def errors(y, p):
     (my, _, ay), (mp, _, ap) = decode(y), decode(p)
     age_wrong = ay != ap
     boundary = age_wrong & (np.minimum(ay, ap) == 1) & (np.maximum(ay, ap) == 2)
-    f1 = _f1_per_class(group_counts(y, p, np.zeros(len(y), int), 1).sum(0))
+    f1 = f1_per_class(group_counts(y, p, np.zeros(len(y), int), 1).sum(0))
     old = np.array([decode(k)[2] == len(AGE_GROUPS) - 1 for k in range(N_CLASSES)])
     seen = np.bincount(y, minlength=N_CLASSES) > 0
     mean = lambda m: float(f1[m & seen].mean()) if (m & seen).any() else None  # noqa: E731

@@ -45,11 +45,6 @@ def resample(counts, w):
     return (w @ counts.transpose(1, 0, 2, 3).reshape(u, -1)).reshape(len(w), k, 3, c)
 
 
-def bootstrap_weights(rng, units, n):
-    """`n` draws of multinomial weights over `units` (each unit's count in one bootstrap sample), (n, units)."""
-    return rng.multinomial(units, np.full(units, 1 / units), size=n).astype(float)
-
-
 def score_draws(counts, w):
     """Observed (k,) and bootstrap (B, k) macro F1 per seed from counts (k, units, 3, C) and weights (B, units)."""
     return f1_of_counts(counts.sum(1)), f1_of_counts(resample(counts, w))
